@@ -1,0 +1,125 @@
+"""Configuration of a Causal2Vec embedding model (arXiv 2507.23386).
+
+One `config.json` describes the whole model: the BERT-style pre-encoder, the MLP connector that maps
+the pooled encoder output to one *Contextual token*, and the causal decoder that reads it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+ENCODER_POOLINGS = ("mean", "cls")
+CONTEXTUAL_POSITIONS = ("before_instruction", "before_text")
+POOLINGS = ("contextual_eos", "eos", "contextual", "mean")
+CONNECTOR_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
+
+
+class Causal2VecConfig(PreTrainedConfig):
+    r"""
+    Args:
+        encoder (`dict` or `PreTrainedConfig`):
+            Config of the lightweight bidirectional encoder (any `AutoModel` encoder: bert, roberta, ...).
+        decoder (`dict` or `PreTrainedConfig`):
+            Config of the causal LM backbone (any `AutoModel` decoder: llama, qwen2, gemma3, gpt2, ...).
+        connector_num_layers (`int`, defaults to 2):
+            Linear layers in the MLP connector (1 = a single projection).
+        connector_hidden_size (`int`, *optional*):
+            Width of the connector's hidden layers; defaults to the decoder hidden size.
+        connector_output_size (`int`, *optional*):
+            Output width of the connector. It must equal the decoder hidden size: the Contextual token is
+            an input embedding of the decoder. Left unset it is taken from the decoder.
+        connector_activation (`str`, defaults to `"gelu"`): one of `gelu`, `relu`, `silu`, `tanh`.
+        encoder_pooling (`str`, defaults to `"mean"`):
+            How the encoder's token states become one vector: `mean` (masked mean, what sentence encoders
+            such as all-MiniLM-L6-v2 were trained with) or `cls` (the first token's state).
+        contextual_position (`str`, defaults to `"before_instruction"`):
+            Where the Contextual token C sits in the decoder input. `before_instruction`:
+            `[BOS] C instruction text EOS`, so that the instruction tokens also see the summary of the text
+            (the paper prepends C to the whole LLM input). `before_text`: `[BOS] instruction C text EOS`.
+        pooling (`str`, defaults to `"contextual_eos"`):
+            `contextual_eos` concatenates the last hidden states of C and EOS (the paper's method); `eos`,
+            `contextual` and `mean` (over all real decoder tokens) are ablations.
+        encoder_max_length (`int`, defaults to 512): encoder tokens per text, special tokens included.
+        decoder_max_length (`int`, defaults to 512): decoder tokens per text, BOS, C and EOS included.
+        prompt_template (`str`): How an instruction becomes a query prompt; must contain `{}` once.
+            A text that starts with a prompt of this form has the prompt routed to the decoder only.
+        query_instruction (`str`): Default instruction for queries (`encode(..., prompt_name="query")`).
+    """
+
+    model_type: ClassVar[str] = "causal2vec"
+    sub_configs_defaults: ClassVar[dict] = {
+        "encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert"),
+        "decoder": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
+    }
+
+    encoder: PreTrainedConfig | dict | None = None
+    decoder: PreTrainedConfig | dict | None = None
+    connector_num_layers: int = 2
+    connector_hidden_size: int | None = None
+    connector_output_size: int | None = None
+    connector_activation: str = "gelu"
+    encoder_pooling: str = "mean"
+    contextual_position: str = "before_instruction"
+    pooling: str = "contextual_eos"
+    encoder_max_length: int = 512
+    decoder_max_length: int = 512
+    prompt_template: str = "Instruct: {}\nQuery: "
+    query_instruction: str = "Given a web search query, retrieve relevant passages that answer the query"
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self._check("encoder_pooling", ENCODER_POOLINGS)
+        self._check("contextual_position", CONTEXTUAL_POSITIONS)
+        self._check("pooling", POOLINGS)
+        self._check("connector_activation", CONNECTOR_ACTIVATIONS)
+        hidden = self.decoder.hidden_size
+        if self.connector_output_size is None:
+            self.connector_output_size = hidden
+        if self.connector_output_size != hidden:
+            raise ValueError(
+                f"connector_output_size={self.connector_output_size} but the decoder hidden size is {hidden}: "
+                "the Contextual token is a decoder input embedding, so they must be equal"
+            )
+        if self.connector_hidden_size is None:
+            self.connector_hidden_size = hidden
+        if self.connector_num_layers < 1:
+            raise ValueError(f"connector_num_layers must be >= 1, got {self.connector_num_layers}")
+        if self.encoder_max_length < 3 or self.decoder_max_length < 4:
+            raise ValueError(
+                "encoder_max_length must be >= 3 and decoder_max_length >= 4 (room for special tokens, C, EOS "
+                f"and one text token), got {self.encoder_max_length} and {self.decoder_max_length}"
+            )
+        if self.prompt_template.count("{}") != 1:
+            raise ValueError(f"prompt_template must contain '{{}}' exactly once, got {self.prompt_template!r}")
+
+    def _check(self, name: str, allowed: tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        if value not in allowed:
+            raise ValueError(f"Unknown {name} {value!r}; expected one of {', '.join(allowed)}")
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the text embedding `pooling` produces."""
+        hidden = self.decoder.hidden_size
+        return 2 * hidden if self.pooling == "contextual_eos" else hidden
+
+    def query_prompt(self, instruction: str | None = None) -> str:
+        """The prompt string for a query with this instruction (default: `query_instruction`)."""
+        return self.prompt_template.format(instruction or self.query_instruction)
+
+
+def split_prompt(text: str, template: str) -> tuple[str, str]:
+    """Split `text` into (prompt, body) when it starts with a prompt made from `template`.
+
+    Sentence-transformers prepends prompts to the text; this recovers the instruction so that it goes to the
+    decoder only, as `model.encode(..., prompt=...)` does. Texts without such a prefix return `("", text)`.
+    """
+    head, tail = template.split("{}")
+    match = re.match(re.escape(head) + r"(.*?)" + re.escape(tail), text, flags=re.DOTALL) if head or tail else None
+    if match is None or not match.group(1):
+        return "", text
+    return text[: match.end()], text[match.end() :]

@@ -1,0 +1,377 @@
+"""Causal2Vec: a causal LM turned text embedder by one Contextual token (arXiv 2507.23386).
+
+Top to bottom like the paper: a BERT-style encoder reads the text and is pooled into one vector
+(`pool_encoder`), an MLP connector maps it to the decoder's hidden size (the Contextual token C),
+C replaces a placeholder slot in the decoder's `inputs_embeds`, the unmodified causal decoder runs,
+and the embedding is the concatenation of the last hidden states of C and EOS (`pool_decoder`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.utils import ModelOutput
+
+try:
+    from .configuration_causal2vec import Causal2VecConfig
+    from .tokenization_causal2vec import Causal2VecTokenizer, check_texts
+except ImportError:  # imported from a source checkout rather than as Hub remote code
+    from configuration_causal2vec import Causal2VecConfig
+    from tokenization_causal2vec import Causal2VecTokenizer, check_texts
+
+
+class Causal2VecConnector(nn.Module):
+    """MLP from the pooled encoder output to one decoder input embedding (the Contextual token)."""
+
+    def __init__(self, config: Causal2VecConfig):
+        super().__init__()
+        sizes = [config.encoder.hidden_size]
+        sizes += [config.connector_hidden_size] * (config.connector_num_layers - 1) + [config.connector_output_size]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+        self.act = ACT2FN[config.connector_activation]
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            pooled = layer(pooled if i == 0 else self.act(pooled))
+        return pooled
+
+
+@dataclass
+class Causal2VecOutput(ModelOutput):
+    """`sentence_embedding` comes first so that `pipeline("feature-extraction")` returns it."""
+
+    sentence_embedding: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+    contextual_token: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+class Causal2VecPreTrainedModel(PreTrainedModel):
+    config_class = Causal2VecConfig
+    base_model_prefix = "causal2vec"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, Causal2VecConnector):
+            std = getattr(self.config.decoder, "initializer_range", 0.02)
+            for layer in module.layers:
+                nn.init.normal_(layer.weight, std=std)
+                nn.init.zeros_(layer.bias)
+        else:
+            super()._init_weights(module)
+
+
+class Causal2VecModel(Causal2VecPreTrainedModel):
+    def __init__(self, config: Causal2VecConfig):
+        super().__init__(config)
+        self.encoder = AutoModel.from_config(config.encoder)
+        if getattr(self.encoder, "pooler", None) is not None:
+            self.encoder.pooler = None  # unused: Causal2Vec pools the token states itself
+        self.connector = Causal2VecConnector(config)
+        self.decoder = AutoModel.from_config(config.decoder)
+        self._tokenizer: Causal2VecTokenizer | None = None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.decoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.decoder.set_input_embeddings(value)
+
+    def contextual_token(self, encoder_input_ids: torch.Tensor, encoder_attention_mask: torch.Tensor) -> torch.Tensor:
+        """Encode the text with the encoder, pool it and map it to one decoder embedding: (batch, hidden)."""
+        states = self.encoder(input_ids=encoder_input_ids, attention_mask=encoder_attention_mask).last_hidden_state
+        if self.config.encoder_pooling == "cls":
+            pooled = states[:, 0]
+        else:
+            mask = encoder_attention_mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return self.connector(pooled)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_input_ids: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        contextual_index: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> Causal2VecOutput:
+        """Embed a batch made by `Causal2VecTokenizer` (any padding side)."""
+        missing = [
+            n
+            for n, v in (
+                ("input_ids", input_ids),
+                ("encoder_input_ids", encoder_input_ids),
+                ("contextual_index", contextual_index),
+            )
+            if v is None
+        ]
+        if missing:
+            raise ValueError(f"Causal2VecModel.forward needs {', '.join(missing)}: tokenize with Causal2VecTokenizer")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if encoder_attention_mask is None:
+            encoder_attention_mask = torch.ones_like(encoder_input_ids)
+        # rank of each real token within its row: the position id, and how C and EOS are found
+        rank = attention_mask.long().cumsum(1) - 1
+        real = attention_mask.bool()
+        is_c = real & (rank == contextual_index.to(rank.device).view(-1, 1))
+        is_eos = real & (rank == (attention_mask.sum(1, keepdim=True) - 1))
+        if not bool(is_c.any(1).all()):
+            raise ValueError("contextual_index points outside a row's tokens")
+
+        c = self.contextual_token(encoder_input_ids, encoder_attention_mask)
+        embeds = self.decoder.get_input_embeddings()(input_ids)
+        embeds = torch.where(is_c.unsqueeze(-1), c.unsqueeze(1).to(embeds.dtype), embeds)
+        out = self.decoder(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=rank.clamp(min=0),
+            output_hidden_states=output_hidden_states,
+            use_cache=False,
+            return_dict=True,
+        )
+        hidden = out.last_hidden_state
+        return Causal2VecOutput(
+            sentence_embedding=self.pool_decoder(hidden, real, is_c, is_eos),
+            last_hidden_state=hidden,
+            contextual_token=c,
+            hidden_states=out.hidden_states,
+        )
+
+    def pool_decoder(
+        self, hidden: torch.Tensor, real: torch.Tensor, is_c: torch.Tensor, is_eos: torch.Tensor
+    ) -> torch.Tensor:
+        """Turn the decoder's last hidden states into the text embedding, per `config.pooling`."""
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        c_state = hidden[rows, is_c.int().argmax(1)]
+        eos_state = hidden[rows, is_eos.int().argmax(1)]
+        if self.config.pooling == "contextual_eos":
+            return torch.cat([c_state, eos_state], dim=-1)
+        if self.config.pooling == "eos":
+            return eos_state
+        if self.config.pooling == "contextual":
+            return c_state
+        mask = real.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1)
+
+    # ---- building, loading and saving -------------------------------------------------------------------
+
+    @classmethod
+    def from_parts(
+        cls,
+        decoder: str | os.PathLike | PreTrainedModel,
+        encoder: str | os.PathLike | PreTrainedModel,
+        decoder_tokenizer: Any = None,
+        encoder_tokenizer: Any = None,
+        decoder_kwargs: dict[str, Any] | None = None,
+        **config_kwargs: Any,
+    ) -> Causal2VecModel:
+        """Build a new (untrained-connector) Causal2Vec model from any pretrained decoder and encoder.
+
+        `decoder`/`encoder` are paths or loaded models (a causal LM's head is dropped); tokenizers default to
+        the ones stored with each part. `decoder_kwargs` go to the decoder's `from_pretrained` (e.g.
+        `gguf_file`). `config_kwargs` set `Causal2VecConfig` fields. The tokenizer is attached as
+        `model.tokenizer` and saved by `save_pretrained`.
+        """
+        decoder_kwargs = decoder_kwargs or {}
+        if not isinstance(decoder, PreTrainedModel):
+            decoder_tokenizer = decoder_tokenizer or AutoTokenizer.from_pretrained(decoder, **decoder_kwargs)
+            decoder = AutoModel.from_pretrained(decoder, **decoder_kwargs)
+        if not isinstance(encoder, PreTrainedModel):
+            encoder_tokenizer = encoder_tokenizer or AutoTokenizer.from_pretrained(encoder)
+            encoder = AutoModel.from_pretrained(encoder)
+        if decoder_tokenizer is None or encoder_tokenizer is None:
+            raise ValueError("pass decoder_tokenizer and encoder_tokenizer along with loaded models")
+        decoder = decoder.base_model  # drop an LM head if any
+        config = Causal2VecConfig(
+            encoder=_portable_config(encoder.config), decoder=_portable_config(decoder.config), **config_kwargs
+        )
+        model = cls(config)
+        model.decoder.load_state_dict(decoder.state_dict())
+        missing, unexpected = model.encoder.load_state_dict(encoder.base_model.state_dict(), strict=False)
+        unexpected = [k for k in unexpected if not k.startswith("pooler.")]
+        if missing or unexpected:
+            raise ValueError(f"encoder weights do not fit: missing {missing}, unexpected {unexpected}")
+        model.tokenizer = build_tokenizer(config, decoder_tokenizer, encoder_tokenizer)
+        return model
+
+    @property
+    def tokenizer(self) -> Causal2VecTokenizer:
+        """The checkpoint's tokenizer, loaded from the model's folder on first use."""
+        if self._tokenizer is None:
+            path = self.config.name_or_path
+            try:
+                self._tokenizer = Causal2VecTokenizer.from_pretrained(path)
+            except (OSError, ValueError) as err:
+                raise OSError(
+                    f"no Causal2Vec tokenizer could be loaded from {path!r}; set model.tokenizer = "
+                    "AutoTokenizer.from_pretrained(..., trust_remote_code=True)"
+                ) from err
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, value: Causal2VecTokenizer) -> None:
+        self._tokenizer = value
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """Save weights, config and remote code, plus the tokenizer and sentence-transformers files."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self._tokenizer is not None:
+            self._tokenizer.save_pretrained(save_directory)
+        write_sentence_transformers_files(Path(save_directory), self.config)
+
+    # ---- inference ----------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        normalize_embeddings: bool = False,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+    ):
+        """Embed texts, sentence-transformers style.
+
+        `prompt` is prepended to every text (its instruction reaches the decoder only; use
+        `config.query_prompt(instruction)` to build one); `prompt_name="query"` uses the configured query
+        prompt, `"document"` none. Texts run in length-sorted batches and come back in input order.
+        `dtype` (e.g. `torch.bfloat16`) runs the forward under autocast. A single string gives a 1-D result;
+        an empty list gives shape (0, dim).
+        """
+        single = isinstance(sentences, str)
+        texts = check_texts(sentences)
+        if prompt_name is not None:
+            if prompt is not None:
+                raise ValueError("pass prompt or prompt_name, not both")
+            prompts = {"query": self.config.query_prompt(), "document": ""}
+            if prompt_name not in prompts:
+                raise ValueError(f"unknown prompt_name {prompt_name!r}; expected one of {sorted(prompts)}")
+            prompt = prompts[prompt_name]
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        texts = [(prompt or "") + t for t in texts]
+        device = torch.device(device) if device is not None else self.device
+        if device != self.device:
+            self.to(device)
+        was_training = self.training
+        self.eval()
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if show_progress_bar is None:
+            show_progress_bar = len(chunks) > 1 and _logger_shows_info()
+        out = torch.empty(len(texts), self.config.embedding_dim, dtype=torch.float32, device=device)
+        autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+        for chunk in _progress(chunks, show_progress_bar):
+            batch = self.tokenizer([texts[i] for i in chunk], return_tensors="pt").to(device)
+            with autocast:
+                emb = self(**batch).sentence_embedding.float()
+            if normalize_embeddings:
+                emb = nn.functional.normalize(emb, dim=-1)
+            out[torch.tensor(chunk, device=device)] = emb
+        self.train(was_training)
+        if single:
+            out = out[0]
+        if convert_to_tensor:
+            return out
+        return out.cpu().numpy() if convert_to_numpy else list(out.cpu())
+
+
+def build_tokenizer(config: Causal2VecConfig, decoder_tokenizer: Any, encoder_tokenizer: Any) -> Causal2VecTokenizer:
+    """Wrap a decoder tokenizer and an encoder tokenizer into one `Causal2VecTokenizer` for `config`."""
+    import tempfile
+
+    bos = decoder_tokenizer.bos_token_id
+    adds_bos = bos is not None and decoder_tokenizer("a")["input_ids"][:1] == [bos]
+    with tempfile.TemporaryDirectory() as tmp:
+        decoder_tokenizer.save_pretrained(tmp)
+        tokenizer = Causal2VecTokenizer(
+            tokenizer_file=os.path.join(tmp, "tokenizer.json"),
+            **_special_tokens(decoder_tokenizer),
+            encoder_max_length=config.encoder_max_length,
+            decoder_max_length=config.decoder_max_length,
+            contextual_position=config.contextual_position,
+            prompt_template=config.prompt_template,
+            decoder_add_bos=adds_bos,
+            encoder_tokenizer=encoder_tokenizer,
+        )
+    tokenizer.padding_side = decoder_tokenizer.padding_side
+    return tokenizer
+
+
+def _portable_config(config: Any) -> Any:
+    """A part's config without what ties it to one machine or file (local paths, GGUF quantization)."""
+    fields = config.to_dict()
+    for key in ("_name_or_path", "_model_name_or_path", "architectures", "quantization_config", "transformers_version"):
+        fields.pop(key, None)
+    return AutoConfig.for_model(**fields)
+
+
+def _special_tokens(tokenizer: Any) -> dict[str, Any]:
+    names = ("bos_token", "eos_token", "unk_token", "pad_token")
+    tokens = {name: getattr(tokenizer, name) for name in names if getattr(tokenizer, name, None) is not None}
+    if "pad_token" not in tokens:
+        tokens["pad_token"] = tokens.get("eos_token")
+    return tokens
+
+
+def write_sentence_transformers_files(folder: Path, config: Causal2VecConfig) -> None:
+    """Files that let `SentenceTransformer(folder, trust_remote_code=True)` load this model."""
+    files = {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"}
+        ],
+        "sentence_bert_config.json": {
+            "transformer_task": "feature-extraction",
+            "modality_config": {"text": {"method": "forward", "method_output_name": "sentence_embedding"}},
+            "module_output_name": "sentence_embedding",
+        },
+        "config_sentence_transformers.json": {
+            "model_type": "SentenceTransformer",
+            "prompts": {"query": config.query_prompt(), "document": ""},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    }
+    for name, content in files.items():
+        (folder / name).write_text(json.dumps(content, indent=2) + "\n")
+
+
+def _logger_shows_info() -> bool:
+    from transformers.utils import logging
+
+    return logging.get_verbosity() <= logging.INFO
+
+
+def _progress(items: list, enabled: bool):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm  # a dependency of transformers
+
+    return tqdm(items, desc="Batches")
+
+
+Causal2VecConfig.register_for_auto_class()
+Causal2VecModel.register_for_auto_class("AutoModel")
+Causal2VecTokenizer.register_for_auto_class("AutoTokenizer")

@@ -1,0 +1,62 @@
+"""`python -m train init`: assemble an untrained Causal2Vec checkpoint from a decoder and an encoder."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the model files live at the repo root, as on the Hub
+    sys.path.insert(0, str(ROOT))
+
+from modeling_causal2vec import Causal2VecModel  # noqa: E402
+from train.parts import default_decoder_path, default_encoder_path  # noqa: E402
+
+
+def prepare_output(path: str | Path, overwrite: bool) -> Path:
+    """Return `path` as an empty folder; refuse to touch a non-empty one unless `overwrite`."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} is not empty; pass --overwrite to replace what is in it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def build_model(
+    decoder: str | None = None, encoder: str | None = None, gguf_file: str | None = None, **config_kwargs: Any
+) -> Causal2VecModel:
+    """A new Causal2Vec model; with no paths, the default SmolLM2-135M-Instruct + all-MiniLM-L6-v2."""
+    decoder = decoder or str(default_decoder_path())
+    encoder = encoder or str(default_encoder_path())
+    decoder_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    return Causal2VecModel.from_parts(decoder, encoder, decoder_kwargs=decoder_kwargs, **config_kwargs)
+
+
+def init(
+    output: str,
+    decoder: str | None,
+    encoder: str | None,
+    gguf_file: str | None,
+    overwrite: bool,
+    config_kwargs: dict[str, Any],
+) -> Path:
+    from train.card import write_model_card
+
+    out = prepare_output(output, overwrite)
+    model = build_model(decoder, encoder, gguf_file, **config_kwargs)
+    model.save_pretrained(out)
+    write_model_card(
+        out,
+        model.config,
+        base_models=[
+            decoder or "HuggingFaceTB/SmolLM2-135M-Instruct",
+            encoder or "sentence-transformers/all-MiniLM-L6-v2",
+        ],
+    )
+    return out

@@ -55,6 +55,71 @@ class Causal2VecOutput(ModelOutput):
     hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
+class EmbedderMixin:
+    """`encode()` for any module with `.tokenizer`, `.config.query_prompt()` and a forward that returns
+    `.sentence_embedding` (Causal2VecModel, and the baselines in `evaluation/baselines.py`)."""
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        normalize_embeddings: bool = False,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+    ):
+        """Embed texts, sentence-transformers style.
+
+        `prompt` is prepended to every text (its instruction reaches the decoder only; use
+        `config.query_prompt(instruction)` to build one); `prompt_name="query"` uses the configured query
+        prompt, `"document"` none. Texts run in length-sorted batches and come back in input order.
+        `dtype` (e.g. `torch.bfloat16`) runs the forward under autocast. A single string gives a 1-D result;
+        an empty list gives shape (0, dim).
+        """
+        single = isinstance(sentences, str)
+        texts = check_texts(sentences)
+        if prompt_name is not None:
+            if prompt is not None:
+                raise ValueError("pass prompt or prompt_name, not both")
+            prompts = {"query": self.config.query_prompt(), "document": ""}
+            if prompt_name not in prompts:
+                raise ValueError(f"unknown prompt_name {prompt_name!r}; expected one of {sorted(prompts)}")
+            prompt = prompts[prompt_name]
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        texts = [(prompt or "") + t for t in texts]
+        current = next(self.parameters()).device
+        device = torch.device(device) if device is not None else current
+        if device != current:
+            self.to(device)
+        was_training = self.training
+        self.eval()
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if show_progress_bar is None:
+            show_progress_bar = len(chunks) > 1 and _logger_shows_info()
+        out = torch.empty(len(texts), self.config.embedding_dim, dtype=torch.float32, device=device)
+        autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+        for chunk in _progress(chunks, show_progress_bar):
+            batch = self.tokenizer([texts[i] for i in chunk], return_tensors="pt").to(device)
+            with autocast:
+                emb = self(**batch).sentence_embedding.float()
+            if normalize_embeddings:
+                emb = nn.functional.normalize(emb, dim=-1)
+            out[torch.tensor(chunk, device=device)] = emb
+        self.train(was_training)
+        if single:
+            out = out[0]
+        if convert_to_tensor:
+            return out
+        return out.cpu().numpy() if convert_to_numpy else list(out.cpu())
+
+
 class Causal2VecPreTrainedModel(PreTrainedModel):
     config_class = Causal2VecConfig
     base_model_prefix = "causal2vec"
@@ -73,7 +138,7 @@ class Causal2VecPreTrainedModel(PreTrainedModel):
             super()._init_weights(module)
 
 
-class Causal2VecModel(Causal2VecPreTrainedModel):
+class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
     def __init__(self, config: Causal2VecConfig):
         super().__init__(config)
         self.encoder = AutoModel.from_config(config.encoder)
@@ -235,67 +300,6 @@ class Causal2VecModel(Causal2VecPreTrainedModel):
         if self._tokenizer is not None:
             self._tokenizer.save_pretrained(save_directory)
         write_sentence_transformers_files(Path(save_directory), self.config)
-
-    # ---- inference ----------------------------------------------------------------------------------------
-
-    @torch.inference_mode()
-    def encode(
-        self,
-        sentences: str | Sequence[str],
-        prompt_name: str | None = None,
-        prompt: str | None = None,
-        batch_size: int = 32,
-        show_progress_bar: bool | None = None,
-        convert_to_numpy: bool = True,
-        convert_to_tensor: bool = False,
-        normalize_embeddings: bool = False,
-        dtype: torch.dtype | None = None,
-        device: str | torch.device | None = None,
-    ):
-        """Embed texts, sentence-transformers style.
-
-        `prompt` is prepended to every text (its instruction reaches the decoder only; use
-        `config.query_prompt(instruction)` to build one); `prompt_name="query"` uses the configured query
-        prompt, `"document"` none. Texts run in length-sorted batches and come back in input order.
-        `dtype` (e.g. `torch.bfloat16`) runs the forward under autocast. A single string gives a 1-D result;
-        an empty list gives shape (0, dim).
-        """
-        single = isinstance(sentences, str)
-        texts = check_texts(sentences)
-        if prompt_name is not None:
-            if prompt is not None:
-                raise ValueError("pass prompt or prompt_name, not both")
-            prompts = {"query": self.config.query_prompt(), "document": ""}
-            if prompt_name not in prompts:
-                raise ValueError(f"unknown prompt_name {prompt_name!r}; expected one of {sorted(prompts)}")
-            prompt = prompts[prompt_name]
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        texts = [(prompt or "") + t for t in texts]
-        device = torch.device(device) if device is not None else self.device
-        if device != self.device:
-            self.to(device)
-        was_training = self.training
-        self.eval()
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        if show_progress_bar is None:
-            show_progress_bar = len(chunks) > 1 and _logger_shows_info()
-        out = torch.empty(len(texts), self.config.embedding_dim, dtype=torch.float32, device=device)
-        autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-        for chunk in _progress(chunks, show_progress_bar):
-            batch = self.tokenizer([texts[i] for i in chunk], return_tensors="pt").to(device)
-            with autocast:
-                emb = self(**batch).sentence_embedding.float()
-            if normalize_embeddings:
-                emb = nn.functional.normalize(emb, dim=-1)
-            out[torch.tensor(chunk, device=device)] = emb
-        self.train(was_training)
-        if single:
-            out = out[0]
-        if convert_to_tensor:
-            return out
-        return out.cpu().numpy() if convert_to_numpy else list(out.cpu())
 
 
 def build_tokenizer(config: Causal2VecConfig, decoder_tokenizer: Any, encoder_tokenizer: Any) -> Causal2VecTokenizer:

@@ -60,3 +60,51 @@ def init(
         ],
     )
     return out
+
+
+TINY_DECODER = {
+    "model_type": "llama",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
+TINY_ENCODER = {
+    "model_type": "bert",
+    "hidden_size": 24,
+    "intermediate_size": 48,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+}
+
+
+def build_random(
+    decoder: dict[str, Any] | None = None, encoder: dict[str, Any] | None = None, seed: int = 0, **config_kwargs: Any
+) -> Causal2VecModel:
+    """A randomly initialised Causal2Vec model of any families, with the default parts' real tokenizers.
+
+    `decoder`/`encoder` are config dicts with a `model_type` (defaults: tiny llama and bert); vocabulary sizes
+    are taken from the SmolLM2 and MiniLM tokenizers. Used by `train/configs/tiny.yaml` and the tests.
+    """
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    from configuration_causal2vec import Causal2VecConfig
+    from modeling_causal2vec import build_tokenizer
+
+    decoder_tokenizer = AutoTokenizer.from_pretrained(default_decoder_path())
+    encoder_tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
+    dec = dict(decoder or TINY_DECODER)
+    enc = dict(encoder or TINY_ENCODER)
+    dec.setdefault("vocab_size", len(decoder_tokenizer))
+    enc.setdefault("vocab_size", len(encoder_tokenizer))
+    for ids in (dec, enc):
+        ids.setdefault("pad_token_id", 0)
+    dec.setdefault("bos_token_id", decoder_tokenizer.bos_token_id)
+    dec.setdefault("eos_token_id", decoder_tokenizer.eos_token_id)
+    config = Causal2VecConfig(decoder=AutoConfig.for_model(**dec), encoder=AutoConfig.for_model(**enc), **config_kwargs)
+    torch.manual_seed(seed)
+    model = Causal2VecModel(config)
+    model.tokenizer = build_tokenizer(config, decoder_tokenizer, encoder_tokenizer)
+    return model

@@ -107,6 +107,11 @@ class Causal2VecConfig(PreTrainedConfig):
         hidden = self.decoder.hidden_size
         return 2 * hidden if self.pooling == "contextual_eos" else hidden
 
+    @property
+    def projection_dim(self) -> int:
+        """Alias of `embedding_dim`: what sentence-transformers reads as a model's output size."""
+        return self.embedding_dim
+
     def query_prompt(self, instruction: str | None = None) -> str:
         """The prompt string for a query with this instruction (default: `query_instruction`)."""
         return self.prompt_template.format(instruction or self.query_instruction)

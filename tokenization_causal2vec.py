@@ -93,6 +93,9 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        folder = os.path.join(str(pretrained_model_name_or_path), kwargs.get("subfolder") or "")
+        if os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "tokenizer.json")):
+            raise OSError(f"{folder} has no tokenizer.json: a Causal2Vec checkpoint keeps the decoder tokenizer there")
         tokenizer = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
         try:

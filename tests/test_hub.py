@@ -1,0 +1,99 @@
+"""A saved folder is Hub-ready: a fresh process loads it offline through every Hub interface."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+from conftest import TEXTS
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer, pipeline
+    from sentence_transformers import SentenceTransformer
+
+    path, texts = sys.argv[1], json.loads(sys.argv[2])
+    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
+    model = AutoModel.from_pretrained(path, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
+    extractor = pipeline("feature-extraction", model=path, trust_remote_code=True)
+    st = SentenceTransformer(path, trust_remote_code=True)
+    local = sorted(m for m in sys.modules if m.split(".")[0] in ("modeling_causal2vec", "train"))
+    out = {
+        "classes": [type(config).__name__, type(model).__name__, type(tokenizer).__name__],
+        "modules": [type(model).__module__, type(tokenizer).__module__],
+        "local_imports": local,
+        "encode": model.encode(texts).tolist(),
+        "query": model.encode(texts, prompt_name="query").tolist(),
+        "pipeline": [extractor(t)[0] for t in texts],
+        "st": st.encode(texts).tolist(),
+        "st_query": st.encode(texts, prompt_name="query").tolist(),
+        "st_dim": st.get_sentence_embedding_dimension(),
+    }
+    print(json.dumps(out))
+    """
+)
+
+
+def test_fresh_process_loads_offline_through_hub_interfaces(tiny, tmp_path):
+    folder = tmp_path / "model"
+    tiny.save_pretrained(folder)
+    expected = tiny.encode(TEXTS)
+    expected_query = tiny.encode(TEXTS, prompt_name="query")
+    script = tmp_path / "load.py"
+    script.write_text(SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    proc = subprocess.run(
+        [sys.executable, "-I", str(script), str(folder), json.dumps(TEXTS)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["classes"] == ["Causal2VecConfig", "Causal2VecModel", "Causal2VecTokenizer"]
+    assert all(m.startswith("transformers_modules.") for m in out["modules"]), "loaded as remote code"
+    assert out["local_imports"] == [], "the project's source tree was not importable"
+    np.testing.assert_allclose(out["encode"], expected, atol=1e-5)
+    np.testing.assert_allclose(out["query"], expected_query, atol=1e-5)
+    np.testing.assert_allclose(out["pipeline"], expected, atol=1e-5)
+    np.testing.assert_allclose(out["st"], expected, atol=1e-5)
+    np.testing.assert_allclose(out["st_query"], expected_query, atol=1e-5)
+    assert out["st_dim"] == tiny.config.embedding_dim
+
+
+def test_saved_folder_contents(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "modeling_causal2vec.py",
+        "configuration_causal2vec.py",
+        "tokenization_causal2vec.py",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "encoder_tokenizer",
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+    } <= names
+    assert not any(n.endswith((".bin", ".pt", ".pth", ".pkl")) for n in names), "no pickles"
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_causal2vec.Causal2VecConfig",
+        "AutoModel": "modeling_causal2vec.Causal2VecModel",
+    }
+    tok_config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert tok_config["auto_map"]["AutoTokenizer"][0] == "tokenization_causal2vec.Causal2VecTokenizer"
+    st = json.loads((tmp_path / "config_sentence_transformers.json").read_text())
+    assert st["prompts"]["query"] == tiny.config.query_prompt()

@@ -1,0 +1,183 @@
+"""Causal2VecModel: families, pooling, invariants and save/load on tiny random models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import TEXTS
+from transformers import AutoModel, AutoTokenizer
+
+from train.build import TINY_DECODER, TINY_ENCODER, build_random
+
+SMALL = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
+DECODERS = {
+    "llama": TINY_DECODER,
+    "mistral": {"model_type": "mistral", **SMALL},
+    "qwen2": {"model_type": "qwen2", **SMALL},
+    "qwen3": {"model_type": "qwen3", "head_dim": 8, **SMALL},
+    "gemma3_text": {"model_type": "gemma3_text", "head_dim": 8, **SMALL},
+    "gemma2": {"model_type": "gemma2", "head_dim": 8, **SMALL},
+    "phi3": {"model_type": "phi3", **SMALL},
+    "gpt2": {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 4},
+}
+ENCODERS = {
+    "bert": TINY_ENCODER,
+    "roberta": {**TINY_ENCODER, "model_type": "roberta", "pad_token_id": 1, "max_position_embeddings": 600},
+    "distilbert": {"model_type": "distilbert", "dim": 24, "hidden_dim": 48, "n_layers": 2, "n_heads": 2},
+    "modernbert": {
+        "model_type": "modernbert",
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+    },
+}
+
+
+def roundtrip(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
+    return loaded
+
+
+@pytest.mark.parametrize("family", DECODERS)
+def test_decoder_families(family, tmp_path):
+    model = build_random(decoder=DECODERS[family])
+    assert model.config.decoder.model_type == family
+    emb = model.encode(TEXTS)
+    assert emb.shape == (len(TEXTS), 2 * model.config.decoder.hidden_size)
+    assert np.isfinite(emb).all()
+    loaded = roundtrip(model, tmp_path)
+    np.testing.assert_allclose(loaded.encode(TEXTS), emb, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ENCODERS)
+def test_encoder_families(family, tmp_path):
+    model = build_random(encoder=ENCODERS[family])
+    assert model.config.encoder.model_type == family
+    emb = model.encode(TEXTS)
+    assert emb.shape == (len(TEXTS), 64) and np.isfinite(emb).all()
+    np.testing.assert_allclose(roundtrip(model, tmp_path).encode(TEXTS), emb, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["contextual_eos", "eos", "contextual", "mean"])
+def test_pooling_definitions(pooling):
+    """Each pooling picks exactly the decoder states it names (checked against the raw hidden states)."""
+    model = build_random(pooling=pooling).eval()
+    batch = model.tokenizer(TEXTS[:3], return_tensors="pt")
+    with torch.no_grad():
+        out = model(**batch)
+    hidden, mask = out.last_hidden_state, batch["attention_mask"]
+    for row in range(3):
+        n = int(mask[row].sum())
+        real = hidden[row, :n]  # right padding: real tokens first
+        c, eos = real[int(batch["contextual_index"][row])], real[n - 1]
+        expected = {"contextual_eos": torch.cat([c, eos]), "eos": eos, "contextual": c, "mean": real.mean(0)}[pooling]
+        torch.testing.assert_close(out.sentence_embedding[row], expected)
+    assert model.config.embedding_dim == out.sentence_embedding.shape[-1]
+
+
+def test_invariant_to_batch_size_order_and_padding_side(tiny):
+    reference = np.stack([tiny.encode(t) for t in TEXTS])  # one text per batch: no padding at all
+    np.testing.assert_allclose(tiny.encode(TEXTS, batch_size=len(TEXTS)), reference, atol=1e-5)
+    np.testing.assert_allclose(tiny.encode(TEXTS, batch_size=2), reference, atol=1e-5)
+    order = [3, 0, 4, 2, 1]
+    np.testing.assert_allclose(tiny.encode([TEXTS[i] for i in order]), reference[order], atol=1e-5)
+    tiny.tokenizer.padding_side = "left"
+    left = tiny.tokenizer(TEXTS, return_tensors="pt")
+    assert left["attention_mask"][:, 0].min() == 0, "the batch really is left-padded"
+    np.testing.assert_allclose(tiny.encode(TEXTS, batch_size=len(TEXTS)), reference, atol=1e-5)
+
+
+def test_contextual_token_is_used(tiny):
+    """Changing only the encoder's input changes the embedding: C carries information."""
+    batch = tiny.tokenizer(["The cat sleeps."], return_tensors="pt")
+    other = tiny.tokenizer(["A completely different sentence about rockets."], return_tensors="pt")
+    with torch.no_grad():
+        base = tiny(**batch).sentence_embedding
+        swapped = tiny(
+            **{
+                **batch,
+                "encoder_input_ids": other["encoder_input_ids"],
+                "encoder_attention_mask": other["encoder_attention_mask"],
+            }
+        ).sentence_embedding
+    assert (base - swapped).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("position", ["before_instruction", "before_text"])
+def test_contextual_token_position(position):
+    model = build_random(contextual_position=position).eval()
+    tok = model.tokenizer
+    prompt = model.config.query_prompt("Find the answer")
+    text = "What is the capital of France?"
+    batch = tok([prompt + text], return_tensors="pt")
+    ids = batch["input_ids"][0].tolist()
+    prompt_ids = tok.backend_tokenizer.encode(prompt, add_special_tokens=False).ids
+    text_ids = tok.backend_tokenizer.encode(text, add_special_tokens=False).ids
+    index = int(batch["contextual_index"][0])
+    if position == "before_instruction":
+        assert index == 0 and ids[1 : 1 + len(prompt_ids)] == prompt_ids
+    else:
+        assert index == len(prompt_ids) and ids[:index] == prompt_ids
+    assert ids[index + 1 + (0 if position == "before_text" else len(prompt_ids)) :][: len(text_ids)] == text_ids
+    assert ids[-1] == tok.eos_token_id
+    # the decoder really receives C at that slot: capture inputs_embeds and compare to the connector output
+    seen = {}
+    handle = model.decoder.register_forward_pre_hook(lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    with torch.no_grad():
+        out = model(**batch)
+    handle.remove()
+    torch.testing.assert_close(seen["inputs_embeds"][0, index], out.contextual_token[0])
+    assert seen["position_ids"][0].tolist() == list(range(len(ids)))
+    # the encoder sees the text without the prompt
+    assert batch["encoder_input_ids"][0].tolist() == tok.encoder_tokenizer(text)["input_ids"]
+
+
+def test_eos_survives_truncation():
+    model = build_random(decoder_max_length=16, encoder_max_length=8)
+    long = "word " * 500
+    batch = model.tokenizer([long, "short"], return_tensors="pt")
+    assert batch["input_ids"].shape[1] == 16 and batch["encoder_input_ids"].shape[1] == 8
+    assert batch["input_ids"][0, -1] == model.tokenizer.eos_token_id
+    assert batch["encoder_input_ids"][0, -1] == model.tokenizer.encoder_tokenizer.sep_token_id
+    prompt = model.config.query_prompt("x")
+    batch = model.tokenizer([prompt + long], return_tensors="pt")
+    assert batch["input_ids"].shape[1] == 16 and batch["input_ids"][0, -1] == model.tokenizer.eos_token_id
+
+
+def test_save_load_identical(tiny, tmp_path):
+    before = tiny.encode(TEXTS)
+    loaded = roundtrip(tiny, tmp_path)
+    assert type(loaded).__name__ == "Causal2VecModel"
+    for key, value in tiny.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    np.testing.assert_array_equal(loaded.encode(TEXTS), before)
+    tok = AutoTokenizer.from_pretrained(tmp_path, trust_remote_code=True)
+    assert tok(TEXTS)["input_ids"] == tiny.tokenizer(TEXTS)["input_ids"]
+
+
+def test_encode_options(tiny):
+    emb = tiny.encode(TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    tensor = tiny.encode(TEXTS, convert_to_tensor=True)
+    assert isinstance(tensor, torch.Tensor) and tensor.shape == emb.shape
+    single = tiny.encode(TEXTS[0])
+    assert single.shape == (64,)
+    query = tiny.encode(TEXTS[:2], prompt_name="query")
+    np.testing.assert_allclose(query, tiny.encode(TEXTS[:2], prompt=tiny.config.query_prompt()), atol=1e-6)
+    assert np.abs(query - tiny.encode(TEXTS[:2])).max() > 1e-4, "the prompt changes the embedding"
+    bf16 = tiny.encode(TEXTS, dtype=torch.bfloat16)
+    assert bf16.dtype == np.float32
+    cos = (bf16 * tiny.encode(TEXTS)).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(tiny.encode(TEXTS), axis=1)
+    assert cos.min() > 0.98
+    tiny.train()
+    tiny.encode(TEXTS[:1])
+    assert tiny.training

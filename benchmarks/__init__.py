@@ -1,0 +1,1 @@
+"""Benchmark commands that print numbers (`python -m benchmarks.encode_speed --help`)."""

@@ -1,0 +1,67 @@
+"""The real default model (SmolLM2-135M-Instruct + all-MiniLM-L6-v2 from PyPI) builds, saves, loads and embeds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+from train.parts import default_decoder_path
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def default_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("default") / "c2v"
+    proc = subprocess.run([sys.executable, "-m", "train", "init", "--output", str(folder)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return folder
+
+
+def test_init_writes_the_root_recipe(default_folder):
+    made = json.loads((default_folder / "config.json").read_text())
+    recipe = json.loads((ROOT / "config.json").read_text())
+    made.pop("transformers_version"), recipe.pop("transformers_version")
+    assert made == recipe, "config.json at the repo root is what `python -m train init` builds"
+    card = (default_folder / "README.md").read_text()
+    assert "base_model:\n- HuggingFaceTB/SmolLM2-135M-Instruct\n- sentence-transformers/all-MiniLM-L6-v2" in card
+
+
+def test_default_model_loads_and_embeds(default_folder):
+    model = AutoModel.from_pretrained(default_folder, trust_remote_code=True)
+    assert model.config.embedding_dim == 1152  # C and EOS states of the 576-d SmolLM2
+    # the decoder carries SmolLM2's de-quantized weights, the encoder MiniLM's
+    cached = load_file(default_decoder_path() / "model.safetensors")
+    torch.testing.assert_close(model.decoder.embed_tokens.weight, cached["model.embed_tokens.weight"])
+    texts = ["A man is playing a guitar.", "A person plays the guitar.", "The stock market crashed today.",
+             "A woman is slicing an onion."]
+    batch = model.tokenizer(texts[:1])
+    assert batch["input_ids"][0][0] == model.tokenizer.pad_token_id and batch["contextual_index"] == [0]
+    assert batch["input_ids"][0][-1] == model.tokenizer.eos_token_id == 2  # <|im_end|>
+    emb = model.encode(texts, normalize_embeddings=True)
+    assert emb.shape == (4, 1152)
+    sims = emb @ emb.T
+    assert sims[0, 1] > max(sims[0, 2], sims[0, 3]), "even untrained, the paraphrase is the nearest"
+    np.testing.assert_allclose(model.encode(texts, normalize_embeddings=True, batch_size=1), emb, atol=1e-5)
+
+
+def test_init_refuses_to_overwrite(default_folder):
+    proc = subprocess.run([sys.executable, "-m", "train", "init", "--output", str(default_folder)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "pass --overwrite" in proc.stderr
+    assert (default_folder / "model.safetensors").is_file()
+
+
+def test_decoder_cache_is_reused():
+    path = default_decoder_path()
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    assert default_decoder_path() == path and (path / "model.safetensors").stat().st_mtime_ns == stamp

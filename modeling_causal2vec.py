@@ -104,7 +104,7 @@ class EmbedderMixin:
         if show_progress_bar is None:
             show_progress_bar = len(chunks) > 1 and _logger_shows_info()
         out = torch.empty(len(texts), self.config.embedding_dim, dtype=torch.float32, device=device)
-        autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+        autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype not in (None, torch.float32))
         for chunk in _progress(chunks, show_progress_bar):
             batch = self.tokenizer([texts[i] for i in chunk], return_tensors="pt").to(device)
             with autocast:
@@ -146,6 +146,10 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
             self.encoder.pooler = None  # unused: Causal2Vec pools the token states itself
         self.connector = Causal2VecConnector(config)
         self.decoder = AutoModel.from_config(config.decoder)
+        # layers that device_map="auto" must keep whole: the parts' own
+        self._no_split_modules = sorted(
+            set(self.encoder._no_split_modules or []) | set(self.decoder._no_split_modules or [])
+        )
         self._tokenizer: Causal2VecTokenizer | None = None
         self.post_init()
 

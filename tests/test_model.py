@@ -181,3 +181,11 @@ def test_encode_options(tiny):
     tiny.train()
     tiny.encode(TEXTS[:1])
     assert tiny.training
+
+
+def test_loads_in_bf16(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path)
+    half = AutoModel.from_pretrained(tmp_path, trust_remote_code=True, dtype=torch.bfloat16)
+    assert half.decoder.dtype == torch.bfloat16 and half.connector.layers[0].weight.dtype == torch.bfloat16
+    a, b = half.encode(TEXTS, normalize_embeddings=True), tiny.encode(TEXTS, normalize_embeddings=True)
+    assert a.dtype == np.float32 and (a * b).sum(1).min() > 0.98

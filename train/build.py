@@ -29,9 +29,19 @@ def prepare_output(path: str | Path, overwrite: bool) -> Path:
 
 
 def build_model(
-    decoder: str | None = None, encoder: str | None = None, gguf_file: str | None = None, **config_kwargs: Any
+    decoder: str | None = None,
+    encoder: str | None = None,
+    gguf_file: str | None = None,
+    seed: int = 0,
+    **config_kwargs: Any,
 ) -> Causal2VecModel:
-    """A new Causal2Vec model; with no paths, the default SmolLM2-135M-Instruct + all-MiniLM-L6-v2."""
+    """A new Causal2Vec model; with no paths, the default SmolLM2-135M-Instruct + all-MiniLM-L6-v2.
+
+    The pretrained parts are copied as they are; the connector is initialised from `seed`, so builds repeat.
+    """
+    import torch
+
+    torch.manual_seed(seed)
     decoder = decoder or str(default_decoder_path())
     encoder = encoder or str(default_encoder_path())
     decoder_kwargs = {"gguf_file": gguf_file} if gguf_file else {}

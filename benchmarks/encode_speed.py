@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
     texts = stsb_sentences(args.data)[: args.limit or None]
-    batch = model.tokenizer(texts)
+    batch = model.tokenizer(texts, padding=False)  # count real tokens, not padding
     dec_tokens = sum(map(len, batch["input_ids"]))
     enc_tokens = sum(map(len, batch["encoder_input_ids"]))
     model.encode(texts[:64], batch_size=args.batch_size)  # warm-up

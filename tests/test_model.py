@@ -189,3 +189,30 @@ def test_loads_in_bf16(tiny, tmp_path):
     assert half.decoder.dtype == torch.bfloat16 and half.connector.layers[0].weight.dtype == torch.bfloat16
     a, b = half.encode(TEXTS, normalize_embeddings=True), tiny.encode(TEXTS, normalize_embeddings=True)
     assert a.dtype == np.float32 and (a * b).sum(1).min() > 0.98
+
+
+def test_from_parts_with_loaded_models():
+    """Loaded models (an LM head is dropped) and their tokenizers make a model that carries their weights."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from modeling_causal2vec import Causal2VecModel
+
+    donor = build_random()
+    decoder_config = AutoConfig.for_model(**{**TINY_DECODER, "vocab_size": donor.config.decoder.vocab_size})
+    decoder = AutoModelForCausalLM.from_config(decoder_config)
+    model = Causal2VecModel.from_parts(
+        decoder,
+        donor.encoder,
+        decoder_tokenizer=donor.tokenizer,
+        encoder_tokenizer=donor.tokenizer.encoder_tokenizer,
+        pooling="eos",
+        contextual_position="before_text",
+    )
+    assert model.config.pooling == "eos" and model.tokenizer.contextual_position == "before_text"
+    for key, value in decoder.model.state_dict().items():
+        assert torch.equal(model.decoder.state_dict()[key], value), key
+    for key, value in donor.encoder.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[key], value), key
+    assert model.encode(TEXTS).shape == (len(TEXTS), 32)
+    with pytest.raises(ValueError, match="pass decoder_tokenizer and encoder_tokenizer"):
+        Causal2VecModel.from_parts(decoder, donor.encoder)

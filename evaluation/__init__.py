@@ -1,0 +1,1 @@
+"""Evaluation of Causal2Vec checkpoints and baselines on local data: `python -m evaluation run|efficiency`."""

@@ -1,0 +1,89 @@
+"""Command line: `python -m evaluation run|efficiency ...`.
+
+python -m evaluation run --model runs/default-init --tasks stsb trec --dtype bf16 --output runs/eval/default
+python -m evaluation run --model runs/default-init --baseline echo --tasks stsb
+python -m evaluation efficiency --model runs/default-init --output runs/efficiency
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from evaluation.data import DEFAULT_DATA
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    from evaluation.baselines import BASELINES
+    from evaluation.tasks import DEFAULT_TASKS, TASKS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="evaluate a model on the local tasks")
+    p.add_argument("--model", required=True, help="Causal2Vec checkpoint folder or SentenceTransformer folder")
+    p.add_argument("--baseline", choices=BASELINES, help="evaluate this baseline on the checkpoint's decoder/encoder")
+    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=sorted(TASKS))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data root (default {DEFAULT_DATA})")
+    p.add_argument("--output", type=Path, help="results folder (default runs/eval/<model>[-<baseline>]-<dtype>)")
+    p.add_argument("--cache", type=Path, default=ROOT / "runs" / "eval-cache", help="embedding cache folder")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit", type=int, help="seeded subsample: STS pairs, queries, classification examples")
+    p.add_argument("--corpus-limit", type=int, help="retrieval corpus subsample (judged documents always kept)")
+    p.add_argument("--no-instructions", action="store_true", help="embed every text without an instruction")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+
+    e = sub.add_parser("efficiency", help="decoder tokens and wall time: Causal2Vec vs the baselines")
+    from evaluation.efficiency import add_arguments
+
+    add_arguments(e)
+    args = parser.parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    if args.command == "run":
+        from evaluation.embedder import Embedder
+        from evaluation.run import evaluate, summary_rows
+
+        name = Path(args.model).resolve().name + (f"-{args.baseline}" if args.baseline else "") + f"-{args.dtype}"
+        output = args.output or ROOT / "runs" / "eval" / name
+        embedder = Embedder.from_path(
+            args.model,
+            baseline=args.baseline,
+            cache_dir=None if args.no_cache else args.cache,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            use_instructions=not args.no_instructions,
+        )
+        results = evaluate(
+            embedder,
+            args.tasks,
+            args.data,
+            output,
+            limit=args.limit,
+            corpus_limit=args.corpus_limit,
+            seed=args.seed,
+            model_name=str(args.model) + (f" [{args.baseline}]" if args.baseline else ""),
+        )
+        print((Path(output) / "summary.md").read_text())
+        print(json.dumps(summary_rows(results)))
+        print(f"wrote {output}")
+    else:
+        from evaluation.efficiency import run_from_args
+
+        run_from_args(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Load a model for evaluation and embed texts through the on-disk cache."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evaluation.cache import EmbeddingCache, embedding_key, folder_fingerprint, module_fingerprint
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the model files live at the repo root, as on the Hub
+    sys.path.insert(0, str(ROOT))
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_TEMPLATE = "Instruct: {}\nQuery: "
+
+
+def is_causal2vec_folder(path: str | Path) -> bool:
+    config = Path(path) / "config.json"
+    return config.is_file() and json.loads(config.read_text()).get("model_type") == "causal2vec"
+
+
+def load_model(path: str | Path, device: str | None = None) -> Any:
+    """A Causal2Vec checkpoint folder (remote code) or any SentenceTransformer-loadable folder."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model folder {path} does not exist")
+    if is_causal2vec_folder(path):
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(str(path), trust_remote_code=True)
+    else:
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(path), device=device or "cpu", local_files_only=True)
+    return model.eval() if device is None else model.to(device).eval()
+
+
+class Embedder:
+    """Embeds texts with a model (Causal2Vec, a baseline or a SentenceTransformer), caching by content.
+
+    `instruction` is turned into a query prompt by the model's `config.query_prompt` (or the default
+    template for SentenceTransformers); `use_instructions=False` drops all instructions.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        model_id: str | None = None,
+        cache_dir: str | Path | None = None,
+        dtype: str = "fp32",
+        batch_size: int = 32,
+        use_instructions: bool = True,
+        show_progress_bar: bool = True,
+    ):
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+        self.model = model
+        self.model_id = model_id or module_fingerprint(model)
+        self.cache = EmbeddingCache(cache_dir)
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.use_instructions = use_instructions
+        self.show_progress_bar = show_progress_bar
+        self.encode_calls = 0  # model forward passes requested (cache misses)
+
+    @classmethod
+    def from_path(cls, path: str | Path, baseline: str | None = None, **kwargs: Any) -> Embedder:
+        """Load a checkpoint folder, optionally wrapped as a baseline; its identity comes from its files."""
+        model = load_model(path)
+        model_id = folder_fingerprint(path)
+        if baseline:
+            from evaluation.baselines import build_baseline
+
+            model = build_baseline(baseline, model)
+            model_id = f"{model_id}:{baseline}"
+        return cls(model, model_id=model_id, **kwargs)
+
+    @property
+    def is_sentence_transformer(self) -> bool:
+        return type(self.model).__name__ == "SentenceTransformer"
+
+    def prompt(self, instruction: str | None) -> str:
+        if not instruction or not self.use_instructions:
+            return ""
+        config = getattr(self.model, "config", None)
+        if config is not None and hasattr(config, "query_prompt"):
+            return config.query_prompt(instruction)
+        return DEFAULT_TEMPLATE.format(instruction)
+
+    def max_length(self) -> int | None:
+        config = getattr(self.model, "config", None)
+        value = getattr(config, "decoder_max_length", None) or getattr(self.model, "max_seq_length", None)
+        return int(value) if value else None
+
+    def embed(self, texts: list[str], instruction: str | None = None, desc: str = "") -> np.ndarray:
+        """Embeddings (float32, one row per text), from the cache when this exact request was made before."""
+        prompt = self.prompt(instruction)
+        key = embedding_key(self.model_id, texts, prompt=prompt, dtype=self.dtype, max_length=self.max_length())
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        self.encode_calls += 1
+        if desc and self.show_progress_bar:
+            print(f"embedding {len(texts)} texts: {desc}", file=sys.stderr)
+        if self.is_sentence_transformer:
+            dtype = DTYPES[self.dtype]
+            device = self.model.device.type
+            with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
+                emb = self.model.encode(
+                    texts, prompt=prompt or None, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
+                )
+        else:
+            emb = self.model.encode(
+                texts,
+                prompt=prompt or None,
+                batch_size=self.batch_size,
+                show_progress_bar=self.show_progress_bar and len(texts) > self.batch_size,
+                dtype=DTYPES[self.dtype],
+            )
+        emb = np.asarray(emb, dtype=np.float32)
+        self.cache.put(key, emb)
+        return emb

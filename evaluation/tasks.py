@@ -1,0 +1,182 @@
+"""The evaluation tasks (STS, retrieval, classification) on local files, each returning an MTEB-style result."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation import data, metrics
+from evaluation.cache import file_sha256
+from evaluation.embedder import Embedder
+
+INSTRUCTIONS_FILE = Path(__file__).with_name("instructions.json")
+
+
+def load_instructions(path: str | Path = INSTRUCTIONS_FILE) -> dict[str, str]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@dataclass
+class TaskSpec:
+    """One evaluation task: `kind` is sts, retrieval or classification; `files` are relative to the data root."""
+
+    name: str
+    kind: str
+    files: dict[str, str]
+    main_score: str
+    split: str = "test"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+TASKS = {
+    "stsb": TaskSpec("stsb", "sts", {"test": "stsb/test.tsv"}, "cosine_spearman"),
+    "stsb-dev": TaskSpec("stsb-dev", "sts", {"test": "stsb/dev.tsv"}, "cosine_spearman", split="dev"),
+    "scifact": TaskSpec("scifact", "retrieval", {"folder": "scifact"}, "ndcg_at_10"),
+    "trec": TaskSpec("trec", "classification", {"train": "trec/train.tsv", "test": "trec/test.tsv"}, "accuracy"),
+    "mr": TaskSpec("mr", "classification", {"data": "mr/data.tsv"}, "accuracy", options={"folds": 10}),
+}
+DEFAULT_TASKS = ("stsb", "scifact", "trec", "mr")
+
+
+def _sample(n: int, limit: int | None, seed: int) -> list[int]:
+    """Indices of a seeded sample of `limit` items out of `n` (all, in order, when no limit)."""
+    if not limit or limit >= n:
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), limit))
+
+
+def run_sts(embedder: Embedder, path: Path, instruction: str | None, limit: int | None = None, seed: int = 0) -> dict:
+    """Spearman of cosine similarity; both sentences get the instruction (symmetric task)."""
+    sts = data.read_sts(path)
+    keep = _sample(len(sts.scores), limit, seed)
+    s1 = [sts.sentences1[i] for i in keep]
+    s2 = [sts.sentences2[i] for i in keep]
+    texts = list(dict.fromkeys(s1 + s2))
+    emb = embedder.embed(texts, instruction, desc=f"{path.name} sentences")
+    row = {t: i for i, t in enumerate(texts)}
+    scores = metrics.sts_scores(emb[[row[t] for t in s1]], emb[[row[t] for t in s2]], [sts.scores[i] for i in keep])
+    return {**scores, "num_samples": len(keep)}
+
+
+def run_retrieval(
+    embedder: Embedder,
+    folder: Path,
+    instruction: str | None,
+    limit: int | None = None,
+    corpus_limit: int | None = None,
+    seed: int = 0,
+    split: str = "test",
+) -> dict:
+    """Cosine top-100 retrieval; only queries get the instruction. `corpus_limit` keeps every judged document
+    of the kept queries plus a seeded sample of the others."""
+    beir = data.read_beir(folder, split)
+    qids = sorted(beir.queries)
+    qids = [qids[i] for i in _sample(len(qids), limit, seed)]
+    doc_ids = list(beir.corpus)
+    if corpus_limit and corpus_limit < len(doc_ids):
+        judged = {d for q in qids for d in beir.qrels[q]}
+        others = [d for d in doc_ids if d not in judged]
+        extra = random.Random(seed).sample(others, max(0, corpus_limit - len(judged)))
+        keep = judged | set(extra)
+        doc_ids = [d for d in doc_ids if d in keep]
+    doc_emb = embedder.embed([beir.corpus[d] for d in doc_ids], None, desc=f"{folder.name} corpus")
+    query_emb = embedder.embed([beir.queries[q] for q in qids], instruction, desc=f"{folder.name} queries")
+    idx, val = metrics.top_k(query_emb, doc_emb, 100)
+    run = {q: {doc_ids[j]: float(s) for j, s in zip(idx[i], val[i], strict=True)} for i, q in enumerate(qids)}
+    qrels = {q: beir.qrels[q] for q in qids}
+    return {**metrics.retrieval_scores(qrels, run), "num_queries": len(qids), "num_documents": len(doc_ids)}
+
+
+def run_classification(
+    embedder: Embedder,
+    files: dict[str, Path],
+    instruction: str | None,
+    limit: int | None = None,
+    seed: int = 0,
+    folds: int = 10,
+) -> dict:
+    """Logistic regression on frozen embeddings: train/test files, or stratified k-fold on one `data` file."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if "data" in files:
+        full = data.read_classification(files["data"])
+        keep = _sample(len(full.texts), limit, seed)
+        texts, labels = [full.texts[i] for i in keep], [full.labels[i] for i in keep]
+        emb = embedder.embed(texts, instruction, desc=f"{files['data'].name}")
+        y = np.array(labels)
+        accs, f1s = [], []
+        for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(emb, y):
+            s = metrics.classification_accuracy(emb[train], list(y[train]), emb[test], list(y[test]), seed=seed)
+            accs.append(s["accuracy"])
+            f1s.append(s["f1"])
+        return {"accuracy": float(np.mean(accs)), "f1": float(np.mean(f1s)), "folds": folds, "num_samples": len(texts)}
+    train = data.read_classification(files["train"])
+    test = data.read_classification(files["test"])
+    unknown = sorted(set(test.labels) - set(train.labels))
+    if unknown:
+        raise data.DataError(f"{files['test']}: labels {unknown} never occur in {files['train']}")
+    tr = _sample(len(train.texts), limit, seed)
+    te = _sample(len(test.texts), limit, seed)
+    train_x = embedder.embed([train.texts[i] for i in tr], instruction, desc=f"{files['train'].name}")
+    test_x = embedder.embed([test.texts[i] for i in te], instruction, desc=f"{files['test'].name}")
+    scores = metrics.classification_accuracy(
+        train_x, [train.labels[i] for i in tr], test_x, [test.labels[i] for i in te], seed=seed
+    )
+    return {**scores, "num_train": len(tr), "num_samples": len(te)}
+
+
+def dataset_revision(spec: TaskSpec, root: Path) -> str:
+    """SHA-256 over the task's data files (the "revision" of a local dataset)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel in sorted(spec.files.values()):
+        path = root / rel
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for p in files:
+            if not p.is_file():
+                raise data.DataError(f"{p}: file not found")
+            h.update(file_sha256(p).encode())
+    return h.hexdigest()
+
+
+def run_task(
+    spec: TaskSpec,
+    embedder: Embedder,
+    root: Path,
+    instructions: dict[str, str],
+    limit: int | None = None,
+    corpus_limit: int | None = None,
+    seed: int = 0,
+) -> dict:
+    """Run one task and return an MTEB-style result dict (`scores[split][0]` holds the metrics)."""
+    instruction = instructions.get(spec.name.split("-")[0])
+    files = {k: root / v for k, v in spec.files.items()}
+    start = time.perf_counter()
+    if spec.kind == "sts":
+        scores = run_sts(embedder, files["test"], instruction, limit, seed)
+    elif spec.kind == "retrieval":
+        scores = run_retrieval(embedder, files["folder"], instruction, limit, corpus_limit, seed, spec.split)
+    elif spec.kind == "classification":
+        scores = run_classification(embedder, files, instruction, limit, seed, **spec.options)
+    else:
+        raise ValueError(f"unknown task kind {spec.kind!r}")
+    return {
+        "task_name": spec.name,
+        "dataset_revision": dataset_revision(spec, root),
+        "evaluation_time": time.perf_counter() - start,
+        "instruction": instruction if embedder.use_instructions else None,
+        "dtype": embedder.dtype,
+        "limit": limit,
+        "scores": {
+            spec.split: [
+                {**scores, "main_score": scores[spec.main_score], "hf_subset": "default", "languages": ["eng-Latn"]}
+            ]
+        },
+    }

@@ -1,0 +1,127 @@
+"""Baselines on a tiny random Causal2Vec model: interface, shared weights, invariances and pooling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import TEXTS
+
+from evaluation.baselines import BASELINES, build_baseline, full_attention_mask
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_interface_and_shared_weights(tiny, name):
+    module = build_baseline(name, tiny)
+    batch = module.tokenizer(TEXTS, return_tensors="pt")
+    out = module(**batch).sentence_embedding
+    assert out.shape == (len(TEXTS), module.config.embedding_dim)
+    assert torch.isfinite(out).all()
+    emb = module.encode(TEXTS, prompt=module.config.query_prompt("Find it"))
+    assert emb.shape == (len(TEXTS), module.config.embedding_dim)
+    if name == "encoder":
+        assert module.decoder is None
+        assert module.encoder is tiny.encoder
+    else:
+        assert module.decoder is tiny.decoder  # the same weights, not a copy
+        assert module.config.embedding_dim == tiny.config.decoder.hidden_size
+
+
+@pytest.mark.parametrize("name", ["eos", "mean", "echo", "bidirectional", "incontext"])
+def test_batch_size_and_padding_side_invariance(tiny, name):
+    module = build_baseline(name, tiny)
+    reference = np.stack([module.encode(t) for t in TEXTS])  # one text per batch: no padding
+    np.testing.assert_allclose(module.encode(TEXTS, batch_size=len(TEXTS)), reference, atol=1e-5)
+    np.testing.assert_allclose(module.encode(TEXTS, batch_size=2), reference, atol=1e-5)
+    module.tokenizer.padding_side = "left"
+    assert module.tokenizer(TEXTS, return_tensors="pt")["attention_mask"][:, 0].min() == 0
+    np.testing.assert_allclose(module.encode(TEXTS, batch_size=len(TEXTS)), reference, atol=1e-5)
+
+
+def test_eos_layout_is_plain_decoder_input(tiny):
+    module = build_baseline("eos", tiny)
+    tok = tiny.tokenizer
+    ids = module.tokenizer(["The cat sleeps."])["input_ids"][0]
+    plain = type(tok).__mro__[1].__call__(tok, ["The cat sleeps."], add_special_tokens=False)["input_ids"][0]
+    bos = [tok.bos_token_id] if tok.decoder_add_bos else []
+    assert ids == bos + plain + [tok.eos_token_id]
+    assert module.tokenizer(["The cat sleeps."])["pool_mask"][0] == [0] * (len(ids) - 1) + [1]
+
+
+def test_echo_pools_only_over_second_copy(tiny):
+    module = build_baseline("echo", tiny).eval()
+    text = "Stock markets fell sharply on Monday."
+    batch = module.tokenizer([text], return_tensors="pt")
+    ids, pool = batch["input_ids"][0].tolist(), batch["pool_mask"][0].bool()
+    body = module.tokenizer.ids([text])[0]
+    n = len(body)
+    assert ids[-1] == tiny.tokenizer.eos_token_id
+    assert ids[-1 - n : -1] == body and ids.count(body[0]) >= 2  # the text occurs twice
+    assert pool.sum() == n and pool[-1 - n : -1].all()  # exactly the second copy's tokens
+    hidden = module(**batch).last_hidden_state[0]
+    np.testing.assert_allclose(
+        module(**batch).sentence_embedding[0].detach(), hidden[-1 - n : -1].mean(0).detach(), atol=1e-6
+    )
+    # the second copy sees the whole text through the first: changing the last word changes early pooled states
+    other = module.tokenizer([text.replace("Monday", "Friday")], return_tensors="pt")
+    h2 = module(**other).last_hidden_state[0]
+    assert not torch.allclose(hidden[-1 - n], h2[-1 - len(module.tokenizer.ids([text.replace("Monday", "Friday")])[0])])
+
+
+def test_bidirectional_really_sees_later_tokens(tiny):
+    bi, causal = build_baseline("bidirectional", tiny).eval(), build_baseline("mean", tiny).eval()
+    a = bi.tokenizer(["the cat sat on the mat"], return_tensors="pt")
+    b = bi.tokenizer(["the cat sat on the rug"], return_tensors="pt")
+    assert a["input_ids"].shape == b["input_ids"].shape
+    ha, hb = bi(**a).last_hidden_state, bi(**b).last_hidden_state
+    assert not torch.allclose(ha[0, 0], hb[0, 0], atol=1e-6), "the first token's state depends on the last word"
+    ca, cb = causal(**a).last_hidden_state, causal(**b).last_hidden_state
+    torch.testing.assert_close(ca[0, 0], cb[0, 0])  # under the causal mask it does not
+    assert not torch.allclose(bi(**a).sentence_embedding, causal(**a).sentence_embedding, atol=1e-4)
+
+
+def test_full_attention_mask():
+    mask = full_attention_mask(torch.tensor([[1, 1, 0], [1, 1, 1]]), torch.float32)
+    assert mask.shape == (2, 1, 3, 3)
+    assert (mask[1] == 0).all()  # all tokens see all tokens
+    assert mask[0, 0, 0, 1] == 0 and mask[0, 0, 0, 2] < -1e30 and mask[0, 0, 2, 2] == 0
+
+
+def test_incontext_prefixes_demonstrations(tiny):
+    one, four = build_baseline("incontext", tiny, k=1), build_baseline("incontext", tiny)
+    n1 = len(one.tokenizer(["x"])["input_ids"][0])
+    n4 = len(four.tokenizer(["x"])["input_ids"][0])
+    assert n4 > n1 > len(build_baseline("eos", tiny).tokenizer(["x"])["input_ids"][0])
+    custom = build_baseline("incontext", tiny, k=1, demos=[("a question", "an answer")])
+    assert len(custom.tokenizer(["x"])["input_ids"][0]) < n1
+
+
+def test_encoder_baseline_is_mean_pooled_encoder(tiny):
+    module = build_baseline("encoder", tiny)
+    tiny.eval()  # no dropout in the reference computation
+    enc = tiny.tokenizer.encoder_tokenizer(["The cat sleeps."], return_tensors="pt", return_token_type_ids=False)
+    states = tiny.encoder(**enc).last_hidden_state
+    expected = states.mean(1)[0].detach().numpy()
+    np.testing.assert_allclose(module.encode("The cat sleeps."), expected, atol=1e-5)
+    # a query prompt never reaches the encoder
+    np.testing.assert_allclose(
+        module.encode("The cat sleeps.", prompt=module.config.query_prompt("x")), expected, atol=1e-5
+    )
+
+
+def test_truncation_keeps_eos(tiny):
+    module = build_baseline("echo", tiny)
+    module.tokenizer.max_length = 24
+    batch = module.tokenizer([" ".join(["word"] * 50)])
+    assert (
+        len(batch["input_ids"][0]) in (23, 24)
+        and sum(batch["pool_mask"][0]) >= 4
+        and batch["input_ids"][0][-1] == tiny.tokenizer.eos_token_id
+    )
+
+
+def test_unknown_baseline(tiny):
+    with pytest.raises(ValueError, match="unknown baseline 'nope'"):
+        build_baseline("nope", tiny)
+    with pytest.raises(ValueError, match="unknown options"):
+        build_baseline("eos", tiny, k=3)

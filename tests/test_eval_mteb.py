@@ -1,0 +1,116 @@
+"""The mteb (v2) wrapper, offline: local mteb tasks built from fixture data, scored like the harness does."""
+
+from __future__ import annotations
+
+import mteb
+import pytest
+from datasets import Dataset, DatasetDict
+from eval_fixtures import DOCS, QRELS, QUERIES, STS_ROWS, make_data
+from mteb.abstasks.retrieval import AbsTaskRetrieval
+from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+from mteb.abstasks.sts import AbsTaskSTS
+from mteb.abstasks.task_metadata import TaskMetadata
+
+from evaluation.embedder import Embedder
+from evaluation.mteb_model import Causal2VecMTEB, meta_for_folder
+from evaluation.run import evaluate
+
+COMMON = {
+    "description": "Local fixture task for tests.",
+    "reference": "https://example.org",
+    "dataset": {"path": "local/fixture", "revision": "1"},
+    "category": "t2t",
+    "eval_splits": ["test"],
+    "eval_langs": ["eng-Latn"],
+    "date": ("2020-01-01", "2020-01-02"),
+    "dialect": [],
+    "domains": [],
+    "task_subtypes": [],
+    "license": "cc-by-4.0",
+    "annotations_creators": "derived",
+    "modalities": ["text"],
+    "sample_creation": "found",
+    "bibtex_citation": "",
+}
+INSTRUCTIONS = {"LocalSTS": "Retrieve semantically similar text", "LocalRetrieval": "Find the passage"}
+
+
+class LocalSTS(AbsTaskSTS):
+    metadata = TaskMetadata(type="STS", name="LocalSTS", main_score="cosine_spearman", **COMMON)
+    min_score = 0
+    max_score = 5
+
+    def load_data(self, **kwargs):
+        columns = {
+            "sentence1": [r[0] for r in STS_ROWS],
+            "sentence2": [r[1] for r in STS_ROWS],
+            "score": [r[2] for r in STS_ROWS],
+        }
+        self.dataset = DatasetDict({"test": Dataset.from_dict(columns)})
+        self.data_loaded = True
+
+
+class LocalRetrieval(AbsTaskRetrieval):
+    metadata = TaskMetadata(type="Retrieval", name="LocalRetrieval", main_score="ndcg_at_10", **COMMON)
+
+    def load_data(self, **kwargs):
+        qrels: dict[str, dict[str, int]] = {}
+        for q, d, s in QRELS:
+            qrels.setdefault(q, {})[d] = s
+        split = RetrievalSplitData(
+            queries=Dataset.from_list([{"id": q, "text": QUERIES[q]} for q in qrels]),
+            corpus=Dataset.from_list([{"id": d, "title": t, "text": x} for d, (t, x) in DOCS.items()]),
+            relevant_docs=qrels,
+            top_ranked=None,
+        )
+        self.dataset = {"default": {"test": split}}
+        self.data_loaded = True
+
+
+def test_mteb_evaluate_matches_the_harness(tiny, tmp_path):
+    wrapper = Causal2VecMTEB(tiny, instructions=INSTRUCTIONS)
+    assert wrapper.mteb_model_meta.embed_dim == tiny.config.embedding_dim
+    result = mteb.evaluate(wrapper, [LocalSTS(), LocalRetrieval()], cache=None, show_progress_bar=False)
+    scores = {r.task_name: r.scores["test"][0] for r in result.task_results}
+
+    root = make_data(tmp_path / "data")
+    ours = evaluate(
+        Embedder(tiny, show_progress_bar=False),
+        ["stsb", "scifact"],
+        root,
+        None,
+        instructions={"stsb": INSTRUCTIONS["LocalSTS"], "scifact": INSTRUCTIONS["LocalRetrieval"]},
+    )
+    assert scores["LocalSTS"]["cosine_spearman"] == pytest.approx(
+        ours["stsb"]["scores"]["test"][0]["cosine_spearman"], abs=1e-6
+    )
+    assert scores["LocalRetrieval"]["ndcg_at_10"] == pytest.approx(
+        ours["scifact"]["scores"]["test"][0]["ndcg_at_10"], abs=1e-4
+    )
+
+
+def test_instruction_routing(tiny):
+    from mteb.types import PromptType
+
+    wrapper = Causal2VecMTEB(tiny, instructions=INSTRUCTIONS)
+    meta = LocalRetrieval.metadata
+    assert wrapper.get_task_instruction(meta, PromptType.query) == tiny.config.query_prompt("Find the passage")
+    loader = [{"text": ["a document"]}]
+    doc = wrapper.encode(
+        loader, task_metadata=meta, hf_split="test", hf_subset="default", prompt_type=PromptType.document
+    )
+    query = wrapper.encode(
+        loader, task_metadata=meta, hf_split="test", hf_subset="default", prompt_type=PromptType.query
+    )
+    assert (doc == tiny.encode(["a document"])).all()
+    assert (query == tiny.encode(["a document"], prompt=tiny.config.query_prompt("Find the passage"))).all()
+
+
+def test_model_meta_from_folder(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path / "ckpt")
+    meta = meta_for_folder(tmp_path / "ckpt")
+    assert meta.name == "causal2vec/ckpt" and meta.use_instructions and meta.similarity_fn_name == "cosine"
+    assert "SciFact" in meta.training_datasets
+    assert meta.n_parameters == sum(p.numel() for p in tiny.parameters())
+    loaded = meta.load_model()
+    assert isinstance(loaded, Causal2VecMTEB)

@@ -1,0 +1,108 @@
+"""The evaluation harness end to end on fixture data with a tiny model: scores, outputs, cache, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from eval_fixtures import STS_ROWS, make_data
+
+from evaluation import metrics
+from evaluation.__main__ import main
+from evaluation.embedder import Embedder
+from evaluation.run import evaluate
+
+TASKS = ["stsb", "scifact", "trec", "mr"]
+
+
+def count_forwards(module):
+    calls = []
+    module.register_forward_hook(lambda *a: calls.append(1))
+    return calls
+
+
+def test_scores_match_direct_computation(tiny, tmp_path):
+    root = make_data(tmp_path / "data")
+    embedder = Embedder(tiny, cache_dir=None, show_progress_bar=False)
+    results = evaluate(embedder, TASKS, root, tmp_path / "out", limit=None)
+    prompt = tiny.config.query_prompt(json.loads(open("evaluation/instructions.json").read())["stsb"])
+    e1 = tiny.encode([r[0] for r in STS_ROWS], prompt=prompt)
+    e2 = tiny.encode([r[1] for r in STS_ROWS], prompt=prompt)
+    expected = metrics.sts_scores(e1, e2, [r[2] for r in STS_ROWS])["cosine_spearman"]
+    sts = results["stsb"]["scores"]["test"][0]
+    assert sts["main_score"] == pytest.approx(expected, abs=1e-6)
+    sci = results["scifact"]["scores"]["test"][0]
+    assert sci["num_queries"] == 3 and sci["num_documents"] == 5
+    assert 0 < sci["ndcg_at_10"] <= 1 and sci["recall_at_100"] == 1.0  # 5 documents: all are retrieved
+    assert results["trec"]["scores"]["test"][0]["num_samples"] == 6
+    assert results["mr"]["scores"]["test"][0]["folds"] == 10
+    for task in TASKS:
+        saved = json.loads((tmp_path / "out" / f"{task}.json").read_text())
+        assert saved["task_name"] == task and len(saved["dataset_revision"]) == 64
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [r["task"] for r in summary["results"]] == TASKS
+    assert "| stsb | test | cosine_spearman |" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_retrieval_instruction_only_on_queries(tiny, tmp_path):
+    root = make_data(tmp_path / "data")
+    embedder = Embedder(tiny, cache_dir=tmp_path / "cache", show_progress_bar=False)
+    evaluate(embedder, ["scifact"], root, None)
+    docs = [f"{t} {x}" for t, x in __import__("eval_fixtures").DOCS.values()]
+    key_plain = embedder.embed(docs, None)  # cached with no instruction: no new forward pass
+    assert embedder.encode_calls == 2 and embedder.cache.hits == 1
+    np.testing.assert_allclose(key_plain, tiny.encode(docs), atol=1e-5)
+
+
+def test_rerun_uses_cache_and_never_calls_the_model(tiny, tmp_path):
+    root = make_data(tmp_path / "data")
+    first = evaluate(Embedder(tiny, cache_dir=tmp_path / "cache", show_progress_bar=False), TASKS, root, None)
+    calls = count_forwards(tiny)
+    again = Embedder(tiny, cache_dir=tmp_path / "cache", show_progress_bar=False)
+    second = evaluate(again, TASKS, root, None)
+    assert calls == [] and again.encode_calls == 0 and again.cache.misses == 0
+    for task in TASKS:
+        assert second[task]["scores"] == first[task]["scores"]
+    # a different dtype is a different cache entry
+    bf16 = Embedder(tiny, cache_dir=tmp_path / "cache", dtype="bf16", show_progress_bar=False)
+    evaluate(bf16, ["stsb"], root, None)
+    assert len(calls) > 0 and bf16.encode_calls == 1
+
+
+def test_limit_subsamples(tiny, tmp_path):
+    root = make_data(tmp_path / "data")
+    r = evaluate(Embedder(tiny, show_progress_bar=False), ["stsb", "scifact"], root, None, limit=4, corpus_limit=3)
+    assert r["stsb"]["scores"]["test"][0]["num_samples"] == 4
+    assert r["scifact"]["scores"]["test"][0]["num_documents"] == 3  # judged documents of 3 queries
+
+
+def test_cli_on_checkpoint_folder_and_baseline(tiny, tmp_path, capsys):
+    root = make_data(tmp_path / "data")
+    tiny.save_pretrained(tmp_path / "ckpt")
+    args = [
+        "run",
+        "--model",
+        str(tmp_path / "ckpt"),
+        "--data",
+        str(root),
+        "--tasks",
+        "stsb",
+        "trec",
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
+    assert main([*args, "--output", str(tmp_path / "out")]) == 0
+    assert main([*args, "--output", str(tmp_path / "out2")]) == 0
+    summary = json.loads((tmp_path / "out2" / "summary.json").read_text())
+    assert summary["encode_calls"] == 0 and summary["cache_hits"] == 3  # rerun: all from the cache
+    first = json.loads((tmp_path / "out" / "stsb.json").read_text())["scores"]
+    assert json.loads((tmp_path / "out2" / "stsb.json").read_text())["scores"] == first
+    assert main([*args, "--baseline", "echo", "--output", str(tmp_path / "echo")]) == 0
+    echo = json.loads((tmp_path / "echo" / "summary.json").read_text())
+    assert echo["encode_calls"] == 3 and echo["model"].endswith("[echo]")
+
+
+def test_cli_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        main(["run", "--model", str(tmp_path / "nope"), "--tasks", "stsb"])

@@ -1,8 +1,9 @@
-"""Command line: `python -m train init|fit ...`."""
+"""Command line: `python -m train init|fit|bench ...`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -22,7 +23,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="a Causal2VecConfig field, e.g. --set pooling=eos (repeatable; values are YAML)",
     )
+    add_fit_parser(sub)
+    add_bench_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "fit":
+        return run_fit(args)
+    if args.command == "bench":
+        from train.bench import main as bench_main
+
+        return bench_main(args)
     if args.command == "init":
         import yaml
 
@@ -37,6 +46,48 @@ def main(argv: list[str] | None = None) -> int:
         out = init(args.output, args.decoder, args.encoder, args.gguf_file, args.overwrite, fields)
         print(f"wrote {out}")
     return 0
+
+
+def add_fit_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit", help="contrastive fine-tuning (runs under torchrun / accelerate launch too)")
+    p.add_argument("--config", default="default", help="YAML file, or a name in train/configs/ (default: default)")
+    p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, model/ (the export)")
+    p.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set lr_decoder=1e-4 --set lora.r=8 (repeatable; values are YAML)",
+    )
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    import logging
+
+    from train.config import load_config
+    from train.fit import TrainingDiverged, fit, summary
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = load_config(args.config, args.set)
+    try:
+        folder = fit(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
+    except (TrainingDiverged, FileExistsError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps({"export": str(folder), **summary(args.output)}))
+    return 0
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="training throughput and peak memory: fp32/bf16, checkpointing, cached loss")
+    p.add_argument("--config", default="default", help="model and data config (default: default)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per setting (after one warm-up step)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--output", default="runs/bench.json", help="JSON file with the results")
+    p.add_argument("--only", help=argparse.SUPPRESS)  # internal: run one setting in this process
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,204 @@
+"""Contrastive training data: validated JSONL rows and a seeded, resumable stream of task-homogeneous batches.
+
+A row is `{"query": str, "pos": [str, ...], "neg": [str, ...], "instruction": str}`; `neg` may be left out
+(no hard negatives) and so may `instruction` (the model's default query instruction is used).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """Malformed training data; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Row:
+    query: str
+    pos: tuple[str, ...]
+    neg: tuple[str, ...]
+    instruction: str | None
+
+
+@dataclass
+class Batch:
+    """One step's pairs, all from one file: `queries[i]` (prompt included) goes with `positives[i]`."""
+
+    source: str
+    queries: list[str]
+    positives: list[str]
+    negatives: list[list[str]]  # per query, possibly empty
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def shard(self, rank: int, world: int) -> Batch:
+        """The contiguous slice of rows that rank `rank` of `world` embeds."""
+        per = len(self) // world
+        s = slice(rank * per, (rank + 1) * per)
+        return Batch(self.source, self.queries[s], self.positives[s], self.negatives[s])
+
+    @property
+    def flat_negatives(self) -> list[str]:
+        return [n for negs in self.negatives for n in negs]
+
+
+def _strings(value: object, name: str, where: str, allow_empty_list: bool) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise DataError(f"{where}: {name!r} must be a list of strings, got {type(value).__name__}")
+    if not value and not allow_empty_list:
+        return ()
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise DataError(f"{where}: {name}[{i}] must be a string, got {type(item).__name__}")
+        if not item.strip():
+            raise DataError(f"{where}: {name}[{i}] is an empty string")
+    return tuple(value)
+
+
+def parse_row(line: str, where: str) -> Row:
+    """One JSONL line as a `Row`; raises `DataError` naming `where` (file:line) on anything malformed."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for key in ("query", "pos"):
+        if key not in obj:
+            raise DataError(f"{where}: missing field {key!r}")
+    unknown = sorted(set(obj) - {"query", "pos", "neg", "instruction"})
+    if unknown:
+        raise DataError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+    query, instruction = obj["query"], obj.get("instruction")
+    if not isinstance(query, str):
+        raise DataError(f"{where}: 'query' must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise DataError(f"{where}: 'query' is an empty string")
+    if instruction is not None and (not isinstance(instruction, str) or not instruction.strip()):
+        raise DataError(f"{where}: 'instruction' must be a non-empty string")
+    pos = _strings(obj["pos"], "pos", where, allow_empty_list=True)
+    neg = _strings(obj.get("neg", []), "neg", where, allow_empty_list=True)
+    return Row(query, pos, neg, instruction)
+
+
+def read_jsonl(path: Path) -> tuple[list[Row], int]:
+    """Rows of one file and how many were skipped for having no positive. Blank lines are ignored."""
+    rows, skipped = [], 0
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = parse_row(line, f"{path}:{lineno}")
+            if row.pos:
+                rows.append(row)
+            else:
+                skipped += 1
+    return rows, skipped
+
+
+def load_files(path: str | Path) -> dict[str, list[Row]]:
+    """`{file stem: rows}` for a JSONL file or every `*.jsonl` in a folder (sorted by name)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.jsonl"))
+        if not files:
+            raise DataError(f"{path}: no *.jsonl files")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise DataError(f"{path}: no such file or folder")
+    out = {}
+    for file in files:
+        rows, skipped = read_jsonl(file)
+        if skipped:
+            logger.warning("%s: skipped %d row(s) without a positive", file, skipped)
+        if not rows:
+            raise DataError(f"{file}: no usable rows")
+        out[file.stem] = rows
+    return out
+
+
+@dataclass
+class BatchStream:
+    """An endless, seeded stream of batches of `batch_size` rows, each batch from one file.
+
+    Every epoch shuffles each file's rows, cuts them into batches (a row whose query or chosen positive already
+    appears in the batch is skipped, as is a negative that does; an incomplete last batch is dropped), then
+    shuffles the batches of all files together. The stream's position is `(epoch, index)`, so it resumes exactly.
+    """
+
+    files: dict[str, list[Row]]
+    batch_size: int
+    hard_negatives: int
+    seed: int
+    query_prompt: Callable[[str | None], str]
+    document_prompt: str = ""
+    epoch: int = 0
+    index: int = 0
+    skipped_duplicates: int = 0
+    _plan: list[Batch] | None = field(default=None, repr=False)
+
+    def plan(self, epoch: int) -> list[Batch]:
+        rng = random.Random(f"{self.seed}-{epoch}")
+        batches = []
+        self.skipped_duplicates = 0
+        for name, rows in self.files.items():
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+            batch, seen = None, set()
+            for i in order:
+                if batch is None:
+                    batch, seen = Batch(name, [], [], []), set()
+                row = rows[i]
+                pos = rng.choice(row.pos)
+                negs = rng.sample(row.neg, min(self.hard_negatives, len(row.neg)))
+                if row.query in seen or pos in seen:
+                    self.skipped_duplicates += 1
+                    continue
+                seen.update((row.query, pos))
+                negs = [n for n in negs if n not in seen]
+                seen.update(negs)
+                batch.queries.append(self.query_prompt(row.instruction) + row.query)
+                batch.positives.append(self.document_prompt + pos)
+                batch.negatives.append([self.document_prompt + n for n in negs])
+                if len(batch) == self.batch_size:
+                    batches.append(batch)
+                    batch = None
+        if not batches:
+            raise DataError(f"no file has {self.batch_size} distinct rows for one batch; lower batch_size")
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self) -> Batch:
+        if self._plan is None:
+            self._plan = self.plan(self.epoch)
+        if self.index >= len(self._plan):
+            self.epoch, self.index = self.epoch + 1, 0
+            self._plan = self.plan(self.epoch)
+        batch = self._plan[self.index]
+        self.index += 1
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.index, self._plan = int(state["epoch"]), int(state["index"]), None
+
+    @property
+    def batches_per_epoch(self) -> int:
+        if self._plan is None:
+            self._plan = self.plan(self.epoch)
+        return len(self._plan)

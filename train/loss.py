@@ -1,0 +1,143 @@
+"""InfoNCE over in-batch positives and hard negatives, gathered across ranks, plain or cached (GradCache).
+
+Each rank embeds its shard of the batch. Documents (positives, then hard negatives) of all ranks are gathered
+*with gradients*; each rank's loss is the mean over its own queries. DDP averages gradients over ranks, and
+the gather's backward sums the documents' gradients over ranks, so the update equals that of one process
+computing the mean loss over the whole batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from train.data import Batch
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) when torch.distributed is not initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class _AllGather(torch.autograd.Function):
+    """all_gather whose backward sums the gradients of all ranks and returns this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.stack(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[dist.get_rank()]
+
+
+def gather(x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """Concatenate the rows of `x` from all ranks (rank order, sizes may differ), keeping gradients.
+
+    Returns the gathered tensor and each rank's row count.
+    """
+    rank, size = world()
+    if size == 1:
+        return x, [x.shape[0]]
+    counts = torch.tensor([x.shape[0]], device=x.device)
+    all_counts = [torch.zeros_like(counts) for _ in range(size)]
+    dist.all_gather(all_counts, counts)
+    sizes = [int(c) for c in all_counts]
+    if max(sizes) == 0:
+        return x, sizes
+    padded = torch.cat([x, x.new_zeros(max(sizes) - x.shape[0], *x.shape[1:])])
+    parts = _AllGather.apply(padded)
+    return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)]), sizes
+
+
+def info_nce(
+    queries: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Mean InfoNCE of this rank's queries against all ranks' positives and hard negatives (cosine / temperature).
+
+    Query i of rank r matches the positive at its global index; every other document is a negative.
+    """
+    rank, _ = world()
+    all_pos, sizes = gather(positives)
+    all_neg, _ = gather(negatives)
+    docs = F.normalize(torch.cat([all_pos, all_neg]).float(), dim=-1)
+    q = F.normalize(queries.float(), dim=-1)
+    labels = torch.arange(queries.shape[0], device=q.device) + sum(sizes[:rank])
+    return F.cross_entropy(q @ docs.T / temperature, labels)
+
+
+def embed(model: nn.Module, tokenizer: Callable, texts: Sequence[str], autocast: Callable) -> tuple[torch.Tensor, int]:
+    """Embeddings (fp32) of `texts` and their number of decoder tokens."""
+    inputs = tokenizer(list(texts), return_tensors="pt").to(next(model.parameters()).device)
+    with autocast():
+        emb = model(**inputs).sentence_embedding
+    return emb.float(), int(inputs["attention_mask"].sum())
+
+
+def _texts(batch: Batch) -> tuple[list[str], int, int]:
+    return batch.queries + batch.positives + batch.flat_negatives, len(batch.queries), len(batch.positives)
+
+
+def plain_step(model: nn.Module, tokenizer: Callable, batch: Batch, temperature: float, autocast: Callable):
+    """Embed the shard in one forward, compute the loss and backpropagate. Returns (loss, tokens)."""
+    texts, nq, npos = _texts(batch)
+    emb, tokens = embed(model, tokenizer, texts, autocast)
+    loss = info_nce(emb[:nq], emb[nq : nq + npos], emb[nq + npos :], temperature)
+    loss.backward()
+    return loss.detach(), tokens
+
+
+class _RngState:
+    """The CPU (and CUDA) RNG state, so a chunk's re-forward draws the same dropout masks."""
+
+    def __init__(self) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
+def cached_step(
+    model: nn.Module, tokenizer: Callable, batch: Batch, temperature: float, autocast: Callable, chunk_size: int
+):
+    """GradCache: embed chunks without grad, backprop the loss to the cached embeddings, then re-embed each chunk
+    with grad (same RNG state as its first pass) and backprop the cached gradients. Memory ~ one chunk.
+
+    Under DDP (`model.no_sync`), gradients are synchronised on the last chunk's backward only.
+    """
+    texts, nq, npos = _texts(batch)
+    chunks = [texts[i : i + chunk_size] for i in range(0, len(texts), chunk_size)]
+    states, cached, tokens = [], [], 0
+    with torch.no_grad():
+        for chunk in chunks:
+            states.append(_RngState())
+            emb, n = embed(model, tokenizer, chunk, autocast)
+            cached.append(emb)
+            tokens += n
+    after = _RngState()
+    emb = torch.cat(cached).requires_grad_()
+    loss = info_nce(emb[:nq], emb[nq : nq + npos], emb[nq + npos :], temperature)
+    loss.backward()
+    grads = emb.grad.split([len(c) for c in chunks])
+    no_sync = getattr(model, "no_sync", contextlib.nullcontext)
+    for i, (chunk, state, grad) in enumerate(zip(chunks, states, grads, strict=True)):
+        state.restore()
+        with no_sync() if i < len(chunks) - 1 else contextlib.nullcontext():
+            again, _ = embed(model, tokenizer, chunk, autocast)
+            again.backward(grad)
+    after.restore()
+    return loss.detach(), tokens

@@ -1,0 +1,105 @@
+"""What trains: LoRA on the decoder (peft), the connector always, the encoder fully or not; one lr per part."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from train.config import TrainConfig
+
+_ATTN_MLP = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_TARGETS: dict[str, list[str]] = {
+    **dict.fromkeys(
+        ["llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "olmo2"],
+        _ATTN_MLP,
+    ),
+    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+    "phi": ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"],
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+    "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "falcon": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+}
+
+
+def lora_targets(model_type: str, configured: list[str] | str | None) -> list[str] | str:
+    """Configured target modules, else the family's attention + MLP projections, else peft's "all-linear"."""
+    return configured or LORA_TARGETS.get(model_type, "all-linear")
+
+
+def add_lora(decoder: nn.Module, cfg: TrainConfig) -> Any:
+    """Inject LoRA adapters into `decoder` in place (its base weights freeze); returns the peft model, whose
+    `merge_and_unload()` gives back the same decoder with the adapters merged."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=lora_targets(decoder.config.model_type, cfg.lora.target_modules),
+    )
+    return get_peft_model(decoder, config)
+
+
+def set_trainable(model: nn.Module, cfg: TrainConfig) -> Any:
+    """Freeze/unfreeze the parts of a Causal2Vec model (or a baseline sharing its parts) per `cfg`.
+
+    Returns the peft model when LoRA is used (for merging at export), else None.
+    """
+    model.requires_grad_(False)
+    peft_model = None
+    if cfg.lora.r > 0:
+        peft_model = add_lora(model.decoder, cfg)  # only lora_* parameters require grad
+    else:
+        model.decoder.requires_grad_(True)
+    if getattr(model, "connector", None) is not None:
+        model.connector.requires_grad_(True)
+    if cfg.train_encoder and getattr(model, "encoder", None) is not None:
+        model.encoder.requires_grad_(True)
+    return peft_model
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups by part (decoder / connector / encoder), each with its own learning rate."""
+    lrs = {"decoder": cfg.lr_decoder, "connector": cfg.lr_connector, "encoder": cfg.lr_encoder}
+    params: dict[str, list[nn.Parameter]] = {k: [] for k in lrs}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            part = name.split(".")[0]
+            if part not in params:
+                raise ValueError(f"trainable parameter {name} belongs to no known part (decoder, connector, encoder)")
+            params[part].append(p)
+    return [
+        {"name": part, "params": ps, "lr": lrs[part], "weight_decay": cfg.weight_decay}
+        for part, ps in params.items()
+        if ps
+    ]
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters that train, by name: what a checkpoint needs to restore the model."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def lr_lambda(cfg: TrainConfig):
+    """Linear warmup over `warmup_steps`, then cosine/linear decay to 0 at `steps` (or constant)."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        if cfg.schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig):
+    optimizer = torch.optim.AdamW(param_groups(model, cfg))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    return optimizer, scheduler

@@ -1,0 +1,64 @@
+"""Two CPU processes under torchrun (gloo) train like one process on the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data" / "train"
+
+# no dropout: each rank draws its own masks, so only a dropout-free run can match one process exactly
+COMMON = [
+    "steps=3",
+    "save_every=3",
+    "batch_size=8",
+    "hard_negatives=2",
+    "lora.dropout=0",
+    "model.encoder.hidden_dropout_prob=0",
+    "model.encoder.attention_probs_dropout_prob=0",
+]
+
+
+def run(output: Path, data: Path, nproc: int, *extra: str) -> list[dict]:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    sets = [a for s in [*COMMON, f"data={data}", *extra] for a in ("--set", s)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [*launcher, "-m", "train", "fit", "--config", "tiny", "--output", str(output), *sets]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_match_one(tmp_path):
+    src = SHARED / "wikiqa.jsonl"  # rows with several hard negatives, so ranks hold different numbers of them
+    if not src.is_file():
+        pytest.skip(f"{src} is not there")
+    data = tmp_path / "wikiqa.jsonl"
+    data.write_text("\n".join(src.read_text().splitlines()[:40]) + "\n")
+    one = run(tmp_path / "one", data, 1)
+    # two ranks with the cached loss (GradCache + no_sync) against one rank with the plain loss
+    two = run(tmp_path / "two", data, 2, "cached_chunk_size=5")
+    assert [m["step"] for m in two] == [1, 2, 3]
+    for a, b in zip(one, two, strict=True):
+        assert abs(a["loss"] - b["loss"]) < 1e-4, (a, b)
+        assert abs(a["grad_norm"] - b["grad_norm"]) < 1e-4 * max(1.0, a["grad_norm"])
+    w1 = load_file(tmp_path / "one" / "model" / "model.safetensors")
+    w2 = load_file(tmp_path / "two" / "model" / "model.safetensors")
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], atol=2e-5, rtol=1e-4, msg=k)
+    from train.config import load_config
+    from train.fit import build
+
+    initial = build(load_config("tiny"))[0].state_dict()
+    moved = {k for k in w1 if (w1[k] - initial[k]).abs().max() > 1e-3}
+    assert any(k.startswith("connector.") for k in moved) and any(k.startswith("encoder.") for k in moved)
+    assert any(k.startswith("decoder.") and "proj" in k for k in moved), "merged LoRA changed the decoder"

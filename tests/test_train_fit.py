@@ -21,6 +21,15 @@ from train.__main__ import main
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; with several, a loaded 2-core machine thrashes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """Two small task files cut from the real training data (or written here if it is absent)."""
@@ -152,7 +161,9 @@ def test_export_merges_lora_and_loads_in_a_fresh_process(tmp_path):
     script = tmp_path / "load.py"
     script.write_text(LOAD)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    env.update(
+        OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules")
+    )
     proc = subprocess.run(
         [sys.executable, "-I", str(script), str(folder), json.dumps(TEXTS)],
         cwd=tmp_path,

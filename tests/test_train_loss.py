@@ -15,6 +15,15 @@ from train.loss import cached_step, info_nce, plain_step
 from train.trainable import LORA_TARGETS, lora_targets, lr_lambda, param_groups, set_trainable
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; with several, a loaded 2-core machine thrashes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_info_nce_matches_the_formula():
     g = torch.Generator().manual_seed(0)
     q, p, n = torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g), torch.randn(2, 8, generator=g)
@@ -59,7 +68,8 @@ def tiny_trainable(**overrides):
 def assert_same_grads(a: dict, b: dict, atol: float = 1e-5) -> None:
     assert a.keys() == b.keys() and len(a) > 10
     for name in a:
-        torch.testing.assert_close(a[name], b[name], atol=atol, rtol=1e-4, msg=name)
+        scale = max(1.0, b[name].abs().max().item())  # fp32 rounding grows with the gradient's size
+        torch.testing.assert_close(a[name], b[name], atol=atol * scale, rtol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 64])

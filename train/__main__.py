@@ -67,13 +67,14 @@ def run_fit(args: argparse.Namespace) -> int:
     import logging
 
     from train.config import load_config
+    from train.data import DataError
     from train.fit import TrainingDiverged, fit, summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = load_config(args.config, args.set)
     try:
         folder = fit(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
-    except (TrainingDiverged, FileExistsError, FileNotFoundError) as err:
+    except (TrainingDiverged, DataError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(json.dumps({"export": str(folder), **summary(args.output)}))

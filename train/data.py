@@ -187,6 +187,12 @@ class BatchStream:
         if self.index >= len(self._plan):
             self.epoch, self.index = self.epoch + 1, 0
             self._plan = self.plan(self.epoch)
+            logger.info(
+                "epoch %d: %d batches; %d rows skipped as duplicates within a batch",
+                self.epoch,
+                len(self._plan),
+                self.skipped_duplicates,
+            )
         batch = self._plan[self.index]
         self.index += 1
         return batch

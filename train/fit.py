@@ -115,6 +115,9 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     stream = BatchStream(
         files, cfg.batch_size, cfg.hard_negatives, cfg.seed, model.config.query_prompt, cfg.document_prompt or ""
     )
+    if rank == 0:
+        counts = {name: len(rows) for name, rows in files.items()}
+        logger.info("data %s: %s rows; %d batches an epoch", cfg.data_path(), counts, stream.batches_per_epoch)
     metrics_path, start, elapsed = output / "metrics.jsonl", 0, 0.0
     torch.manual_seed(cfg.seed + rank)  # dropout: distinct per rank
     if ckpt is not None:
@@ -159,7 +162,7 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
         optimizer.zero_grad(set_to_none=True)
         dt = time.perf_counter() - t0
         elapsed += dt
-        tokens = int(_mean(torch.tensor(float(tokens)), op="sum"))
+        tokens = int(_mean(torch.tensor(float(tokens), device=loss.device), op="sum"))
         record = {
             "step": step,
             "loss": loss.item(),

@@ -167,6 +167,11 @@ class DecoderBaseline(EmbedderMixin, nn.Module):
         )
         self.tokenizer = BaselineTokenizer(model.tokenizer, kind, demos, cfg.decoder_max_length)
 
+    def describe(self) -> str:
+        """What, beyond the weights, decides this baseline's embeddings (part of the embedding cache key)."""
+        tok = self.tokenizer
+        return json.dumps([self.kind, tok.prefix, ECHO_TEMPLATE if self.kind == "echo" else None])
+
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pool_mask: torch.Tensor, **kwargs: Any
     ) -> Causal2VecOutput:
@@ -209,6 +214,10 @@ class EncoderBaseline(EmbedderMixin, nn.Module):
             "encoder", cfg.encoder.hidden_size, cfg.decoder_max_length, cfg.prompt_template, cfg.query_instruction
         )
         self.tokenizer = EncoderTokenizer(model.tokenizer, cfg.encoder_max_length)
+
+    def describe(self) -> str:
+        """Part of the embedding cache key (see `DecoderBaseline.describe`)."""
+        return json.dumps(["encoder", self.tokenizer.max_length])
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Causal2VecOutput:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -50,19 +50,26 @@ def token_counts(module: Any, texts: list[str]) -> dict[str, float]:
     return out
 
 
-def time_encode(module: Any, texts: list[str], dtype: torch.dtype, device: str, batch_size: int, repeats: int) -> float:
-    """Best wall time (seconds) of `module.encode(texts)` over `repeats` runs, after a small warm-up."""
-    module.encode(texts[:batch_size], batch_size=batch_size, dtype=dtype, device=device)
-    best = float("inf")
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        module.encode(texts, batch_size=batch_size, dtype=dtype, device=device)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
+def time_encode(module: Any, texts: list[str], dtype: torch.dtype, device: str, batch_size: int) -> float:
+    """Wall time (seconds) of one `module.encode(texts)`."""
+    return time_encode_both(module, texts, dtype, device, batch_size)[0]
+
+
+def time_encode_both(
+    module: Any, texts: list[str], dtype: torch.dtype, device: str, batch_size: int
+) -> tuple[float, float]:
+    """Wall time and this process's CPU time (seconds) of one `module.encode(texts)`.
+
+    CPU time is less sensitive than wall time to other jobs on a shared machine (it still counts threads
+    that spin while waiting for a descheduled sibling).
+    """
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start, cpu = time.perf_counter(), time.process_time()
+    module.encode(texts, batch_size=batch_size, dtype=dtype, device=device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def build_methods(model: Any, methods: list[str]) -> dict[str, Any]:
@@ -84,9 +91,17 @@ def speed_table(
     for device in devices:
         for dtype in dtypes:
             for set_name, texts in sets.items():
+                best = {name: float("inf") for name in modules}
+                best_cpu = {name: float("inf") for name in modules}
+                for module in modules.values():  # warm-up
+                    module.encode(texts[:batch_size], batch_size=batch_size, dtype=DTYPES[dtype], device=device)
+                for _ in range(repeats):  # rounds over all methods, so that drifting machine load hits all alike
+                    for name, module in modules.items():
+                        seconds, cpu = time_encode_both(module, texts, DTYPES[dtype], device, batch_size)
+                        best[name] = min(best[name], seconds)
+                        best_cpu[name] = min(best_cpu[name], cpu)
                 group = []
                 for name, module in modules.items():
-                    seconds = time_encode(module, texts, DTYPES[dtype], device, batch_size, repeats)
                     row = {
                         "device": device,
                         "dtype": dtype,
@@ -94,12 +109,13 @@ def speed_table(
                         "n": len(texts),
                         "method": name,
                         **token_counts(module, texts),
-                        "seconds_per_1k": 1000 * seconds / len(texts),
+                        "seconds_per_1k": 1000 * best[name] / len(texts),
+                        "cpu_seconds_per_1k": 1000 * best_cpu[name] / len(texts),
                     }
                     group.append(row)
                     print(
                         f"{device} {dtype} {set_name:15} {name:14} {row['decoder_tokens']:7.1f} tok "
-                        f"{row['seconds_per_1k']:8.2f} s/1k",
+                        f"{row['seconds_per_1k']:8.2f} s/1k  (CPU {row['cpu_seconds_per_1k']:8.2f} s/1k)",
                         flush=True,
                     )
                 ref = next((r for r in group if r["method"] == "causal2vec"), None)
@@ -107,10 +123,12 @@ def speed_table(
                 for row in group:
                     if ref is not None:
                         row["time_ratio"] = row["seconds_per_1k"] / ref["seconds_per_1k"]
+                        row["cpu_time_ratio"] = row["cpu_seconds_per_1k"] / ref["cpu_seconds_per_1k"]
                         if row["method"] != "encoder":
                             row["decoder_token_ratio"] = row["decoder_tokens"] / ref["decoder_tokens"]
                     if row["method"] == "causal2vec" and enc is not None:
                         row["encoder_seconds_per_1k"] = enc["seconds_per_1k"]
+                        row["encoder_cpu_seconds_per_1k"] = enc["cpu_seconds_per_1k"]
                 rows.extend(group)
     return rows
 
@@ -156,7 +174,7 @@ def length_curve(
                 }
                 if docs:
                     row["scifact_seconds_per_1k"] = (
-                        1000 * time_encode(module, docs, DTYPES[dtype], "cpu", batch_size, 1) / len(docs)
+                        1000 * time_encode(module, docs, DTYPES[dtype], "cpu", batch_size) / len(docs)
                     )
                     row["scifact_decoder_tokens"] = token_counts(module, docs)["decoder_tokens"]
                 rows.append(row)
@@ -178,6 +196,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     speed = [r for r in results["speed"] if r["device"] == "cpu"]
+    # CPU time of this process: robust to other jobs on a shared machine; wall time is in the JSON
+    metric = "cpu_seconds_per_1k" if all("cpu_seconds_per_1k" in r for r in speed) else "seconds_per_1k"
     sets = list(dict.fromkeys(r["texts"] for r in speed))
     dtypes = list(dict.fromkeys(r["dtype"] for r in speed))
     methods = list(dict.fromkeys(r["method"] for r in speed))
@@ -189,11 +209,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         x = np.arange(len(methods))
         for j, dtype in enumerate(dtypes):
             vals = [
-                next(
-                    r["seconds_per_1k"]
-                    for r in speed
-                    if r["texts"] == set_name and r["dtype"] == dtype and r["method"] == m
-                )
+                next(r[metric] for r in speed if r["texts"] == set_name and r["dtype"] == dtype and r["method"] == m)
                 for m in methods
             ]
             bars = ax.bar(x + j * width, vals, width, label=dtype)
@@ -205,7 +221,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ]
         ax.set_xticks(x + width * (len(dtypes) - 1) / 2)
         ax.set_xticklabels([f"{m}\n{t:.0f} tok" for m, t in zip(methods, tokens, strict=True)], fontsize=7)
-        ax.set_ylabel("seconds per 1,000 texts (CPU)")
+        ax.set_ylabel(("CPU " if metric.startswith("cpu") else "wall ") + "seconds per 1,000 texts")
         ax.set_title(f"{set_name} (n={n})")
         ax.legend(fontsize=8)
     if curve:
@@ -232,6 +248,46 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """Tables of the speed rows (per device, dtype and text set) and of the length curve."""
+    lines = []
+    speed = results["speed"]
+    for key in dict.fromkeys((r["device"], r["dtype"], r["texts"]) for r in speed):
+        rows = [r for r in speed if (r["device"], r["dtype"], r["texts"]) == key]
+        lines += [
+            f"**{key[2]}** (n={rows[0]['n']}), {key[0]} {key[1]}",
+            "",
+            "| method | decoder tokens/text | tokens vs C2V | s / 1k texts | time vs C2V | CPU s / 1k | CPU vs C2V |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            tokens = f"{r['decoder_tokens']:.1f}" + (" (encoder)" if r["method"] == "encoder" else "")
+            tok_ratio = f"{r['decoder_token_ratio']:.2f}x" if "decoder_token_ratio" in r else "-"
+            lines.append(
+                f"| {r['method']} | {tokens} | {tok_ratio} | {r['seconds_per_1k']:.1f} | {r.get('time_ratio', 0):.2f}x "
+                f"| {r.get('cpu_seconds_per_1k', 0):.1f} | {r.get('cpu_time_ratio', 0):.2f}x |"
+            )
+        lines.append("")
+    curve = results.get("length_curve") or []
+    if curve:
+        docs = "scifact_seconds_per_1k" in curve[0]
+        lines += [
+            f"**decoder_max_length** ({results['curve_dtype']}; STS-B dev subsample"
+            + (", SciFact documents timed" if docs else "")
+            + ")",
+            "",
+            "| method | max length | STS-B dev Spearman | STS-B s / 1k | SciFact tokens/doc | SciFact s / 1k |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in curve:
+            lines.append(
+                f"| {r['method']} | {r['decoder_max_length']} | {r['stsb_dev_spearman']:.4f} "
+                f"| {r['stsb_seconds_per_1k']:.1f} | {r.get('scifact_decoder_tokens', 0):.0f} "
+                f"| {r.get('scifact_seconds_per_1k', 0):.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="Causal2Vec checkpoint folder")
     p.add_argument("--output", type=Path, default=ROOT / "runs" / "efficiency", help="folder for efficiency.json")
@@ -241,8 +297,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=sorted(DTYPES))
     p.add_argument("--n-sts", type=int, default=300, help="STS-B test sentences to time")
     p.add_argument("--n-docs", type=int, default=100, help="SciFact documents to time")
+    p.add_argument("--sets", nargs="+", default=["stsb-test", "scifact-corpus"], help="text sets to time")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=1, help="timed runs per measurement (the best is kept)")
+    p.add_argument(
+        "--repeats", type=int, default=1, help="timed rounds over all methods (the best time per method is kept)"
+    )
     p.add_argument("--lengths", nargs="*", type=int, default=[8, 16, 32, 64, 128])
     p.add_argument("--curve-pairs", type=int, default=300, help="STS-B dev pairs for the length curve")
     p.add_argument("--curve-docs", type=int, default=50, help="SciFact documents timed in the length curve (0: none)")
@@ -255,6 +314,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     model = load_model(args.model)
     sets = text_sets(args.data, args.n_sts, args.n_docs, args.seed)
+    docs = sets["scifact-corpus"][: args.curve_docs] if args.curve_docs else None
+    sets = {k: v for k, v in sets.items() if k in args.sets}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.no_gpu else [])
     results: dict[str, Any] = {
         "model": str(args.model),
@@ -270,13 +331,13 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     results["speed"] = speed_table(model, sets, args.methods, args.dtypes, devices, args.batch_size, args.repeats)
     model.to("cpu")
     if args.lengths:
-        docs = sets["scifact-corpus"][: args.curve_docs] if args.curve_docs else None
         results["length_curve"] = length_curve(
             model, args.data, args.lengths, args.curve_pairs, args.curve_dtype, args.batch_size, args.seed, docs=docs
         )
     results["total_seconds"] = time.perf_counter() - start
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "efficiency.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.output / "efficiency.md").write_text(markdown(results))
     chart = args.chart or args.output / "efficiency.png"
     plot(results, chart)
     print(f"wrote {args.output / 'efficiency.json'} and {chart} in {results['total_seconds']:.0f} s")

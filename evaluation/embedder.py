@@ -41,6 +41,11 @@ def load_model(path: str | Path, device: str | None = None) -> Any:
     return model.eval() if device is None else model.to(device).eval()
 
 
+def describe(model: Any) -> str:
+    """A baseline's layout settings (`describe()`), or the model class name."""
+    return model.describe() if hasattr(model, "describe") else type(model).__name__
+
+
 class Embedder:
     """Embeds texts with a model (Causal2Vec, a baseline or a SentenceTransformer), caching by content.
 
@@ -61,7 +66,7 @@ class Embedder:
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
         self.model = model
-        self.model_id = model_id or module_fingerprint(model)
+        self.model_id = model_id or f"{module_fingerprint(model)}:{describe(model)}"
         self.cache = EmbeddingCache(cache_dir)
         self.dtype = dtype
         self.batch_size = batch_size
@@ -77,8 +82,10 @@ class Embedder:
         if baseline:
             from evaluation.baselines import build_baseline
 
+            if not is_causal2vec_folder(path):
+                raise ValueError(f"--baseline needs a Causal2Vec checkpoint; {path} is not one (no causal2vec config)")
             model = build_baseline(baseline, model)
-            model_id = f"{model_id}:{baseline}"
+        model_id = f"{model_id}:{describe(model)}"
         return cls(model, model_id=model_id, **kwargs)
 
     @property

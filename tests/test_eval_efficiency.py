@@ -63,3 +63,6 @@ def test_efficiency_command(tiny, tmp_path):
     ]
     assert all(r["stsb_decoder_tokens"] <= r["decoder_max_length"] for r in curve)
     assert curve[0]["scifact_decoder_tokens"] == 8 and curve[1]["scifact_decoder_tokens"] > 8
+    table = (out / "efficiency.md").read_text()
+    assert "| echo |" in table and "| causal2vec | 64 |" in table
+    assert all(r["cpu_seconds_per_1k"] > 0 and "cpu_time_ratio" in r for r in rows)

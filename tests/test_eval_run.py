@@ -106,3 +106,36 @@ def test_cli_on_checkpoint_folder_and_baseline(tiny, tmp_path, capsys):
 def test_cli_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         main(["run", "--model", str(tmp_path / "nope"), "--tasks", "stsb"])
+
+
+def test_baselines_on_one_decoder_do_not_share_cache_entries(tiny, tmp_path):
+    from evaluation.baselines import build_baseline
+
+    root = make_data(tmp_path / "data")
+    eos = evaluate(Embedder(build_baseline("eos", tiny), cache_dir=tmp_path / "c"), ["stsb"], root, None)
+    mean_embedder = Embedder(build_baseline("mean", tiny), cache_dir=tmp_path / "c")
+    mean = evaluate(mean_embedder, ["stsb"], root, None)
+    assert mean_embedder.encode_calls == 1  # same weights, different pooling: not a cache hit
+    assert mean["stsb"]["scores"] != eos["stsb"]["scores"]
+
+
+@pytest.mark.slow
+def test_sentence_transformer_folder_and_encoder_baseline_agree(tmp_path):
+    """all-MiniLM-L6-v2 loaded by sentence-transformers scores like the default model's "encoder" baseline."""
+    from evaluation.baselines import build_baseline
+    from train.build import build_model
+    from train.parts import default_encoder_path
+
+    root = make_data(tmp_path / "data")
+    st = Embedder.from_path(default_encoder_path(), use_instructions=False, show_progress_bar=False)
+    assert st.is_sentence_transformer
+    encoder = Embedder(build_baseline("encoder", build_model()), use_instructions=False, show_progress_bar=False)
+    # cosine-based tasks only: the sentence-transformers model also L2-normalizes, which changes the classifier
+    a = evaluate(st, ["stsb", "scifact"], root, None)
+    b = evaluate(encoder, ["stsb", "scifact"], root, None)
+    for task in ("stsb", "scifact"):
+        assert a[task]["scores"]["test"][0]["main_score"] == pytest.approx(
+            b[task]["scores"]["test"][0]["main_score"], abs=1e-4
+        )
+    with pytest.raises(ValueError, match="needs a Causal2Vec checkpoint"):
+        Embedder.from_path(default_encoder_path(), baseline="eos")

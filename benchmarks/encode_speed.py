@@ -1,6 +1,6 @@
 """Throughput of `model.encode` on the STS-B test sentences: texts/s and tokens/s per dtype.
 
-    python -m benchmarks.encode_speed --model runs/default-init --dtypes fp32 bf16 --threads 2
+python -m benchmarks.encode_speed --model runs/default-init --dtypes fp32 bf16 --threads 2
 """
 
 from __future__ import annotations
@@ -44,8 +44,15 @@ def main(argv: list[str] | None = None) -> dict:
     dec_tokens = sum(map(len, batch["input_ids"]))
     enc_tokens = sum(map(len, batch["encoder_input_ids"]))
     model.encode(texts[:64], batch_size=args.batch_size)  # warm-up
-    results = {"model": str(args.model), "texts": len(texts), "decoder_tokens": dec_tokens,
-               "encoder_tokens": enc_tokens, "threads": args.threads, "batch_size": args.batch_size, "runs": {}}
+    results = {
+        "model": str(args.model),
+        "texts": len(texts),
+        "decoder_tokens": dec_tokens,
+        "encoder_tokens": enc_tokens,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "runs": {},
+    }
     print(f"{len(texts)} texts, {dec_tokens} decoder tokens, {enc_tokens} encoder tokens, {args.threads} threads")
     print(f"{'dtype':6} {'seconds':>8} {'texts/s':>8} {'dec tok/s':>10}")
     for name in args.dtypes:

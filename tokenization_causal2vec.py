@@ -120,9 +120,9 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         """Build each row's decoder ids (C as a placeholder) and C's index in the row."""
         tokenize = super().__call__
         # verbose=False: bodies longer than model_max_length are expected here; they are cut just below
-        prompt_ids = (
-            tokenize(prompts, add_special_tokens=False, verbose=False)["input_ids"] if any(prompts) else [[]] * len(bodies)
-        )
+        prompt_ids = [[]] * len(bodies)
+        if any(prompts):
+            prompt_ids = tokenize(prompts, add_special_tokens=False, verbose=False)["input_ids"]
         body_ids = tokenize(bodies, add_special_tokens=False, verbose=False)["input_ids"]
         bos = [self.bos_token_id] if self.decoder_add_bos else []
         placeholder = self.pad_token_id if self.pad_token_id is not None else self.eos_token_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,16 @@ DEFAULT_TEMPLATE = "Instruct: {}\nQuery: "
 def is_causal2vec_folder(path: str | Path) -> bool:
     config = Path(path) / "config.json"
     return config.is_file() and json.loads(config.read_text()).get("model_type") == "causal2vec"
+
+
+def trained_baseline(path: str | Path) -> str | None:
+    """The baseline a `train/` export was fine-tuned as (its `training_config.yaml`), else None."""
+    file = Path(path) / "training_config.yaml"
+    if not file.is_file():
+        return None
+    import yaml
+
+    return (yaml.safe_load(file.read_text()) or {}).get("baseline") or None
 
 
 def load_model(path: str | Path, device: str | None = None) -> Any:
@@ -79,6 +90,13 @@ class Embedder:
         """Load a checkpoint folder, optionally wrapped as a baseline; its identity comes from its files."""
         model = load_model(path)
         model_id = folder_fingerprint(path)
+        trained_as = trained_baseline(path)
+        if trained_as and trained_as != baseline:
+            warnings.warn(
+                f"{path} was trained as the {trained_as!r} baseline but is evaluated as "
+                f"{baseline or 'Causal2Vec'!r}; pass --baseline {trained_as} to embed it the way it was trained",
+                stacklevel=2,
+            )
         if baseline:
             from evaluation.baselines import build_baseline
 

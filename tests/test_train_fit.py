@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,17 @@ def test_baseline_trains_through_the_same_loop(tmp_path, data_dir):
     trained = load_file(out / "checkpoints" / "step-000002" / "trainable.safetensors")
     assert trained and all(k.startswith("decoder.") and "lora_" in k for k in trained)
     assert (out / "model" / "model.safetensors").is_file()
+    assert "Trained as the `mean` baseline" in (out / "model" / "README.md").read_text()
+    from evaluation.embedder import Embedder
+
+    with pytest.warns(UserWarning, match="trained as the 'mean' baseline"):
+        Embedder.from_path(out / "model", cache_dir=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Embedder.from_path(out / "model", baseline="mean", cache_dir=None)
+
+
+def test_nothing_to_train_is_an_error(tmp_path, data_dir, capsys):
+    pytest.importorskip("evaluation.baselines")
+    assert fit(tmp_path / "enc", data_dir, "--set", "baseline=encoder", "--set", "train_encoder=false") == 1
+    assert "nothing to train" in capsys.readouterr().err

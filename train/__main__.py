@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             if not sep:
                 parser.error(f"--set expects KEY=VALUE, got {item!r}")
             fields[key] = yaml.safe_load(value)
-        out = init(args.output, args.decoder, args.encoder, args.gguf_file, args.overwrite, fields)
+        try:
+            out = init(args.output, args.decoder, args.encoder, args.gguf_file, args.overwrite, fields)
+        except (FileExistsError, FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         print(f"wrote {out}")
     return 0
 
@@ -74,7 +78,7 @@ def run_fit(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     try:
         folder = fit(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
-    except (TrainingDiverged, DataError, FileExistsError, FileNotFoundError) as err:
+    except (TrainingDiverged, DataError, FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(json.dumps({"export": str(folder), **summary(args.output)}))

@@ -85,6 +85,13 @@ hf upload USER/NAME PATH_TO_THIS_FOLDER .   # huggingface-cli upload USER/NAME P
     if data_files:
         body += "\n## Training data\n\n| file | rows |\n| --- | --- |\n"
         body += "\n".join(f"| {name} | {rows} |" for name, rows in data_files.items()) + "\n"
+    if training and training.get("baseline"):
+        body += (
+            f"\n> **Trained as the `{training['baseline']}` baseline**, not as Causal2Vec: these weights hold the"
+            " fine-tuned parts, and `AutoModel` loads them as Causal2Vec. Embed the way they were trained with"
+            f' `evaluation.baselines.build_baseline("{training["baseline"]}", model)`, or evaluate with'
+            f" `python -m evaluation run --model PATH --baseline {training['baseline']}`.\n"
+        )
     if training:
         body += "\n## Training\n\n" + _table(training) + "\n"
     if evaluation:

@@ -50,14 +50,17 @@ def set_trainable(model: nn.Module, cfg: TrainConfig) -> Any:
     """
     model.requires_grad_(False)
     peft_model = None
-    if cfg.lora.r > 0:
-        peft_model = add_lora(model.decoder, cfg)  # only lora_* parameters require grad
-    else:
-        model.decoder.requires_grad_(True)
+    decoder = getattr(model, "decoder", None)  # None for the encoder-alone baseline
+    if decoder is not None and cfg.lora.r > 0:
+        peft_model = add_lora(decoder, cfg)  # only lora_* parameters require grad
+    elif decoder is not None:
+        decoder.requires_grad_(True)
     if getattr(model, "connector", None) is not None:
         model.connector.requires_grad_(True)
     if cfg.train_encoder and getattr(model, "encoder", None) is not None:
         model.encoder.requires_grad_(True)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("nothing to train: this model has no decoder or connector and train_encoder is false")
     return peft_model
 
 

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-instructions", action="store_true", help="embed every text without an instruction")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--card", action="store_true", help="write the scores into the checkpoint's model card (README.md)")
 
     e = sub.add_parser("efficiency", help="decoder tokens and wall time: Causal2Vec vs the baselines")
     from evaluation.efficiency import add_arguments
@@ -78,11 +79,33 @@ def main(argv: list[str] | None = None) -> int:
         print((Path(output) / "summary.md").read_text())
         print(json.dumps(summary_rows(results)))
         print(f"wrote {output}")
+        if args.card:
+            from train.card import update_evaluation
+
+            note = card_note(args)
+            print(f"updated {update_evaluation(Path(args.model), summary_rows(results), note)}")
     else:
         from evaluation.efficiency import run_from_args
 
         run_from_args(args)
     return 0
+
+
+def card_note(args: argparse.Namespace) -> str:
+    """How the scores were made, for the model card: the command's settings in words."""
+    sample = []
+    if args.limit:
+        sample.append(f"a seeded subsample of {args.limit} pairs / queries / examples")
+    if args.corpus_limit:
+        sample.append(f"a retrieval corpus of {args.corpus_limit} documents (judged ones kept)")
+    how = f"{args.dtype}, instructions {'off' if args.no_instructions else 'on'}"
+    if args.baseline:
+        how += f", as the `{args.baseline}` baseline"
+    return (
+        f"Local evaluation (`python -m evaluation run`, {how}"
+        + (f"; {'; '.join(sample)}" if sample else "")
+        + "): STS-B Spearman x100, SciFact nDCG@10 x100, TREC / MR accuracy x100."
+    )
 
 
 if __name__ == "__main__":

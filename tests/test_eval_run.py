@@ -103,6 +103,26 @@ def test_cli_on_checkpoint_folder_and_baseline(tiny, tmp_path, capsys):
     assert echo["encode_calls"] == 3 and echo["model"].endswith("[echo]")
 
 
+def test_card_gets_the_scores_and_keeps_the_rest(tiny, tmp_path):
+    from train.card import write_model_card
+
+    root = make_data(tmp_path / "data")
+    folder = tmp_path / "ckpt"
+    tiny.save_pretrained(folder)
+    write_model_card(folder, tiny.config, ["random llama", "random bert"], training={"steps": 3})
+    (folder / "README.md").write_text((folder / "README.md").read_text() + "\n![training loss](loss_curve.png)\n")
+    args = ["run", "--model", str(folder), "--data", str(root), "--tasks", "stsb", "trec", "--no-cache", "--card"]
+    assert main([*args, "--output", str(tmp_path / "out"), "--limit", "4"]) == 0
+    assert main([*args, "--output", str(tmp_path / "out2")]) == 0  # a second run replaces the section
+    card = (folder / "README.md").read_text()
+    rows = json.loads((tmp_path / "out2" / "summary.json").read_text())["results"]
+    assert card.startswith("---\nlibrary_name: transformers") and "| steps | 3 |" in card
+    assert card.count("## Evaluation") == 1 and "No evaluation results" not in card and "subsample" not in card
+    for r in rows:
+        assert f"| {r['task']} | {r['split']} | {r['metric']} | {r['score']:.2f} | {r['n']} |" in card
+    assert card.rstrip().endswith("![training loss](loss_curve.png)")
+
+
 def test_cli_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         main(["run", "--model", str(tmp_path / "nope"), "--tasks", "stsb"])

@@ -101,3 +101,31 @@ hf upload USER/NAME PATH_TO_THIS_FOLDER .   # huggingface-cli upload USER/NAME P
     path = folder / "README.md"
     path.write_text("\n".join(front) + body)
     return path
+
+
+EVAL_HEADING = "## Evaluation\n"
+
+
+def update_evaluation(folder: Path, rows: list[dict[str, Any]], note: str) -> Path:
+    """Replace the Evaluation section of `folder/README.md` with `rows` (task, split, metric, score, n) and `note`
+    (how they were made). Everything else in the card is kept; a card without the section gets it appended."""
+    path = Path(folder) / "README.md"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: no model card to update")
+    text = path.read_text()
+    table = ["| task | split | metric | score | n |", "| --- | --- | --- | --- | --- |"]
+    table += [f"| {r['task']} | {r['split']} | {r['metric']} | {r['score']:.2f} | {r['n']} |" for r in rows]
+    section = EVAL_HEADING + "\n" + note.strip() + "\n\n" + "\n".join(table) + "\n"
+    start = text.find(EVAL_HEADING)
+    if start < 0:
+        return _write(path, text.rstrip("\n") + "\n\n" + section)
+    # the section runs to the next heading or image line (the loss curve), or to the end
+    rest = text[start + len(EVAL_HEADING) :]
+    end = re.search(r"^(#{1,2} |!\[)", rest, flags=re.M)
+    tail = rest[end.start() :] if end else ""
+    return _write(path, text[:start] + section + ("\n" + tail if tail else ""))
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

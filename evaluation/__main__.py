@@ -92,20 +92,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def card_note(args: argparse.Namespace) -> str:
-    """How the scores were made, for the model card: the command's settings in words."""
-    sample = []
-    if args.limit:
-        sample.append(f"a seeded subsample of {args.limit} pairs / queries / examples")
-    if args.corpus_limit:
-        sample.append(f"a retrieval corpus of {args.corpus_limit} documents (judged ones kept)")
-    how = f"{args.dtype}, instructions {'off' if args.no_instructions else 'on'}"
+    """How the scores were made, in a few words for the model card's table."""
+    how = [args.dtype, "no instructions" if args.no_instructions else "instructions"]
     if args.baseline:
-        how += f", as the `{args.baseline}` baseline"
-    return (
-        f"Local evaluation (`python -m evaluation run`, {how}"
-        + (f"; {'; '.join(sample)}" if sample else "")
-        + "): STS-B Spearman x100, SciFact nDCG@10 x100, TREC / MR accuracy x100."
-    )
+        how.append(f"`{args.baseline}` baseline")
+    if args.limit:
+        how.append(f"seeded subsample of {args.limit}")
+    if args.corpus_limit:
+        how.append(f"corpus of {args.corpus_limit} (judged kept)")
+    return ", ".join(how)
 
 
 if __name__ == "__main__":

@@ -111,15 +111,18 @@ def test_card_gets_the_scores_and_keeps_the_rest(tiny, tmp_path):
     tiny.save_pretrained(folder)
     write_model_card(folder, tiny.config, ["random llama", "random bert"], training={"steps": 3})
     (folder / "README.md").write_text((folder / "README.md").read_text() + "\n![training loss](loss_curve.png)\n")
-    args = ["run", "--model", str(folder), "--data", str(root), "--tasks", "stsb", "trec", "--no-cache", "--card"]
-    assert main([*args, "--output", str(tmp_path / "out"), "--limit", "4"]) == 0
-    assert main([*args, "--output", str(tmp_path / "out2")]) == 0  # a second run replaces the section
+    args = ["run", "--model", str(folder), "--data", str(root), "--no-cache", "--card"]
+    assert main([*args, "--tasks", "stsb", "trec", "--output", str(tmp_path / "a"), "--limit", "4"]) == 0
+    assert main([*args, "--tasks", "stsb", "--output", str(tmp_path / "b")]) == 0  # replaces stsb, keeps trec
     card = (folder / "README.md").read_text()
-    rows = json.loads((tmp_path / "out2" / "summary.json").read_text())["results"]
+    trec = json.loads((tmp_path / "a" / "summary.json").read_text())["results"][1]
+    stsb = json.loads((tmp_path / "b" / "summary.json").read_text())["results"][0]
     assert card.startswith("---\nlibrary_name: transformers") and "| steps | 3 |" in card
-    assert card.count("## Evaluation") == 1 and "No evaluation results" not in card and "subsample" not in card
-    for r in rows:
-        assert f"| {r['task']} | {r['split']} | {r['metric']} | {r['score']:.2f} | {r['n']} |" in card
+    assert card.count("## Evaluation") == 1 and "No evaluation results" not in card
+    assert f"| stsb | test | cosine_spearman | {stsb['score']:.2f} | {stsb['n']} | fp32, instructions |" in card
+    how = "fp32, instructions, seeded subsample of 4"
+    assert f"| trec | test | accuracy | {trec['score']:.2f} | {trec['n']} | {how} |" in card
+    assert card.count("| stsb |") == 1
     assert card.rstrip().endswith("![training loss](loss_curve.png)")
 
 

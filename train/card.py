@@ -104,28 +104,35 @@ hf upload USER/NAME PATH_TO_THIS_FOLDER .   # huggingface-cli upload USER/NAME P
 
 
 EVAL_HEADING = "## Evaluation\n"
+EVAL_NOTE = (
+    "Scores x100 from `python -m evaluation run` on local data (STS-B: Spearman; SciFact: nDCG@10; TREC, MR: accuracy)."
+)
+EVAL_COLUMNS = ["task", "split", "metric", "score", "n", "how"]
 
 
-def update_evaluation(folder: Path, rows: list[dict[str, Any]], note: str) -> Path:
-    """Replace the Evaluation section of `folder/README.md` with `rows` (task, split, metric, score, n) and `note`
-    (how they were made). Everything else in the card is kept; a card without the section gets it appended."""
+def update_evaluation(folder: Path, rows: list[dict[str, Any]], how: str) -> Path:
+    """Put `rows` (task, split, metric, score, n), made as `how` says, into the Evaluation section of
+    `folder/README.md`: a task's earlier row is replaced, other tasks' rows and the rest of the card are kept."""
     path = Path(folder) / "README.md"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: no model card to update")
     text = path.read_text()
-    table = ["| task | split | metric | score | n |", "| --- | --- | --- | --- | --- |"]
-    table += [f"| {r['task']} | {r['split']} | {r['metric']} | {r['score']:.2f} | {r['n']} |" for r in rows]
-    section = EVAL_HEADING + "\n" + note.strip() + "\n\n" + "\n".join(table) + "\n"
     start = text.find(EVAL_HEADING)
     if start < 0:
-        return _write(path, text.rstrip("\n") + "\n\n" + section)
-    # the section runs to the next heading or image line (the loss curve), or to the end
-    rest = text[start + len(EVAL_HEADING) :]
-    end = re.search(r"^(#{1,2} |!\[)", rest, flags=re.M)
-    tail = rest[end.start() :] if end else ""
-    return _write(path, text[:start] + section + ("\n" + tail if tail else ""))
-
-
-def _write(path: Path, text: str) -> Path:
-    path.write_text(text)
+        head, old, tail = text.rstrip("\n") + "\n\n", "", ""
+    else:  # the section runs to the next heading or image line (the loss curve), or to the end
+        rest = text[start + len(EVAL_HEADING) :]
+        end = re.search(r"^(#{1,2} |!\[)", rest, flags=re.M)
+        head, old, tail = text[:start], rest[: end.start()] if end else rest, "\n" + rest[end.start() :] if end else ""
+    table: dict[str, list[str]] = {}
+    for line in old.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == len(EVAL_COLUMNS) and cells[0] not in ("task", "---"):
+            table[cells[0]] = cells
+    for r in rows:
+        table[r["task"]] = [r["task"], r["split"], r["metric"], f"{r['score']:.2f}", str(r["n"]), how]
+    lines = ["| " + " | ".join(EVAL_COLUMNS) + " |", "|" + " --- |" * len(EVAL_COLUMNS)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table.values()]
+    section = EVAL_HEADING + "\n" + EVAL_NOTE + "\n\n" + "\n".join(lines) + "\n"
+    path.write_text(head + section + tail)
     return path

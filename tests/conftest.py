@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the model files sit at the repo root, as in a Hub repo
@@ -24,3 +29,33 @@ def tiny():
     from train.build import build_random
 
     return build_random()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread; with several, a loaded 2-core machine thrashes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_isolated(script: str, folder: Path, tmp_path: Path) -> dict[str, Any]:
+    """Run `script FOLDER TEXTS_JSON` in a fresh `python -I` (no project source on sys.path), offline, with its own
+    remote-code cache; returns the JSON on the script's last stdout line."""
+    path = tmp_path / "isolated.py"
+    path.write_text(script)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(
+        OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules")
+    )
+    proc = subprocess.run(
+        [sys.executable, "-I", str(path), str(folder), json.dumps(TEXTS)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,16 +19,16 @@ from train.parts import default_decoder_path
 pytestmark = pytest.mark.slow
 
 
+def init_cli(folder: Path) -> subprocess.CompletedProcess:
+    """`python -m train init --output FOLDER`, as a user runs it."""
+    cmd = [sys.executable, "-m", "train", "init", "--output", str(folder)]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
 @pytest.fixture(scope="module")
 def default_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("default") / "c2v"
-    proc = subprocess.run(
-        [sys.executable, "-m", "train", "init", "--output", str(folder)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = init_cli(folder)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return folder
 
@@ -63,13 +64,7 @@ def test_default_model_loads_and_embeds(default_folder):
 
 
 def test_init_refuses_to_overwrite(default_folder):
-    proc = subprocess.run(
-        [sys.executable, "-m", "train", "init", "--output", str(default_folder)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = init_cli(default_folder)
     assert proc.returncode != 0 and "pass --overwrite" in proc.stderr
     assert (default_folder / "model.safetensors").is_file()
 

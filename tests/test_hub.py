@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
-from conftest import TEXTS
+from conftest import TEXTS, run_isolated
 
 SCRIPT = textwrap.dedent(
     """
@@ -46,20 +43,7 @@ def test_fresh_process_loads_offline_through_hub_interfaces(tiny, tmp_path):
     tiny.save_pretrained(folder)
     expected = tiny.encode(TEXTS)
     expected_query = tiny.encode(TEXTS, prompt_name="query")
-    script = tmp_path / "load.py"
-    script.write_text(SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    proc = subprocess.run(
-        [sys.executable, "-I", str(script), str(folder), json.dumps(TEXTS)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_isolated(SCRIPT, folder, tmp_path)
     assert out["classes"] == ["Causal2VecConfig", "Causal2VecModel", "Causal2VecTokenizer"]
     assert all(m.startswith("transformers_modules.") for m in out["modules"]), "loaded as remote code"
     assert out["local_imports"] == [], "the project's source tree was not importable"

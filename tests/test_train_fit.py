@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 import warnings
 from pathlib import Path
@@ -14,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TEXTS
+from conftest import TEXTS, run_isolated
 from safetensors.torch import load_file
 
 from train.__main__ import main
@@ -22,13 +19,7 @@ from train.__main__ import main
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; with several, a loaded 2-core machine thrashes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")
@@ -159,22 +150,7 @@ def test_export_merges_lora_and_loads_in_a_fresh_process(tmp_path):
     assert np.abs(merged - build(cfg)[0].encode(TEXTS)).max() > 1e-3, "the adapters changed the model"
 
     folder = export(model, tmp_path / "model", cfg.to_dict(), bases, {"steps": 0}, {"x.jsonl": 1}, [])
-    script = tmp_path / "load.py"
-    script.write_text(LOAD)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(
-        OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules")
-    )
-    proc = subprocess.run(
-        [sys.executable, "-I", str(script), str(folder), json.dumps(TEXTS)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_isolated(LOAD, folder, tmp_path)
     assert out["local"] == [], "loaded as remote code, not from the source tree"
     np.testing.assert_allclose(out["auto"], merged, atol=1e-5)
     np.testing.assert_allclose(out["st"], merged, atol=1e-5)

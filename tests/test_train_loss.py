@@ -14,14 +14,7 @@ from train.data import Batch
 from train.loss import cached_step, info_nce, plain_step
 from train.trainable import LORA_TARGETS, lora_targets, lr_lambda, param_groups, set_trainable
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; with several, a loaded 2-core machine thrashes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_info_nce_matches_the_formula():

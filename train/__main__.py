@@ -16,13 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gguf-file", help="GGUF file name inside --decoder, if the decoder is a GGUF")
     p.add_argument("--encoder", help="path of a BERT-style encoder folder (default: all-MiniLM-L6-v2)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a Causal2VecConfig field, e.g. --set pooling=eos (repeatable; values are YAML)",
-    )
+    add_set_argument(p, "a Causal2VecConfig field, e.g. --set pooling=eos")
     add_fit_parser(sub)
     add_bench_parser(sub)
     args = parser.parse_args(argv)
@@ -52,19 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def add_set_argument(p: argparse.ArgumentParser, what: str) -> None:
+    help_text = f"{what} (repeatable; values are YAML)"
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help_text)
+
+
 def add_fit_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="contrastive fine-tuning (runs under torchrun / accelerate launch too)")
     p.add_argument("--config", default="default", help="YAML file, or a name in train/configs/ (default: default)")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, model/ (the export)")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set lr_decoder=1e-4 --set lora.r=8 (repeatable; values are YAML)",
-    )
+    add_set_argument(p, "override a config key, e.g. --set lr_decoder=1e-4 --set lora.r=8")
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -92,7 +85,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--output", default="runs/bench.json", help="JSON file with the results")
     p.add_argument("--only", help=argparse.SUPPRESS)  # internal: run one setting in this process
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    add_set_argument(p, "override a config key")
 
 
 if __name__ == "__main__":

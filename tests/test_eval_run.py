@@ -119,9 +119,9 @@ def test_card_gets_the_scores_and_keeps_the_rest(tiny, tmp_path):
     stsb = json.loads((tmp_path / "b" / "summary.json").read_text())["results"][0]
     assert card.startswith("---\nlibrary_name: transformers") and "| steps | 3 |" in card
     assert card.count("## Evaluation") == 1 and "No evaluation results" not in card
-    assert f"| stsb | test | cosine_spearman | {stsb['score']:.2f} | {stsb['n']} | fp32, instructions |" in card
+    assert f"| stsb | test | cosine_spearman | {100 * stsb['score']:.2f} | {stsb['n']} | fp32, instructions |" in card
     how = "fp32, instructions, seeded subsample of 4"
-    assert f"| trec | test | accuracy | {trec['score']:.2f} | {trec['n']} | {how} |" in card
+    assert f"| trec | test | accuracy | {100 * trec['score']:.2f} | {trec['n']} | {how} |" in card
     assert card.count("| stsb |") == 1
     assert card.rstrip().endswith("![training loss](loss_curve.png)")
 

@@ -130,7 +130,7 @@ def update_evaluation(folder: Path, rows: list[dict[str, Any]], how: str) -> Pat
         if line.startswith("|") and len(cells) == len(EVAL_COLUMNS) and cells[0] not in ("task", "---"):
             table[cells[0]] = cells
     for r in rows:
-        table[r["task"]] = [r["task"], r["split"], r["metric"], f"{r['score']:.2f}", str(r["n"]), how]
+        table[r["task"]] = [r["task"], r["split"], r["metric"], f"{100 * r['score']:.2f}", str(r["n"]), how]
     lines = ["| " + " | ".join(EVAL_COLUMNS) + " |", "|" + " --- |" * len(EVAL_COLUMNS)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table.values()]
     section = EVAL_HEADING + "\n" + EVAL_NOTE + "\n\n" + "\n".join(lines) + "\n"

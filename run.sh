@@ -7,6 +7,7 @@
 #   bash run.sh                    # everything
 #   OUT=runs/mine bash run.sh      # another run folder
 #   SCIFACT_QUERIES=300 SCIFACT_CORPUS=5183 bash run.sh   # a larger (slower) SciFact evaluation
+#   FIT_ARGS="--set steps=600 --set batch_size=16" bash run.sh   # any train config override (a smoke run: steps=5)
 #
 # Rerunning is safe: an existing untrained checkpoint is reused, an unfinished training run resumes from its
 # last checkpoint, a finished one is not retrained, and nothing is overwritten.
@@ -17,6 +18,7 @@ OUT=${OUT:-runs/default}
 INIT=${INIT:-runs/default-init}
 SCIFACT_QUERIES=${SCIFACT_QUERIES:-100}
 SCIFACT_CORPUS=${SCIFACT_CORPUS:-400}
+read -r -a FIT_EXTRA <<< "${FIT_ARGS:-}"
 
 bash scripts/setup.sh
 # shellcheck disable=SC1091
@@ -29,9 +31,9 @@ fi
 if [ -f "$OUT/model/model.safetensors" ]; then
   echo "$OUT/model exists: not retraining (move it away to train again)"
 elif [ -d "$OUT/checkpoints" ]; then
-  python -m train fit --config train/configs/default.yaml --output "$OUT" --resume
+  python -m train fit --config train/configs/default.yaml --output "$OUT" --resume "${FIT_EXTRA[@]}"
 else
-  python -m train fit --config train/configs/default.yaml --output "$OUT"
+  python -m train fit --config train/configs/default.yaml --output "$OUT" "${FIT_EXTRA[@]}"
 fi
 
 evaluate() {  # evaluate NAME MODEL [--card]: results in runs/eval/NAME-{stsb,scifact}

@@ -14,6 +14,7 @@ from conftest import ROOT
 from safetensors.torch import load_file
 from transformers import AutoModel
 
+from train.build import build_model
 from train.parts import default_decoder_path
 
 pytestmark = pytest.mark.slow
@@ -73,3 +74,13 @@ def test_decoder_cache_is_reused():
     path = default_decoder_path()
     stamp = (path / "model.safetensors").stat().st_mtime_ns
     assert default_decoder_path() == path and (path / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_build_does_not_depend_on_the_decoder_cache(monkeypatch, tmp_path):
+    """The first build converts the GGUF file (drawing random numbers); it must still give the seeded connector."""
+    monkeypatch.setenv("CAUSAL2VEC_CACHE", str(tmp_path))
+    cold = build_model().connector.state_dict()  # converts into the empty cache
+    warm = build_model().connector.state_dict()  # reads the cache
+    assert (tmp_path / "SmolLM2-135M-Instruct" / "model.safetensors").is_file()
+    for name, tensor in cold.items():
+        torch.testing.assert_close(tensor, warm[name], rtol=0, atol=0)

@@ -41,9 +41,9 @@ def build_model(
     """
     import torch
 
-    torch.manual_seed(seed)
-    decoder = decoder or str(default_decoder_path())
+    decoder = decoder or str(default_decoder_path())  # first: converting the GGUF file draws random numbers
     encoder = encoder or str(default_encoder_path())
+    torch.manual_seed(seed)
     decoder_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     return Causal2VecModel.from_parts(decoder, encoder, decoder_kwargs=decoder_kwargs, **config_kwargs)
 

@@ -16,6 +16,22 @@ ENCODER_POOLINGS = ("mean", "cls")
 CONTEXTUAL_POSITIONS = ("before_instruction", "before_text")
 POOLINGS = ("contextual_eos", "eos", "contextual", "mean")
 CONNECTOR_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
+# encoders whose position ids are offset by padding_idx + 1 (roberta-style): fewer usable positions
+PADDING_OFFSET_POSITIONS = frozenset(
+    {
+        "camembert",
+        "data2vec-text",
+        "ibert",
+        "longformer",
+        "luke",
+        "mpnet",
+        "roberta",
+        "roberta-prelayernorm",
+        "xlm-roberta",
+        "xlm-roberta-xl",
+        "xmod",
+    }
+)
 
 
 class Causal2VecConfig(PreTrainedConfig):
@@ -48,6 +64,10 @@ class Causal2VecConfig(PreTrainedConfig):
         prompt_template (`str`): How an instruction becomes a query prompt; must contain `{}` once.
             A text that starts with a prompt of this form has the prompt routed to the decoder only.
         query_instruction (`str`): Default instruction for queries (`encode(..., prompt_name="query")`).
+        document_prompt (`str`, defaults to `""`):
+            Prompt for documents (`encode(..., prompt_name="document")` and sentence-transformers'
+            `prompt_name="document"`); empty, as the paper embeds documents without an instruction. It goes to
+            the decoder only; a text that starts with it has it split off like a template prompt.
     """
 
     model_type: ClassVar[str] = "causal2vec"
@@ -69,6 +89,7 @@ class Causal2VecConfig(PreTrainedConfig):
     decoder_max_length: int = 512
     prompt_template: str = "Instruct: {}\nQuery: "
     query_instruction: str = "Given a web search query, retrieve relevant passages that answer the query"
+    document_prompt: str = ""
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -93,6 +114,8 @@ class Causal2VecConfig(PreTrainedConfig):
                 "encoder_max_length must be >= 3 and decoder_max_length >= 4 (room for special tokens, C, EOS "
                 f"and one text token), got {self.encoder_max_length} and {self.decoder_max_length}"
             )
+        self._check_positions("encoder", self.encoder, self.encoder_max_length)
+        self._check_positions("decoder", self.decoder, self.decoder_max_length)
         if self.prompt_template.count("{}") != 1:
             raise ValueError(f"prompt_template must contain '{{}}' exactly once, got {self.prompt_template!r}")
 
@@ -100,6 +123,23 @@ class Causal2VecConfig(PreTrainedConfig):
         value = getattr(self, name)
         if value not in allowed:
             raise ValueError(f"Unknown {name} {value!r}; expected one of {', '.join(allowed)}")
+
+    @staticmethod
+    def _check_positions(side: str, config: PreTrainedConfig, max_length: int) -> None:
+        """`{side}_max_length` must fit the part's position embeddings (where it has a `max_position_embeddings`)."""
+        limit = getattr(config, "max_position_embeddings", None)
+        if not isinstance(limit, int):
+            return
+        note = ""
+        if config.model_type in PADDING_OFFSET_POSITIONS:
+            offset = (config.pad_token_id or 0) + 1
+            limit -= offset
+            note = f" (max_position_embeddings - {offset}: {config.model_type} position ids start after padding_idx)"
+        if max_length > limit:
+            raise ValueError(
+                f"{side}_max_length={max_length} is more than the {config.model_type} {side} can take: {limit} "
+                f"positions{note}; lower {side}_max_length"
+            )
 
     @property
     def embedding_dim(self) -> int:
@@ -117,12 +157,14 @@ class Causal2VecConfig(PreTrainedConfig):
         return self.prompt_template.format(instruction or self.query_instruction)
 
 
-def split_prompt(text: str, template: str) -> tuple[str, str]:
-    """Split `text` into (prompt, body) when it starts with a prompt made from `template`.
+def split_prompt(text: str, template: str, document_prompt: str = "") -> tuple[str, str]:
+    """Split `text` into (prompt, body) when it starts with a prompt made from `template` (or `document_prompt`).
 
-    Sentence-transformers prepends prompts to the text; this recovers the instruction so that it goes to the
-    decoder only, as `model.encode(..., prompt=...)` does. Texts without such a prefix return `("", text)`.
+    Sentence-transformers prepends prompts to the text; this recovers the prompt so that it goes to the decoder
+    only, as `model.encode(..., prompt=...)` does. Texts without such a prefix return `("", text)`.
     """
+    if document_prompt and text.startswith(document_prompt):
+        return document_prompt, text[len(document_prompt) :]
     head, tail = template.split("{}")
     match = re.match(re.escape(head) + r"(.*?)" + re.escape(tail), text, flags=re.DOTALL) if head or tail else None
     if match is None or not match.group(1):

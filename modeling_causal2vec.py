@@ -75,44 +75,56 @@ class EmbedderMixin:
     ):
         """Embed texts, sentence-transformers style.
 
-        `prompt` is prepended to every text (its instruction reaches the decoder only; use
-        `config.query_prompt(instruction)` to build one); `prompt_name="query"` uses the configured query
-        prompt, `"document"` none. Texts run in length-sorted batches and come back in input order.
-        `dtype` (e.g. `torch.bfloat16`) runs the forward under autocast. A single string gives a 1-D result;
-        an empty list gives shape (0, dim).
+        `prompt` goes to the decoder only, in front of every text (use `config.query_prompt(instruction)` to
+        build a query prompt); `prompt_name="query"` uses the configured query prompt, `"document"` the
+        configured `document_prompt` (empty by default). Texts run in length-sorted batches and come back in
+        input order. `dtype` (e.g. `torch.bfloat16`) runs the forward under autocast. `device` runs on that
+        device; the model goes back where it was afterwards. A single string gives a 1-D result; an empty list
+        gives shape (0, dim).
         """
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
         if prompt_name is not None:
             if prompt is not None:
                 raise ValueError("pass prompt or prompt_name, not both")
-            prompts = {"query": self.config.query_prompt(), "document": ""}
+            prompts = {"query": self.config.query_prompt(), "document": getattr(self.config, "document_prompt", "")}
             if prompt_name not in prompts:
                 raise ValueError(f"unknown prompt_name {prompt_name!r}; expected one of {sorted(prompts)}")
             prompt = prompts[prompt_name]
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        texts = [(prompt or "") + t for t in texts]
-        current = next(self.parameters()).device
-        device = torch.device(device) if device is not None else current
-        if device != current:
-            self.to(device)
+        tokenize: dict[str, Any] = {"return_tensors": "pt"}
+        if prompt and texts:
+            if getattr(self.tokenizer, "accepts_prompt", False):
+                tokenize["prompt"] = prompt  # decoder only
+            else:  # a tokenizer without a prompt argument recognises prompts at the start of the text
+                texts = [prompt + t for t in texts]
+        home = next(self.parameters()).device
+        device = torch.device(device) if device is not None else home
         was_training = self.training
-        self.eval()
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         if show_progress_bar is None:
             show_progress_bar = len(chunks) > 1 and _logger_shows_info()
         out = torch.empty(len(texts), self.config.embedding_dim, dtype=torch.float32, device=device)
         autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype not in (None, torch.float32))
-        for chunk in _progress(chunks, show_progress_bar):
-            batch = self.tokenizer([texts[i] for i in chunk], return_tensors="pt").to(device)
-            with autocast:
-                emb = self(**batch).sentence_embedding.float()
-            if normalize_embeddings:
-                emb = nn.functional.normalize(emb, dim=-1)
-            out[torch.tensor(chunk, device=device)] = emb
-        self.train(was_training)
+        try:
+            if device != home:
+                self.to(device)
+            self.eval()
+            for chunk in _progress(chunks, show_progress_bar):
+                batch = self.tokenizer([texts[i] for i in chunk], **tokenize).to(device)
+                with autocast:
+                    emb = self(**batch).sentence_embedding.float()
+                if normalize_embeddings:
+                    emb = nn.functional.normalize(emb, dim=-1)
+                out[torch.tensor(chunk, device=device)] = emb
+        finally:
+            self.train(was_training)
+            if device != home:
+                self.to(home)
         if single:
             out = out[0]
         if convert_to_tensor:
@@ -196,6 +208,9 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
             attention_mask = torch.ones_like(input_ids)
         if encoder_attention_mask is None:
             encoder_attention_mask = torch.ones_like(encoder_input_ids)
+        self._check_inputs(input_ids, attention_mask, encoder_input_ids, encoder_attention_mask, contextual_index)
+        if input_ids.shape[0] == 0:
+            return self._empty_output(input_ids)
         # rank of each real token within its row: the position id, and how C and EOS are found
         rank = attention_mask.long().cumsum(1) - 1
         real = attention_mask.bool()
@@ -221,6 +236,51 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
             last_hidden_state=hidden,
             contextual_token=c,
             hidden_states=out.hidden_states,
+        )
+
+    def _check_inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        encoder_input_ids: torch.Tensor,
+        encoder_attention_mask: torch.Tensor,
+        contextual_index: torch.Tensor,
+    ) -> None:
+        """Cheap shape and range checks, so that bad input fails here with its name, not deep inside torch."""
+        for name, ids in (("input_ids", input_ids), ("encoder_input_ids", encoder_input_ids)):
+            if ids.dim() != 2:
+                raise ValueError(f"{name} must be 2-D (batch, length), got shape {tuple(ids.shape)}")
+        batch = input_ids.shape[0]
+        if encoder_input_ids.shape[0] != batch or contextual_index.numel() != batch:
+            raise ValueError(
+                f"batch sizes differ: input_ids has {batch} rows, encoder_input_ids {encoder_input_ids.shape[0]}, "
+                f"contextual_index {contextual_index.numel()} values; each text needs one of each"
+            )
+        for name, mask, ids in (
+            ("attention_mask", attention_mask, input_ids),
+            ("encoder_attention_mask", encoder_attention_mask, encoder_input_ids),
+        ):
+            if mask.shape != ids.shape:
+                raise ValueError(f"{name} has shape {tuple(mask.shape)} but its ids have {tuple(ids.shape)}")
+        for name, ids, part in (
+            ("input_ids", input_ids, self.decoder),
+            ("encoder_input_ids", encoder_input_ids, self.encoder),
+        ):
+            vocab = part.get_input_embeddings().weight.shape[0]
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+                raise ValueError(
+                    f"{name} holds ids outside [0, {vocab}) (min {int(ids.min())}, max {int(ids.max())}): "
+                    "were they made by this model's tokenizer?"
+                )
+
+    def _empty_output(self, input_ids: torch.Tensor) -> Causal2VecOutput:
+        """The output for a batch of zero texts."""
+        weight = self.decoder.get_input_embeddings().weight
+        hidden = self.config.decoder.hidden_size
+        return Causal2VecOutput(
+            sentence_embedding=weight.new_zeros(0, self.config.embedding_dim),
+            last_hidden_state=weight.new_zeros(0, input_ids.shape[1], hidden),
+            contextual_token=weight.new_zeros(0, hidden),
         )
 
     def pool_decoder(
@@ -321,6 +381,7 @@ def build_tokenizer(config: Causal2VecConfig, decoder_tokenizer: Any, encoder_to
             decoder_max_length=config.decoder_max_length,
             contextual_position=config.contextual_position,
             prompt_template=config.prompt_template,
+            document_prompt=config.document_prompt,
             decoder_add_bos=adds_bos,
             encoder_tokenizer=encoder_tokenizer,
         )
@@ -357,7 +418,7 @@ def write_sentence_transformers_files(folder: Path, config: Causal2VecConfig) ->
         },
         "config_sentence_transformers.json": {
             "model_type": "SentenceTransformer",
-            "prompts": {"query": config.query_prompt(), "document": ""},
+            "prompts": {"query": config.query_prompt(), "document": config.document_prompt},
             "default_prompt_name": None,
             "similarity_fn_name": "cosine",
         },
@@ -375,9 +436,9 @@ def _logger_shows_info() -> bool:
 def _progress(items: list, enabled: bool):
     if not enabled:
         return items
-    from tqdm.auto import tqdm  # a dependency of transformers
+    from transformers.utils import logging
 
-    return tqdm(items, desc="Batches")
+    return logging.tqdm(items, desc="Batches")  # honours transformers' disable_progress_bar()
 
 
 Causal2VecConfig.register_for_auto_class()

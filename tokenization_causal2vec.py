@@ -19,6 +19,21 @@ except ImportError:  # imported from a source checkout rather than as Hub remote
     from configuration_causal2vec import split_prompt
 
 ENCODER_SUBFOLDER = "encoder_tokenizer"
+TRUNCATIONS = (None, True, "longest_first", "only_first")
+PADDINGS = (None, True, False, "longest", "do_not_pad")
+# tokenizer arguments accepted only with these values: what this tokenizer always does anyway
+FIXED_KWARGS: dict[str, Any] = {
+    "add_special_tokens": True,
+    "is_split_into_words": False,
+    "stride": 0,
+    "pad_to_multiple_of": None,
+    "return_token_type_ids": False,
+    "return_attention_mask": True,
+    "return_overflowing_tokens": False,
+    "return_special_tokens_mask": False,
+    "return_offsets_mapping": False,
+    "return_length": False,
+}
 
 
 def check_texts(texts: Any) -> list[str]:
@@ -42,8 +57,10 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
     `[BOS] prompt C text EOS` (`"before_text"`). C is a placeholder id that the model replaces by the
     Contextual token; `contextual_index` gives its index among the row's real (unpadded) tokens.
     The text is truncated first; EOS is appended after truncation and is never cut.
-    The encoder sees the text without the prompt.
+    The encoder sees the text without the prompt, and is always padded on the right.
     """
+
+    accepts_prompt = True  # `__call__(texts, prompt=...)` routes a prompt to the decoder only (read by `encode`)
 
     model_input_names = [
         "input_ids",
@@ -60,6 +77,7 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         decoder_max_length: int = 512,
         contextual_position: str = "before_instruction",
         prompt_template: str = "Instruct: {}\nQuery: ",
+        document_prompt: str = "",
         decoder_add_bos: bool = False,
         encoder_tokenizer: PreTrainedTokenizerFast | None = None,
         **kwargs,
@@ -70,6 +88,7 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         self.decoder_max_length = decoder_max_length
         self.contextual_position = contextual_position
         self.prompt_template = prompt_template
+        self.document_prompt = document_prompt
         self.decoder_add_bos = decoder_add_bos
         self.encoder_tokenizer = encoder_tokenizer
         for name in (
@@ -77,6 +96,7 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
             "decoder_max_length",
             "contextual_position",
             "prompt_template",
+            "document_prompt",
             "decoder_add_bos",
         ):
             self.init_kwargs[name] = getattr(self, name)
@@ -84,6 +104,17 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
             raise ValueError("the decoder tokenizer has no eos_token: Causal2Vec pools the EOS token's state")
         if decoder_add_bos and self.bos_token_id is None:
             raise ValueError("decoder_add_bos=True but the decoder tokenizer has no bos_token")
+
+    @property
+    def encoder_tokenizer(self) -> PreTrainedTokenizerFast | None:
+        """The encoder's tokenizer; it pads on the right (`cls` pooling reads the first token's state)."""
+        return self._encoder_tokenizer
+
+    @encoder_tokenizer.setter
+    def encoder_tokenizer(self, value: PreTrainedTokenizerFast | None) -> None:
+        if value is not None:
+            value.padding_side = "right"
+        self._encoder_tokenizer = value
 
     @classmethod
     def convert_to_native_format(cls, trust_remote_code: bool = False, **kwargs):
@@ -148,36 +179,85 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         text: str | list[str],
         text_pair: None = None,
         padding: bool | str = True,
-        truncation: Any = None,
+        truncation: bool | str | None = None,
         max_length: int | None = None,
         return_tensors: str | None = None,
-        **kwargs,
+        prompt: str | Sequence[str] | None = None,
+        padding_side: str | None = None,
+        verbose: bool = True,
+        **kwargs: Any,
     ) -> BatchEncoding:
         """Tokenize texts for both the encoder and the decoder.
 
-        A text that starts with a prompt made from `prompt_template` (what `encode(prompt=...)` and
-        sentence-transformers' prompts produce) has that prompt sent to the decoder only. Texts are always
-        truncated to the configured lengths (`max_length`, if given, lowers the decoder's).
+        `prompt` (one string, or one per text) goes to the decoder only. Without it, a text that starts with a
+        prompt made from `prompt_template` or with `document_prompt` (what sentence-transformers' prompts
+        produce) has that prompt split off and sent to the decoder only. Texts are always truncated to the
+        configured lengths (`max_length`, if given, lowers the decoder's). `padding_side` sets the decoder's
+        (the encoder's is always right). Other tokenizer arguments are
+        accepted only with the value this tokenizer uses anyway (e.g. `add_special_tokens=True`).
         """
-        if text_pair is not None:
-            raise ValueError("Causal2VecTokenizer embeds single texts; text pairs are not supported")
+        if text_pair is not None or kwargs.get("text_target") is not None:
+            raise ValueError("Causal2VecTokenizer embeds single texts; text pairs are not supported (nor text_target)")
         texts = check_texts(text)
-        if padding == "max_length":
-            raise ValueError("padding='max_length' is not supported: batches are padded to their longest row")
+        self._check_options(padding, truncation, max_length, kwargs)
         pad = padding not in (False, "do_not_pad")
-        split = [split_prompt(t, self.prompt_template) for t in texts]
-        prompts, bodies = [p for p, _ in split], [b for _, b in split]
-        limit = min(self.decoder_max_length, max_length or self.decoder_max_length)
-        rows, indices = self._decoder_ids(prompts, bodies, limit)
+        if prompt is None:
+            split = [split_prompt(t, self.prompt_template, self.document_prompt) for t in texts]
+            prompts, bodies = [p for p, _ in split], [b for _, b in split]
+        else:
+            prompts = check_texts(prompt) * len(texts) if isinstance(prompt, str) else check_texts(prompt)
+            if len(prompts) != len(texts):
+                raise ValueError(f"got {len(prompts)} prompts for {len(texts)} texts: pass one prompt or one per text")
+            bodies = texts
         if self.encoder_tokenizer is None:
             raise ValueError("this Causal2VecTokenizer has no encoder_tokenizer; load it with from_pretrained")
+        if not texts:
+            return self._empty_batch(return_tensors)
+        limit = min(self.decoder_max_length, max_length or self.decoder_max_length)
+        rows, indices = self._decoder_ids(prompts, bodies, limit)
         encoded = self.encoder_tokenizer(
-            bodies, truncation=True, max_length=self.encoder_max_length, padding=pad, return_token_type_ids=False
+            bodies,
+            truncation=True,
+            max_length=self.encoder_max_length,
+            padding=pad,
+            padding_side="right",
+            return_token_type_ids=False,
         )
-        data = self.pad({"input_ids": rows}, padding=pad)
+        data = self.pad({"input_ids": rows}, padding=pad, padding_side=padding_side)
         data["encoder_input_ids"] = encoded["input_ids"]
         data["encoder_attention_mask"] = encoded["attention_mask"]
         data["contextual_index"] = indices
         if return_tensors is not None and not pad and len({len(r) for r in rows}) > 1:
             raise ValueError("padding=False with return_tensors needs rows of equal length")
         return BatchEncoding(dict(data), tensor_type=return_tensors)
+
+    @staticmethod
+    def _check_options(padding: Any, truncation: Any, max_length: int | None, kwargs: dict[str, Any]) -> None:
+        """Refuse options this tokenizer cannot honour, rather than ignoring them."""
+        if padding == "max_length":
+            raise ValueError("padding='max_length' is not supported: batches are padded to their longest row")
+        if padding not in PADDINGS:
+            raise ValueError(f"unsupported padding={padding!r}; expected one of {PADDINGS}")
+        if truncation not in TRUNCATIONS:
+            raise ValueError(
+                f"truncation={truncation!r} is not supported: Causal2VecTokenizer always truncates (keeping EOS) to "
+                "encoder_max_length and decoder_max_length"
+            )
+        if max_length is not None and max_length < 4:
+            raise ValueError(f"max_length must be >= 4 (special tokens, C, EOS and one text token), got {max_length}")
+        kwargs.pop("text_target", None)
+        for name, value in kwargs.items():
+            if name not in FIXED_KWARGS:
+                raise ValueError(f"Causal2VecTokenizer does not support the argument {name}={value!r}")
+            if value != FIXED_KWARGS[name] and value is not None:
+                raise ValueError(
+                    f"Causal2VecTokenizer does not support {name}={value!r}; it always uses {FIXED_KWARGS[name]!r}"
+                )
+
+    def _empty_batch(self, return_tensors: str | None) -> BatchEncoding:
+        """The batch of zero texts: every key, zero rows."""
+        batch = BatchEncoding({name: [] for name in self.model_input_names}, tensor_type=return_tensors)
+        if return_tensors is not None:
+            for name in self.model_input_names[:4]:
+                batch[name] = batch[name].reshape(0, 0)
+        return batch

@@ -81,6 +81,87 @@ def test_forward_without_tokenizer_outputs(tiny):
         )
 
 
+def _batch(tiny, texts=("a cat", "a much longer text about dogs")):
+    return dict(tiny.tokenizer(list(texts), return_tensors="pt"))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda b: {"contextual_index": torch.tensor([0, 0, 0])}, "batch sizes differ: input_ids has 2 rows"),
+        (lambda b: {"encoder_input_ids": b["encoder_input_ids"][:1]}, "encoder_input_ids 1, contextual_index 2"),
+        (lambda b: {"encoder_attention_mask": b["encoder_attention_mask"][:1]}, "encoder_attention_mask has shape"),
+        (lambda b: {"attention_mask": b["attention_mask"][:, :-1]}, "attention_mask has shape"),
+        (lambda b: {"input_ids": b["input_ids"][0]}, "input_ids must be 2-D"),
+        (lambda b: {"input_ids": b["input_ids"] + 10**6}, r"input_ids holds ids outside \[0, 49152\)"),
+        (lambda b: {"input_ids": b["input_ids"] - 10**6}, r"input_ids holds ids outside \[0, 49152\)"),
+        (lambda b: {"encoder_input_ids": b["encoder_input_ids"] + 10**6}, r"encoder_input_ids holds ids outside"),
+    ],
+)
+def test_forward_checks_shapes_and_ids(tiny, change, message):
+    batch = _batch(tiny)
+    with pytest.raises(ValueError, match=message):
+        tiny(**{**batch, **change(batch)})
+
+
+def test_one_row_with_two_contextual_indices(tiny):
+    batch = _batch(tiny, ["a cat"])
+    with pytest.raises(ValueError, match="input_ids has 1 rows.*contextual_index 2 values"):
+        tiny(**{**batch, "contextual_index": torch.tensor([0, 1])})
+
+
+def test_empty_batch(tiny):
+    """`tokenizer([])` is a batch of zero rows with every key; the model embeds it to (0, dim)."""
+    assert dict(tiny.tokenizer([])) == {name: [] for name in tiny.tokenizer.model_input_names}
+    batch = tiny.tokenizer([], return_tensors="pt")
+    assert batch["input_ids"].shape == (0, 0) and batch["encoder_attention_mask"].shape == (0, 0)
+    assert batch["contextual_index"].shape == (0,)
+    assert tiny(**batch).sentence_embedding.shape == (0, tiny.config.embedding_dim)
+    assert tiny.encode([], prompt="Represent this: ").shape == (0, tiny.config.embedding_dim)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"max_length": 0}, "max_length must be >= 4"),
+        ({"max_length": 3}, "max_length must be >= 4"),
+        ({"truncation": False}, "truncation=False is not supported: Causal2VecTokenizer always truncates"),
+        ({"truncation": "do_not_truncate"}, "always truncates"),
+        ({"add_special_tokens": False}, "does not support add_special_tokens=False"),
+        ({"return_offsets_mapping": True}, "does not support return_offsets_mapping=True"),
+        ({"stride": 2}, "does not support stride=2"),
+        ({"is_split_into_words": True}, "does not support is_split_into_words=True"),
+        ({"frobnicate": 1}, "does not support the argument frobnicate=1"),
+        ({"padding": "max_length"}, "padding='max_length' is not supported"),
+        ({"padding": "sideways"}, "unsupported padding='sideways'"),
+        ({"prompt": ["a", "b", "c"]}, "got 3 prompts for 2 texts"),
+        ({"prompt": 3}, "got int"),
+        ({"text_target": ["x", "y"]}, "text pairs are not supported"),
+    ],
+)
+def test_tokenizer_refuses_options_it_cannot_honour(tiny, kwargs, error):
+    with pytest.raises((ValueError, TypeError), match=error):
+        tiny.tokenizer(["a", "b"], **kwargs)
+
+
+def test_tokenizer_accepts_what_pipelines_and_sentence_transformers_pass(tiny):
+    texts = ["a cat", "a much longer text about dogs"]
+    plain = tiny.tokenizer(texts)
+    for kwargs in (
+        {"padding": True, "truncation": "longest_first", "return_tensors": "pt"},  # sentence-transformers
+        {"truncation": True, "return_tensors": "pt"},  # pipeline(..., tokenize_kwargs={"truncation": True})
+        {"padding": "longest", "max_length": 512, "add_special_tokens": True, "verbose": False},
+        {"return_attention_mask": True, "return_token_type_ids": None},
+    ):
+        batch = tiny.tokenizer(texts, **kwargs)
+        ids = batch["input_ids"].tolist() if kwargs.get("return_tensors") else batch["input_ids"]
+        assert ids == plain["input_ids"], kwargs
+    short = tiny.tokenizer(["word " * 50], max_length=4)
+    assert len(short["input_ids"][0]) == 4 and short["input_ids"][0][-1] == tiny.tokenizer.eos_token_id
+    left = tiny.tokenizer(texts, padding_side="left")
+    assert left["attention_mask"][0][0] == 0 and left["encoder_attention_mask"][0][-1] == 0
+
+
 def _config(**kwargs):
     return Causal2VecConfig(
         decoder=AutoConfig.for_model(**TINY_DECODER, vocab_size=100),
@@ -100,11 +181,23 @@ def _config(**kwargs):
         ({"connector_num_layers": 0}, "connector_num_layers must be >= 1"),
         ({"decoder_max_length": 2}, "decoder_max_length"),
         ({"prompt_template": "no placeholder"}, "prompt_template must contain"),
+        ({"encoder_max_length": 513}, "encoder_max_length=513 is more than the bert encoder can take: 512 positions"),
+        ({"decoder_max_length": 4096}, "decoder_max_length=4096 is more than the llama decoder can take: 2048"),
     ],
 )
 def test_mismatched_configs(kwargs, message):
     with pytest.raises(ValueError, match=message):
         _config(**kwargs)
+
+
+def test_roberta_style_encoder_positions():
+    """Roberta-style encoders start position ids after padding_idx: max_position_embeddings - 2 usable here."""
+    decoder = AutoConfig.for_model(**TINY_DECODER, vocab_size=100)
+    encoder = {**TINY_ENCODER, "model_type": "roberta", "pad_token_id": 1, "max_position_embeddings": 514}
+    config = Causal2VecConfig(decoder=decoder, encoder=AutoConfig.for_model(**encoder), encoder_max_length=512)
+    assert config.encoder_max_length == 512
+    with pytest.raises(ValueError, match=r"can take: 512 positions \(max_position_embeddings - 2"):
+        Causal2VecConfig(decoder=decoder, encoder=AutoConfig.for_model(**encoder), encoder_max_length=513)
 
 
 def test_mismatched_config_json_on_load(tiny, tmp_path):

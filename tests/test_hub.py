@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import sys
 import textwrap
 
 import numpy as np
-from conftest import TEXTS, run_isolated
+import pytest
+from conftest import ROOT, TEXTS, run_isolated
+
+from train.build import build_random
+
+REMOTE_CODE = ("configuration_causal2vec", "modeling_causal2vec", "tokenization_causal2vec")
 
 SCRIPT = textwrap.dedent(
     """
@@ -28,9 +35,11 @@ SCRIPT = textwrap.dedent(
         "local_imports": local,
         "encode": model.encode(texts).tolist(),
         "query": model.encode(texts, prompt_name="query").tolist(),
+        "document": model.encode(texts, prompt_name="document").tolist(),
         "pipeline": [extractor(t)[0] for t in texts],
         "st": st.encode(texts).tolist(),
         "st_query": st.encode(texts, prompt_name="query").tolist(),
+        "st_document": st.encode(texts, prompt_name="document").tolist(),
         "st_dim": st.get_sentence_embedding_dimension(),
     }
     print(json.dumps(out))
@@ -38,11 +47,14 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_fresh_process_loads_offline_through_hub_interfaces(tiny, tmp_path):
+def test_fresh_process_loads_offline_through_hub_interfaces(tmp_path):
+    tiny = build_random(document_prompt="Passage: ")
     folder = tmp_path / "model"
     tiny.save_pretrained(folder)
     expected = tiny.encode(TEXTS)
     expected_query = tiny.encode(TEXTS, prompt_name="query")
+    expected_document = tiny.encode(TEXTS, prompt_name="document")
+    assert np.abs(expected_document - expected).max() > 1e-4
     out = run_isolated(SCRIPT, folder, tmp_path)
     assert out["classes"] == ["Causal2VecConfig", "Causal2VecModel", "Causal2VecTokenizer"]
     assert all(m.startswith("transformers_modules.") for m in out["modules"]), "loaded as remote code"
@@ -52,6 +64,8 @@ def test_fresh_process_loads_offline_through_hub_interfaces(tiny, tmp_path):
     np.testing.assert_allclose(out["pipeline"], expected, atol=1e-5)
     np.testing.assert_allclose(out["st"], expected, atol=1e-5)
     np.testing.assert_allclose(out["st_query"], expected_query, atol=1e-5)
+    np.testing.assert_allclose(out["document"], expected_document, atol=1e-5)
+    np.testing.assert_allclose(out["st_document"], expected_document, atol=1e-5)
     assert out["st_dim"] == tiny.config.embedding_dim
 
 
@@ -81,3 +95,25 @@ def test_saved_folder_contents(tiny, tmp_path):
     assert tok_config["auto_map"]["AutoTokenizer"][0] == "tokenization_causal2vec.Causal2VecTokenizer"
     st = json.loads((tmp_path / "config_sentence_transformers.json").read_text())
     assert st["prompts"]["query"] == tiny.config.query_prompt()
+
+
+def _imports(path) -> list[tuple[int, str]]:
+    """(line, module) of every import in a file; relative imports as ".name"."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.lineno, "." * node.level + (node.module or "")))
+    return found
+
+
+@pytest.mark.parametrize("name", REMOTE_CODE)
+def test_remote_code_imports_only_what_a_hub_user_has(name):
+    """Remote code may import torch, transformers, safetensors, the standard library and its sibling files."""
+    allowed = {"torch", "transformers", "safetensors", *sys.stdlib_module_names, *REMOTE_CODE}
+    path = ROOT / f"{name}.py"
+    bad = [(line, module) for line, module in _imports(path) if module.lstrip(".").split(".")[0] not in allowed]
+    assert not bad, f"{path.name} imports {bad}"
+    relative = [module for _, module in _imports(path) if module.startswith(".")]
+    assert all(module.lstrip(".") in REMOTE_CODE for module in relative), relative

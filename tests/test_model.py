@@ -216,3 +216,158 @@ def test_from_parts_with_loaded_models():
     assert model.encode(TEXTS).shape == (len(TEXTS), 32)
     with pytest.raises(ValueError, match="pass decoder_tokenizer and encoder_tokenizer"):
         Causal2VecModel.from_parts(decoder, donor.encoder)
+
+
+def _rows(model, batch):
+    """Each row of `batch` run through `model(**batch)`: (batch, dim)."""
+    with torch.no_grad():
+        return model(**batch).sentence_embedding
+
+
+def test_forward_rows_do_not_depend_on_batch_order_or_neighbours(tiny):
+    """`model(**batch)` directly (no length sorting): a padded batch, its permutation and single rows agree."""
+    tiny.eval()
+    batch = tiny.tokenizer(TEXTS, return_tensors="pt")
+    assert batch["attention_mask"].min() == 0, "the batch really is padded"
+    emb = _rows(tiny, batch)
+    order = [3, 0, 4, 2, 1]
+    permuted = tiny.tokenizer([TEXTS[i] for i in order], return_tensors="pt")
+    torch.testing.assert_close(_rows(tiny, permuted), emb[order], atol=1e-5, rtol=0)
+    alone = torch.cat([_rows(tiny, tiny.tokenizer([t], return_tensors="pt")) for t in TEXTS])
+    torch.testing.assert_close(emb, alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("position", ["before_instruction", "before_text"])
+def test_contextual_token_is_causally_visible_from_its_slot_on(position):
+    """Swapping the encoder input changes the decoder states from C on, and none before C."""
+    model = build_random(contextual_position=position).eval()
+    prompt = model.config.query_prompt("Find the answer")
+    batch = model.tokenizer([prompt + "The cat sleeps."], return_tensors="pt")
+    other = model.tokenizer(["Rockets launch from Florida every week."], return_tensors="pt")
+    swapped = {**batch, "encoder_input_ids": other["encoder_input_ids"]}
+    swapped["encoder_attention_mask"] = other["encoder_attention_mask"]
+    with torch.no_grad():
+        a = model(**batch).last_hidden_state[0]
+        b = model(**swapped).last_hidden_state[0]
+    index = int(batch["contextual_index"][0])
+    if position == "before_text":
+        assert index > 0
+        torch.testing.assert_close(a[:index], b[:index], atol=0, rtol=0)  # the prompt cannot see C
+    assert bool(((a[index:] - b[index:]).abs().amax(-1) > 1e-4).all()), "every token from C on sees C"
+
+
+def test_left_padded_positions_count_real_tokens(tiny):
+    """A left-padded row gets position ids 0..n-1 over its real tokens: same states as right padding."""
+    tiny.eval()
+    texts = ["x", TEXTS[2]]
+    right = tiny.tokenizer(texts, return_tensors="pt")
+    tiny.tokenizer.padding_side = "left"
+    left = tiny.tokenizer(texts, return_tensors="pt")
+    assert left["attention_mask"][0, 0] == 0 and right["attention_mask"][0, -1] == 0
+    seen = {}
+    handle = tiny.decoder.register_forward_pre_hook(lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    with torch.no_grad():
+        hidden_left = tiny(**left).last_hidden_state
+        positions = seen["position_ids"]
+        hidden_right = tiny(**right).last_hidden_state
+    handle.remove()
+    n = int(left["attention_mask"][0].sum())
+    assert positions[0, -n:].tolist() == list(range(n))
+    for row in range(2):
+        n = int(right["attention_mask"][row].sum())
+        torch.testing.assert_close(hidden_left[row, -n:], hidden_right[row, :n], atol=1e-5, rtol=0)
+
+
+def test_cls_encoder_pooling_pads_the_encoder_on_the_right():
+    """`encoder_pooling="cls"` reads the first encoder state: the encoder side is right-padded whatever the
+    encoder tokenizer was set to, and embeddings do not depend on the decoder's padding side or batch size."""
+    from transformers import AutoTokenizer
+
+    from modeling_causal2vec import build_tokenizer
+    from train.parts import default_decoder_path, default_encoder_path
+
+    model = build_random(encoder_pooling="cls").eval()
+    encoder_tokenizer = AutoTokenizer.from_pretrained(default_encoder_path(), padding_side="left")
+    model.tokenizer = build_tokenizer(
+        model.config, AutoTokenizer.from_pretrained(default_decoder_path()), encoder_tokenizer
+    )
+    assert model.tokenizer.encoder_tokenizer.padding_side == "right"
+    model.tokenizer.encoder_tokenizer.padding_side = "left"  # set behind its back: the call still pads right
+    batch = model.tokenizer(TEXTS, return_tensors="pt")
+    cls_id = model.tokenizer.encoder_tokenizer.cls_token_id
+    assert (batch["encoder_input_ids"][:, 0] == cls_id).all() and batch["encoder_attention_mask"][:, -1].min() == 0
+    with torch.no_grad():
+        states = model.encoder(
+            input_ids=batch["encoder_input_ids"], attention_mask=batch["encoder_attention_mask"]
+        ).last_hidden_state
+        torch.testing.assert_close(model(**batch).contextual_token, model.connector(states[:, 0]))
+    reference = np.stack([model.encode(t) for t in TEXTS])
+    np.testing.assert_allclose(model.encode(TEXTS, batch_size=len(TEXTS)), reference, atol=1e-5)
+    model.tokenizer.padding_side = "left"
+    np.testing.assert_allclose(model.encode(TEXTS, batch_size=2), reference, atol=1e-5)
+
+
+def test_prompt_goes_to_the_decoder_only():
+    """`encode(prompt=...)`/`tokenizer(prompt=...)`: any prompt reaches the decoder only, before or after C."""
+    model = build_random(contextual_position="before_text").eval()
+    tok = model.tokenizer
+    prompt, text = "Represent this: ", "The cat sleeps."
+    batch = tok([text], prompt=prompt, return_tensors="pt")
+    assert batch["encoder_input_ids"][0].tolist() == tok.encoder_tokenizer(text)["input_ids"]
+    prompt_ids = tok.backend_tokenizer.encode(prompt, add_special_tokens=False).ids
+    ids, index = batch["input_ids"][0].tolist(), int(batch["contextual_index"][0])
+    assert index == len(prompt_ids) and ids[:index] == prompt_ids, "C sits right after the prompt"
+    with torch.no_grad():
+        expected = model(**batch).sentence_embedding[0].numpy()
+    np.testing.assert_allclose(model.encode(text, prompt=prompt), expected, atol=1e-6)
+    # the old way, prompt prepended to the text, sent the prompt to the encoder too
+    assert tok([prompt + text])["encoder_input_ids"][0] != batch["encoder_input_ids"][0].tolist()
+    # a prompt in prompt_template form gives what prepending it gave (sentence-transformers' path)
+    query = model.config.query_prompt("Find the answer")
+    prepended = tok([query + t for t in TEXTS], return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**prepended).sentence_embedding.numpy()
+    np.testing.assert_allclose(model.encode(TEXTS, prompt=query), expected, atol=1e-5)
+    assert tok(TEXTS, prompt=query)["input_ids"] == tok([query + t for t in TEXTS])["input_ids"]
+    assert tok(TEXTS, prompt=[query] * len(TEXTS))["input_ids"] == tok(TEXTS, prompt=query)["input_ids"]
+
+
+def test_document_prompt(tmp_path):
+    """`document_prompt` is what `prompt_name="document"` and sentence-transformers' "document" prompt use."""
+    import json
+
+    from modeling_causal2vec import write_sentence_transformers_files
+
+    assert build_random().config.document_prompt == ""
+    model = build_random(document_prompt="Passage: ").eval()
+    doc = model.encode(TEXTS, prompt_name="document")
+    np.testing.assert_allclose(doc, model.encode(TEXTS, prompt="Passage: "), atol=1e-6)
+    assert np.abs(doc - model.encode(TEXTS)).max() > 1e-4
+    # sentence-transformers prepends it: the tokenizer splits it off, so the encoder never sees it
+    prepended = model.tokenizer(["Passage: " + t for t in TEXTS], return_tensors="pt")
+    assert (
+        prepended["encoder_input_ids"].tolist()
+        == model.tokenizer(TEXTS, return_tensors="pt")["encoder_input_ids"].tolist()
+    )
+    with torch.no_grad():
+        np.testing.assert_allclose(model(**prepended).sentence_embedding.numpy(), doc, atol=1e-5)
+    write_sentence_transformers_files(tmp_path, model.config)
+    prompts = json.loads((tmp_path / "config_sentence_transformers.json").read_text())["prompts"]
+    assert prompts == {"query": model.config.query_prompt(), "document": "Passage: "}
+
+
+def test_encode_on_another_device_moves_the_model_back(tiny, monkeypatch):
+    """`encode(device=...)` runs there and leaves the model where it was (CPU: "cpu:0" is another device name)."""
+    moves = []
+    original = type(tiny).to
+
+    def spy(self, *args, **kwargs):
+        moves.append(args[0] if args else kwargs.get("device"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tiny), "to", spy)
+    tiny.encode(TEXTS[:2], device="cpu:0")
+    assert [str(m) for m in moves] == ["cpu:0", "cpu"]
+    moves.clear()
+    tiny.encode(TEXTS[:2], device="cpu")
+    assert moves == []

@@ -50,6 +50,13 @@ def test_malformed_row_names_file_and_line(tmp_path, bad, message):
     assert message in str(err.value)
 
 
+def test_bad_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "task.jsonl"
+    path.write_bytes(json.dumps(good(0)).encode() + b"\n" + b'{"query": "caf\xe9", "pos": ["p"]}\n')
+    with pytest.raises(DataError, match=f"{path}:2: not valid UTF-8"):
+        load_files(tmp_path)
+
+
 def test_rows_without_positive_are_skipped_and_logged(tmp_path, caplog):
     write(tmp_path / "a.jsonl", [good(0), {"query": "q", "pos": [], "neg": ["x"]}, "", good(2)])
     rows, skipped = read_jsonl(tmp_path / "a.jsonl")
@@ -94,6 +101,16 @@ def test_batches_are_homogeneous_distinct_and_seeded(tmp_path):
     other = [(b.queries, b.negatives) for b in make_stream(files, seed=1).plan(0)]
     assert other != same
     assert [b.queries for b in stream.plan(1)] != [b.queries for b in epoch], "each epoch reshuffles"
+
+
+def test_duplicates_skipped_in_the_first_epoch_are_logged(tmp_path, caplog):
+    # 6 of 10 rows share a positive: at most one of them per batch, and there are at most 3 batches (of 4)
+    write(tmp_path / "a.jsonl", [good(i, pos=["shared"] if i < 6 else [f"a{i}"]) for i in range(10)])
+    stream = make_stream(load_files(tmp_path), batch_size=4)
+    with caplog.at_level(logging.INFO, logger="train.data"):
+        next(stream)
+    assert "epoch 0:" in caplog.text and f"{stream.skipped_duplicates} rows skipped as duplicates" in caplog.text
+    assert stream.skipped_duplicates >= 3
 
 
 def test_hard_negative_count_is_configurable(tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 import textwrap
 import warnings
@@ -62,9 +64,17 @@ def test_run_writes_metrics_checkpoints_and_export(run, data_dir):
         assert (model / name).is_file(), name
     assert (model / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     card = (model / "README.md").read_text()
+    assert "Base models: random llama, random bert." in card
     assert "| snli.jsonl | 40 |" in card and "| wikiqa.jsonl | 24 |" in card
     assert f"| final_loss | {round(metrics[-1]['loss'], 4)} |" in card and "| steps | 6 |" in card
-    assert "wall_time_s" in card and "loss_curve.png" in card
+    for row in ("batch_size | 8", "temperature | 0.05", "lr_decoder | 0.001", "warmup_steps | 2", "schedule | cosine"):
+        assert f"| {row} |" in card, row
+    assert '| lora | {"r": 4, "alpha": 8' in card and "loss_curve.png" in card
+    wall, train = (
+        float(re.search(rf"\| {key} \| ([\d.]+) \|", card).group(1)) for key in ("wall_time_s", "train_time_s")
+    )
+    assert wall >= train > 0 and wall >= metrics[-1]["wall_time_s"] - 0.1
+    assert round(metrics[-1]["train_time_s"], 1) == train
     weights = load_file(model / "model.safetensors")
     assert not any("lora" in k for k in weights), "LoRA is merged away"
 
@@ -76,23 +86,94 @@ def test_existing_output_is_never_overwritten(run, data_dir, capsys):
     assert (run / "metrics.jsonl").read_bytes() == before
 
 
-def test_resume_ends_with_the_same_weights(run, data_dir, tmp_path):
-    """Kill the run after step 3 (its step-6 checkpoint and export never happened), resume: same final weights.
-
-    Dropout is on in tiny.yaml, so this also needs the RNG states restored."""
-    out = tmp_path / "again"
+def interrupted_copy(run: Path, out: Path) -> Path:
+    """`run` as if killed while writing step 5's metrics: no step-6 checkpoint, no export, a half-written line."""
     shutil.copytree(run, out)
     shutil.rmtree(out / "checkpoints" / "step-000006")
     shutil.rmtree(out / "model")
     lines = (out / "metrics.jsonl").read_text().splitlines()
-    (out / "metrics.jsonl").write_text("\n".join(lines[:4]) + "\n")  # died during step 5: 4 lines logged
-    assert fit(out, data_dir, "--resume") == 0
+    (out / "metrics.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:25])
+    return out
+
+
+def test_resume_ends_with_the_same_weights(run, data_dir, tmp_path, caplog):
+    """Resume after step 3: same final weights (dropout is on in tiny.yaml, so this needs the RNG states too), the
+    truncated metrics line is dropped, the wall time adds up over both runs, and save/log keys may change."""
+    out = interrupted_copy(run, tmp_path / "again")
+    state_file = out / "checkpoints" / "step-000003" / "state.pt"
+    state = torch.load(state_file, weights_only=False)
+    state["wall_time"] = 1000.0  # as if the first run had taken 1000 s to get here
+    torch.save(state, state_file)
+    with caplog.at_level(logging.WARNING):
+        assert fit(out, data_dir, "--resume", "--set", "log_every=2", "--set", "keep_checkpoints=3") == 0
+    assert "dropped a truncated last line" in caplog.text
     a, b = load_file(run / "model" / "model.safetensors"), load_file(out / "model" / "model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
-    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4, 5, 6]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
+    assert metrics[-1]["wall_time_s"] > 1000 > metrics[-1]["train_time_s"]
+    card = (out / "model" / "README.md").read_text()
+    assert float(re.search(r"\| wall_time_s \| ([\d.]+) \|", card).group(1)) > 1000
+
+
+@pytest.mark.parametrize("change", ["lr_decoder=0.5", "steps=12", "lora.r=8"])
+def test_resume_with_another_config_refuses(run, data_dir, tmp_path, capsys, change):
+    out = interrupted_copy(run, tmp_path / "changed")
+    assert fit(out, data_dir, "--resume", "--set", change) == 1
+    err = capsys.readouterr().err
+    key, _, value = change.partition("=")
+    assert "saved with another config" in err and f"{key}: " in err and f"-> {value}" in err
+    assert not (out / "model").exists()
+
+
+def test_resume_of_a_missing_folder_is_an_error(tmp_path, data_dir, capsys):
+    assert fit(tmp_path / "nothing", data_dir, "--resume") == 1
+    assert "does not exist: nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_resume_and_overwrite_together_refuse(run, data_dir, capsys):
+    assert fit(run, data_dir, "--resume", "--overwrite") == 1
+    assert "not both" in capsys.readouterr().err
+    assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_overwrite_replaces_a_non_empty_output(tmp_path, data_dir):
+    out = tmp_path / "old"
+    (out / "checkpoints" / "step-000009").mkdir(parents=True)
+    (out / "notes.txt").write_text("old run")
+    assert fit(out, data_dir, "--overwrite", "--set", "steps=2", "--set", "save_every=2") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "metrics.jsonl", "model", "train_config.yaml"]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000002"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "no-such-config"], "config 'no-such-config' not found"),
+        (["--set", "stepz=3"], "unknown config key(s): stepz"),
+        (["--set", "steps=1.5"], "steps must be an integer, got 1.5"),
+        (["--set", "log_every=0"], "log_every must be >= 1"),
+        (["--set", "dtype=fp16"], "dtype must be one of bf16, fp32"),
+        (["--set", "model.dtype=bf16"], "needs autocast in the same dtype"),
+        (["--set", "lora.dropout=x"], "lora.dropout must be a number"),
+    ],
+)
+def test_bad_config_is_a_clean_error(tmp_path, capsys, args, message):
+    assert main(["fit", "--config", "tiny", "--output", str(tmp_path / "x"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_config_numbers_are_checked_and_coerced():
+    from train.config import load_config
+
+    cfg = load_config("tiny", ["steps=1e3", "lr_decoder=2e-4", "lora.r=8.0"])
+    assert (cfg.steps, cfg.lora.r) == (1000, 8) and isinstance(cfg.steps, int) and isinstance(cfg.lora.r, int)
+    assert cfg.lr_decoder == 2e-4
 
 
 def test_resume_without_checkpoint_refuses(tmp_path, data_dir, capsys):
@@ -102,14 +183,79 @@ def test_resume_without_checkpoint_refuses(tmp_path, data_dir, capsys):
     assert "no complete checkpoint" in capsys.readouterr().err
 
 
-def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir, capsys):
+def assert_finite_checkpoint(folder: Path) -> None:
+    weights = load_file(folder / "trainable.safetensors")
+    assert weights and all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_divergence_stops_and_keeps_last_checkpoint(tmp_path, data_dir, capsys):
     out = tmp_path / "diverge"
     code = fit(out, data_dir, "--set", "lr_connector=1e30", "--set", "warmup_steps=0", "--set", "save_every=1")
     assert code == 1
     err = capsys.readouterr().err
-    assert "loss nan" in err and "at step 2" in err and "step-000001" in err
+    assert "loss nan" in err and "at step 2" in err and f"Last checkpoint: {out / 'checkpoints' / 'step-000001'}" in err
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000001"]
+    assert_finite_checkpoint(out / "checkpoints" / "step-000001")
     assert not (out / "model").exists()
+
+
+def test_update_to_non_finite_weights_stops_before_saving(tmp_path, data_dir, capsys, monkeypatch):
+    """An update that leaves inf in the weights (loss and grad norm still finite) is never checkpointed."""
+    import train.fit
+
+    build_optimizer = train.fit.build_optimizer
+
+    def poisoned(module, cfg):
+        optimizer, scheduler = build_optimizer(module, cfg)
+
+        def hook(opt, args, kwargs):
+            if scheduler.last_epoch == 1:  # the update of step 2 (the scheduler steps after the optimizer)
+                opt.param_groups[0]["params"][0].data.fill_(float("inf"))
+
+        optimizer.register_step_post_hook(hook)
+        return optimizer, scheduler
+
+    monkeypatch.setattr(train.fit, "build_optimizer", poisoned)
+    out = tmp_path / "inf"
+    assert fit(out, data_dir, "--set", "save_every=1") == 1
+    err = capsys.readouterr().err
+    assert "non-finite weights after the update of step 2" in err and "Last checkpoint:" in err
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000001"]
+    assert_finite_checkpoint(out / "checkpoints" / "step-000001")
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_read_metrics_drops_only_a_truncated_last_line(tmp_path, caplog):
+    from train.export import read_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')
+    with caplog.at_level(logging.WARNING):
+        assert read_metrics(path) == [{"step": 1}, {"step": 2}]
+    assert "metrics.jsonl:3: dropped a truncated last line" in caplog.text
+    path.write_text('{"step": 1}\n{"st\n{"step": 3}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl:2: not a JSON record"):
+        read_metrics(path)
+
+
+def test_bf16_base_trains_fp32_weights(tmp_path, data_dir):
+    """`model.dtype: bf16` loads the parts in bf16; what trains (LoRA, connector, encoder) is fp32."""
+    from train.config import load_config
+    from train.fit import build
+    from train.trainable import set_trainable
+
+    cfg = load_config("tiny", ["model.dtype=bf16", "dtype=bf16"])
+    model, _ = build(cfg)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    set_trainable(model, cfg)
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    assert all(p.dtype == torch.bfloat16 for n, p in model.decoder.named_parameters() if "lora_" not in n)
+    out = tmp_path / "bf16"
+    sets = ["model.dtype=bf16", "dtype=bf16", "steps=2", "save_every=2"]
+    assert fit(out, data_dir, *[a for s in sets for a in ("--set", s)]) == 0
+    trained = load_file(out / "checkpoints" / "step-000002" / "trainable.safetensors")
+    assert {w.dtype for w in trained.values()} == {torch.float32}
+    assert {w.dtype for w in load_file(out / "model" / "model.safetensors").values()} == {torch.bfloat16}
 
 
 LOAD = textwrap.dedent(

@@ -142,6 +142,22 @@ def test_what_trains_and_learning_rates():
     assert all(p.requires_grad for p in full.decoder.parameters())
 
 
+def test_biases_and_norms_get_no_weight_decay():
+    model, cfg = tiny_trainable(weight_decay=0.1, **{"lora.r": 0})
+    groups = param_groups(model, cfg)
+    names = {id(p): n for n, p in model.named_parameters()}
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters() if p.requires_grad), "each param once"
+    for g in groups:
+        assert g["weight_decay"] == (0.1 if g["decay"] else 0.0)
+        assert all((p.dim() >= 2) == g["decay"] for p in g["params"])
+    no_decay = {names[id(p)] for g in groups if not g["decay"] for p in g["params"]}
+    assert "connector.layers.0.bias" in no_decay and "decoder.layers.0.input_layernorm.weight" in no_decay
+    assert any("LayerNorm.weight" in n for n in no_decay) and any(n.endswith(".bias") for n in no_decay)
+    assert not any(n.endswith("proj.weight") or "word_embeddings" in n for n in no_decay)
+    assert {(g["name"], g["decay"]) for g in groups} >= {("decoder", False), ("encoder", True), ("connector", False)}
+
+
 def test_lora_target_defaults_per_family():
     for family in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text"):
         assert "q_proj" in lora_targets(family, None) and "down_proj" in lora_targets(family, None)

@@ -63,12 +63,16 @@ def add_fit_parser(sub: argparse._SubParsersAction) -> None:
 def run_fit(args: argparse.Namespace) -> int:
     import logging
 
-    from train.config import load_config
+    from train.config import ConfigError, load_config
     from train.data import DataError
     from train.fit import TrainingDiverged, fit, summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = load_config(args.config, args.set)
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         folder = fit(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
     except (TrainingDiverged, DataError, FileExistsError, FileNotFoundError, ValueError) as err:

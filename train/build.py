@@ -28,24 +28,38 @@ def prepare_output(path: str | Path, overwrite: bool) -> Path:
     return out
 
 
+DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
+
+
 def build_model(
     decoder: str | None = None,
     encoder: str | None = None,
     gguf_file: str | None = None,
     seed: int = 0,
+    dtype: str = "fp32",
     **config_kwargs: Any,
 ) -> Causal2VecModel:
     """A new Causal2Vec model; with no paths, the default SmolLM2-135M-Instruct + all-MiniLM-L6-v2.
 
-    The pretrained parts are copied as they are; the connector is initialised from `seed`, so builds repeat.
+    The pretrained parts are loaded in `dtype` (bf16 | fp32) and copied as they are; the connector is initialised
+    from `seed` (so builds repeat) and cast to `dtype` too.
     """
     import torch
+    from transformers import AutoModel, AutoTokenizer
 
     decoder = decoder or str(default_decoder_path())  # first: converting the GGUF file draws random numbers
     encoder = encoder or str(default_encoder_path())
+    torch_dtype = getattr(torch, DTYPES[dtype])
     torch.manual_seed(seed)
     decoder_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    return Causal2VecModel.from_parts(decoder, encoder, decoder_kwargs=decoder_kwargs, **config_kwargs)
+    parts = {
+        "decoder_tokenizer": AutoTokenizer.from_pretrained(decoder, **decoder_kwargs),
+        "decoder": AutoModel.from_pretrained(decoder, dtype=torch_dtype, **decoder_kwargs),
+        "encoder_tokenizer": AutoTokenizer.from_pretrained(encoder),
+        "encoder": AutoModel.from_pretrained(encoder, dtype=torch_dtype),
+    }
+    model = Causal2VecModel.from_parts(**parts, **config_kwargs)  # its parts follow the loaded parts' dtype
+    return model.to(torch_dtype)
 
 
 def init(
@@ -90,12 +104,17 @@ TINY_ENCODER = {
 
 
 def build_random(
-    decoder: dict[str, Any] | None = None, encoder: dict[str, Any] | None = None, seed: int = 0, **config_kwargs: Any
+    decoder: dict[str, Any] | None = None,
+    encoder: dict[str, Any] | None = None,
+    seed: int = 0,
+    dtype: str = "fp32",
+    **config_kwargs: Any,
 ) -> Causal2VecModel:
     """A randomly initialised Causal2Vec model of any families, with the default parts' real tokenizers.
 
     `decoder`/`encoder` are config dicts with a `model_type` (defaults: tiny llama and bert); vocabulary sizes
-    are taken from the SmolLM2 and MiniLM tokenizers. Used by `train/configs/tiny.yaml` and the tests.
+    are taken from the SmolLM2 and MiniLM tokenizers; weights are cast to `dtype` (bf16 | fp32). Used by
+    `train/configs/tiny.yaml` and the tests.
     """
     import torch
     from transformers import AutoConfig, AutoTokenizer
@@ -115,6 +134,6 @@ def build_random(
     dec.setdefault("eos_token_id", decoder_tokenizer.eos_token_id)
     config = Causal2VecConfig(decoder=AutoConfig.for_model(**dec), encoder=AutoConfig.for_model(**enc), **config_kwargs)
     torch.manual_seed(seed)
-    model = Causal2VecModel(config)
+    model = Causal2VecModel(config).to(getattr(torch, DTYPES[dtype]))
     model.tokenizer = build_tokenizer(config, decoder_tokenizer, encoder_tokenizer)
     return model

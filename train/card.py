@@ -24,7 +24,8 @@ def write_model_card(
     evaluation: dict[str, Any] | None = None,
     data_files: dict[str, int] | None = None,
 ) -> Path:
-    """Write `folder/README.md`: Hub front matter, usage, and what is known of training and evaluation."""
+    """Write `folder/README.md`: Hub front matter, usage, and what is known of training (and of evaluation, if
+    given; `train fit` gives none: `python -m evaluation run --card` adds results later, via `update_evaluation`)."""
     hub_bases = [b for b in base_models if HUB_ID.match(b)]
     front = ["---", "library_name: transformers", "pipeline_tag: feature-extraction", "license: apache-2.0"]
     if hub_bases:

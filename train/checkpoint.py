@@ -1,7 +1,7 @@
 """Checkpoints: trainable weights (safetensors), optimizer, scheduler, RNG states and data position.
 
 Layout: `OUTPUT/checkpoints/step-000050/{trainable.safetensors, state.pt}`; a checkpoint is written to a
-temporary folder and renamed, so the newest complete one is always the last good one.
+temporary folder and renamed, so the newest complete one is always whole (and `fit` saves only finite weights).
 """
 
 from __future__ import annotations
@@ -105,6 +105,9 @@ def load_checkpoint(
         for name, value in weights.items():
             params[name].copy_(value)
     state = torch.load(path / "state.pt", weights_only=False)
+    saved_groups = [len(g["params"]) for g in state["optimizer"]["param_groups"]]
+    if saved_groups != [len(g["params"]) for g in optimizer.param_groups]:
+        raise ValueError(f"{path}: its optimizer parameter groups differ from this version's; it cannot be resumed")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     rng = path / f"rng-{rank}.pt"

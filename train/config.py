@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,60 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = Path(__file__).resolve().parent / "configs"
+DTYPE_NAMES = ("bf16", "fp32")  # no fp16: it would need a GradScaler; bf16 is what we document
+# keys a resumed run may change: they do not affect what the next step computes
+RESUME_SAFE_KEYS = frozenset({"save_every", "keep_checkpoints", "log_every"})
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used: unknown key, wrong type or out-of-range value."""
+
+
+def _check_types(obj: Any, where: str = "") -> None:
+    """Check (and coerce: `1e3` -> 1000 for an int, `2e-4` (a YAML 1.1 string) -> float) each field's value
+    against its annotation; raise `ConfigError` naming the dotted key."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        setattr(obj, f.name, _coerce(getattr(obj, f.name), hints[f.name], where + f.name))
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0]
+    if isinstance(value, str) and hint in (int, float) and _looks_numeric(value):
+        value = float(value)
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and not isinstance(value, bool) and isinstance(value, (int, float)) and float(value).is_integer():
+        return int(value)
+    if hint is float and not isinstance(value, bool) and isinstance(value, (int, float)):
+        return float(value)
+    if hint is str and isinstance(value, str):
+        return value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, hint):
+        return value
+    if origin is dict and isinstance(value, dict):
+        return value
+    if origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
+    raise ConfigError(f"{key} must be {name}, got {value!r}")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
 
 
 @dataclass
@@ -23,7 +79,12 @@ class ModelSettings:
     encoder: Any = None
     gguf_file: str | None = None
     seed: int = 0
+    dtype: str = "fp32"  # load dtype of the pretrained parts: bf16 | fp32 (trainable parameters stay fp32)
     config: dict[str, Any] = field(default_factory=dict)  # Causal2VecConfig fields, e.g. decoder_max_length
+
+    def __post_init__(self) -> None:
+        _check_types(self, "model.")
+        _require(self.dtype in DTYPE_NAMES, f"model.dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}")
 
 
 @dataclass
@@ -34,6 +95,11 @@ class LoraSettings:
     alpha: int = 32
     dropout: float = 0.05
     target_modules: list[str] | str | None = None
+
+    def __post_init__(self) -> None:
+        _check_types(self, "lora.")
+        _require(self.r >= 0 and self.alpha > 0, f"lora.r must be >= 0 and lora.alpha > 0, got {self.r}, {self.alpha}")
+        _require(0 <= self.dropout < 1, f"lora.dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -59,7 +125,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | linear | constant
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False
-    dtype: str = "bf16"  # autocast dtype: bf16 | fp16 | fp32
+    dtype: str = "bf16"  # autocast dtype: bf16 | fp32
     seed: int = 0
     # bookkeeping
     save_every: int = 50
@@ -67,17 +133,24 @@ class TrainConfig:
     log_every: int = 10  # tqdm postfix refresh; metrics.jsonl gets every step
 
     def __post_init__(self) -> None:
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise ValueError(f"schedule must be cosine, linear or constant, got {self.schedule!r}")
-        if self.dtype not in ("bf16", "fp16", "fp32"):
-            raise ValueError(f"dtype must be bf16, fp16 or fp32, got {self.dtype!r}")
-        for name in ("batch_size", "steps", "save_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.hard_negatives < 0 or self.cached_chunk_size < 0:
-            raise ValueError("hard_negatives and cached_chunk_size must be >= 0")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        _check_types(self)
+        _require(
+            self.schedule in ("cosine", "linear", "constant"),
+            f"schedule must be cosine, linear or constant, got {self.schedule!r}",
+        )
+        _require(self.dtype in DTYPE_NAMES, f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}")
+        _require(
+            self.model.dtype == "fp32" or self.dtype == self.model.dtype,
+            f"model.dtype={self.model.dtype} needs autocast in the same dtype: set dtype: {self.model.dtype}",
+        )
+        for name in ("batch_size", "steps", "save_every", "log_every"):
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("hard_negatives", "cached_chunk_size", "warmup_steps", "keep_checkpoints", "weight_decay"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr_decoder", "lr_connector", "lr_encoder"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("temperature", "max_grad_norm"):
+            _require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
 
     def data_path(self) -> Path:
         path = Path(self.data).expanduser()
@@ -87,12 +160,39 @@ class TrainConfig:
         return asdict(self)
 
 
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"lora": {"r": 8}}` -> `{"lora.r": 8}`."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def resume_conflicts(saved: dict[str, Any], current: TrainConfig) -> list[str]:
+    """`key: saved -> now` for each (dotted) key whose value differs between a checkpoint's config and `current`;
+    keys the saved config lacks count at their default; `RESUME_SAFE_KEYS` may change."""
+    try:
+        old = flatten(_build(TrainConfig, saved).to_dict())
+    except ConfigError as err:
+        return [f"the saved config is not valid now ({err})"]
+    new = flatten(current.to_dict())
+    unset = "(unset)"
+    return [
+        f"{k}: {old.get(k, unset)!r} -> {new.get(k, unset)!r}"
+        for k in sorted(set(old) | set(new))
+        if k not in RESUME_SAFE_KEYS and old.get(k, unset) != new.get(k, unset)
+    ]
+
+
 def _build(cls: type, values: dict[str, Any], where: str = "") -> Any:
     """Make dataclass `cls` from a dict, refusing unknown keys (with their dotted name)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"unknown config key(s): {', '.join(where + k for k in unknown)}")
+        raise ConfigError(f"unknown config key(s): {', '.join(where + k for k in unknown)}")
     kwargs = {}
     for name, value in values.items():
         sub = {"model": ModelSettings, "lora": LoraSettings}.get(name) if cls is TrainConfig else None
@@ -108,22 +208,20 @@ def set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
     for part in parents:
         node = values.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ValueError(f"cannot set {key}: {part} is not a mapping")
+            raise ConfigError(f"cannot set {key}: {part} is not a mapping")
         values = node
     values[last] = value
 
 
 def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
-    """`["lr_decoder=1e-4", "lora.r=8"]` -> [(key, YAML-parsed value), ...]."""
+    """`["lr_decoder=1e-4", "lora.r=8"]` -> [(key, YAML-parsed value), ...]; numbers in strings (YAML 1.1 reads
+    `1e-4` as one) become numbers when the config is checked."""
     out = []
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        value = yaml.safe_load(raw)
-        if isinstance(value, str) and _looks_numeric(value):
-            value = float(value)  # YAML 1.1 reads "1e-4" as a string
-        out.append((key.strip(), value))
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        out.append((key.strip(), yaml.safe_load(raw)))
     return out
 
 
@@ -142,21 +240,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.is_file() and (CONFIGS / f"{path}.yaml").is_file():
             p = CONFIGS / f"{path}.yaml"
-        values = yaml.safe_load(p.read_text()) or {}
+        if not p.is_file():
+            names = ", ".join(sorted(c.stem for c in CONFIGS.glob("*.yaml")))
+            raise ConfigError(f"config {str(path)!r} not found: give a YAML file or one of {names}")
+        try:
+            values = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{p}: not valid YAML ({err})") from None
         if not isinstance(values, dict):
-            raise ValueError(f"{p}: a config must be a YAML mapping")
+            raise ConfigError(f"{p}: a config must be a YAML mapping")
     for key, value in parse_overrides(overrides or []):
         set_dotted(values, key, value)
-    _fix_numbers(values)
+    for name in ("model", "lora"):
+        if name in values and not isinstance(values[name], dict):
+            raise ConfigError(f"{name} must be a mapping, got {values[name]!r}")
     return _build(TrainConfig, values)
-
-
-def _fix_numbers(values: dict[str, Any]) -> None:
-    """YAML 1.1 reads `2e-4` (no dot) as a string; turn such values back into floats."""
-    for key, value in values.items():
-        if isinstance(value, dict):
-            _fix_numbers(value)
-        elif (
-            isinstance(value, str) and key.startswith(("lr_", "weight_decay", "temperature")) and _looks_numeric(value)
-        ):
-            values[key] = float(value)

@@ -93,8 +93,12 @@ def parse_row(line: str, where: str) -> Row:
 def read_jsonl(path: Path) -> tuple[list[Row], int]:
     """Rows of one file and how many were skipped for having no positive. Blank lines are ignored."""
     rows, skipped = [], 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}:{lineno}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
             if not line.strip():
                 continue
             row = parse_row(line, f"{path}:{lineno}")
@@ -176,6 +180,12 @@ class BatchStream:
         if not batches:
             raise DataError(f"no file has {self.batch_size} distinct rows for one batch; lower batch_size")
         rng.shuffle(batches)
+        logger.info(
+            "epoch %d: %d batches; %d rows skipped as duplicates within a batch",
+            epoch,
+            len(batches),
+            self.skipped_duplicates,
+        )
         return batches
 
     def __iter__(self) -> BatchStream:
@@ -187,12 +197,6 @@ class BatchStream:
         if self.index >= len(self._plan):
             self.epoch, self.index = self.epoch + 1, 0
             self._plan = self.plan(self.epoch)
-            logger.info(
-                "epoch %d: %d batches; %d rows skipped as duplicates within a batch",
-                self.epoch,
-                len(self._plan),
-                self.skipped_duplicates,
-            )
         batch = self._plan[self.index]
         self.index += 1
         return batch

@@ -4,11 +4,14 @@ sentence-transformers files (`save_pretrained`), the model card, the training co
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import yaml
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 
 def merge_lora(model: nn.Module, peft_model: Any) -> nn.Module:
@@ -19,9 +22,19 @@ def merge_lora(model: nn.Module, peft_model: Any) -> nn.Module:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a `metrics.jsonl`; a truncated last line (a crash mid-write) is dropped with a warning."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(i, line) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
+    out = []
+    for n, (lineno, line) in enumerate(lines, 1):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if n < len(lines):
+                raise ValueError(f"{path}:{lineno}: not a JSON record ({err.msg})") from None
+            logger.warning("%s:%d: dropped a truncated last line (%r)", path, lineno, line[:80])
+    return out
 
 
 def plot_loss(metrics: list[dict[str, Any]], path: Path, window: int = 20) -> Path:
@@ -57,7 +70,6 @@ def export(
     training: dict[str, Any],
     data_files: dict[str, int],
     metrics: list[dict[str, Any]],
-    evaluation: dict[str, Any] | None = None,
 ) -> Path:
     """Write `model` (a Causal2VecModel with any LoRA already merged) into `folder`, ready to upload."""
     from train.card import write_model_card
@@ -67,7 +79,7 @@ def export(
     (folder / "training_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     if metrics:
         plot_loss(metrics, folder / "loss_curve.png")
-    write_model_card(folder, model.config, base_models, training=training, evaluation=evaluation, data_files=data_files)
+    write_model_card(folder, model.config, base_models, training=training, data_files=data_files)
     if metrics:
         with open(folder / "README.md", "a") as f:
             f.write("\n![training loss](loss_curve.png)\n")

@@ -22,19 +22,20 @@ from tqdm.auto import tqdm
 
 from train.build import build_model, build_random, prepare_output
 from train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
-from train.config import TrainConfig
+from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
 from train.data import BatchStream, load_files
 from train.export import export, merge_lora, read_metrics
 from train.loss import cached_step, plain_step
 from train.trainable import build_optimizer, set_trainable
 
 logger = logging.getLogger("train")
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 DEFAULT_BASES = ["HuggingFaceTB/SmolLM2-135M-Instruct", "sentence-transformers/all-MiniLM-L6-v2"]
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss or gradient norm became NaN/inf; the run stopped before applying that update."""
+    """The loss or gradient norm became NaN/inf (the update is not applied), or an update made weights non-finite;
+    either way the run stops before saving anything of that step."""
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
@@ -57,9 +58,9 @@ def build(cfg: TrainConfig) -> tuple[nn.Module, list[str]]:
     """The Causal2Vec model the config describes, and the names of its base models (for the card)."""
     m = cfg.model
     if m.random:
-        model = build_random(m.decoder, m.encoder, seed=m.seed, **m.config)
+        model = build_random(m.decoder, m.encoder, seed=m.seed, dtype=m.dtype, **m.config)
         return model, [f"random {model.config.decoder.model_type}", f"random {model.config.encoder.model_type}"]
-    model = build_model(m.decoder, m.encoder, m.gguf_file, seed=m.seed, **m.config)
+    model = build_model(m.decoder, m.encoder, m.gguf_file, seed=m.seed, dtype=m.dtype, **m.config)
     return model, [m.decoder or DEFAULT_BASES[0], m.encoder or DEFAULT_BASES[1]]
 
 
@@ -81,28 +82,50 @@ def _mean(x: torch.Tensor, op: str = "mean") -> torch.Tensor:
     return x
 
 
-def _resume_point(output: Path, resume: bool, overwrite: bool, rank: int) -> Path | None:
-    """The checkpoint to resume from (None: start fresh); refuses to reuse a non-empty output otherwise."""
-    found = checkpoints(output) if resume else []
-    if resume and not found and output.is_dir() and any(output.iterdir()):
-        raise FileNotFoundError(f"{output} has no complete checkpoint to resume from")
-    if not found and rank == 0:
+def _resume_point(output: Path, cfg: TrainConfig, resume: bool, overwrite: bool, rank: int) -> Path | None:
+    """The checkpoint to resume from (None: start fresh in an emptied `output`). Every rank checks, so all of them
+    stop on a refusal: no checkpoint to resume, a checkpoint saved with another config, a non-empty `output`."""
+    if resume:
+        found = checkpoints(output)
+        if not found:
+            why = (
+                "has no complete checkpoint to resume from" if output.is_dir() else "does not exist: nothing to resume"
+            )
+            raise FileNotFoundError(f"{output} {why}; run without --resume")
+        saved = torch.load(found[-1] / "state.pt", map_location="cpu", weights_only=False, mmap=True).get("config")
+        conflicts = resume_conflicts(saved, cfg) if saved is not None else []
+        if conflicts:
+            raise ValueError(
+                f"{found[-1]} was saved with another config; resume with the same one (only "
+                f"{', '.join(sorted(RESUME_SAFE_KEYS))} may change). Differences: {'; '.join(conflicts)}"
+            )
+        return found[-1]
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"{output} exists and is not a folder")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output} is not empty; pass --overwrite to replace what is in it")
+    if dist.is_initialized():
+        dist.barrier()  # every rank has looked before rank 0 empties the folder
+    if rank == 0:
         prepare_output(output, overwrite)
     if dist.is_initialized():
         dist.barrier()
-    return found[-1] if found else None
+    return None
 
 
-def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
-    """Train per `cfg`, write checkpoints and metrics under `output`, export to `output/model`; returns that."""
-    rank, size, device = setup_distributed()
-    output = Path(output)
-    if cfg.batch_size % size:
-        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({size})")
-    if rank == 0 and overwrite and resume:
-        raise ValueError("pass --resume or --overwrite, not both")
-    ckpt = _resume_point(output, resume, overwrite, rank)
+def _finite(params: list[nn.Parameter]) -> bool:
+    return bool(torch.stack([p.isfinite().all() for p in params]).all())
 
+
+def _diverged(output: Path, what: str, bar: tqdm) -> TrainingDiverged:
+    bar.close()
+    last = checkpoints(output)
+    return TrainingDiverged(f"{what}; stopped without saving it. Last checkpoint: {last[-1] if last else 'none'}")
+
+
+def _trainable_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Module, Any, list[str]]:
+    """The Causal2Vec model, the module that trains (it or a baseline around it), the peft model (or None) and the
+    base model names, with the trainable parameters set, on `device` in train mode."""
     model, bases = build(cfg)
     torch.manual_seed(cfg.seed)  # LoRA init: the same on every rank
     module = wrap_baseline(model, cfg.baseline)
@@ -110,6 +133,27 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     module.to(device).train()
+    return model, module, peft_model, bases
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the metrics of steps up to `step` (those of the checkpoint a run resumes from)."""
+    kept = [m for m in read_metrics(path) if m["step"] <= step]
+    path.write_text("".join(json.dumps(m) + "\n" for m in kept))
+
+
+def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train per `cfg`, write checkpoints and metrics under `output`, export to `output/model`; returns that."""
+    t_start = time.perf_counter()
+    if overwrite and resume:
+        raise ValueError("pass --resume or --overwrite, not both")
+    rank, size, device = setup_distributed()
+    output = Path(output)
+    if cfg.batch_size % size:
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({size})")
+    ckpt = _resume_point(output, cfg, resume, overwrite, rank)
+
+    model, module, peft_model, bases = _trainable_model(cfg, device)
     optimizer, scheduler = build_optimizer(module, cfg)
     files = load_files(cfg.data_path())
     stream = BatchStream(
@@ -118,18 +162,21 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     if rank == 0:
         counts = {name: len(rows) for name, rows in files.items()}
         logger.info("data %s: %s rows; %d batches an epoch", cfg.data_path(), counts, stream.batches_per_epoch)
-    metrics_path, start, elapsed = output / "metrics.jsonl", 0, 0.0
+    metrics_path, start, train_time, wall_before = output / "metrics.jsonl", 0, 0.0, 0.0
     torch.manual_seed(cfg.seed + rank)  # dropout: distinct per rank
     if ckpt is not None:
         state = load_checkpoint(ckpt, module, optimizer, scheduler, rank)
         stream.load_state_dict(state["data"])
-        start, elapsed = state["step"], state.get("elapsed", 0.0)
+        start, train_time = state["step"], state.get("elapsed", 0.0)
+        wall_before = state.get("wall_time", train_time)  # older checkpoints kept only the step-time sum
         if rank == 0:
-            kept = [m for m in read_metrics(metrics_path) if m["step"] <= start]
-            metrics_path.write_text("".join(json.dumps(m) + "\n" for m in kept))
+            _truncate_metrics(metrics_path, start)
             logger.info("resuming from %s", ckpt)
     elif rank == 0:
         (output / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    def wall_time() -> float:  # since the first run started, over all resumes
+        return wall_before + time.perf_counter() - t_start
 
     net = module
     if size > 1:
@@ -138,10 +185,8 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     step_fn = partial(cached_step, chunk_size=cfg.cached_chunk_size) if cfg.cached_chunk_size else plain_step
     params = [p for p in module.parameters() if p.requires_grad]
     if rank == 0:
-        n_train = sum(p.numel() for p in params)
-        logger.info(
-            "trainable parameters: %d of %d; %d processes", n_train, sum(p.numel() for p in module.parameters()), size
-        )
+        n_train, n_all = sum(p.numel() for p in params), sum(p.numel() for p in module.parameters())
+        logger.info("trainable parameters: %d of %d; %d processes", n_train, n_all, size)
 
     bar = tqdm(total=cfg.steps, initial=start, disable=rank != 0, desc="fit", dynamic_ncols=True)
     for step in range(start + 1, cfg.steps + 1):
@@ -151,17 +196,15 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
         loss = _mean(loss)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-            bar.close()
-            last = checkpoints(output)
-            raise TrainingDiverged(
-                f"loss {loss.item()} / grad norm {grad_norm.item()} at step {step} (batch from {batch.source}): "
-                f"stopped without applying it; last good checkpoint: {last[-1] if last else 'none'}"
-            )
+            what = f"loss {loss.item()} / grad norm {grad_norm.item()} at step {step} (batch from {batch.source})"
+            raise _diverged(output, what + ": update not applied", bar)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if not _finite(params):
+            raise _diverged(output, f"non-finite weights after the update of step {step} ({batch.source})", bar)
         dt = time.perf_counter() - t0
-        elapsed += dt
+        train_time += dt
         tokens = int(_mean(torch.tensor(float(tokens), device=loss.device), op="sum"))
         record = {
             "step": step,
@@ -171,20 +214,18 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
             "source": batch.source,
             "pairs_per_s": len(batch) / dt,
             "tokens_per_s": tokens / dt,
-            "elapsed_s": elapsed,
+            "train_time_s": train_time,
+            "wall_time_s": wall_time(),
         }
         if rank == 0:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             bar.update()
             if step % cfg.log_every == 0 or step == start + 1:
-                bar.set_postfix(
-                    loss=f"{record['loss']:.4f}",
-                    lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                    pairs_s=f"{record['pairs_per_s']:.1f}",
-                )
+                lr = f"{scheduler.get_last_lr()[0]:.2e}"
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=lr, pairs_s=f"{record['pairs_per_s']:.1f}")
         if step % cfg.save_every == 0 or step == cfg.steps:
-            extra = {"elapsed": elapsed, "config": cfg.to_dict()}
+            extra = {"elapsed": train_time, "wall_time": wall_time(), "config": cfg.to_dict()}
             save_checkpoint(
                 output, step, module, optimizer, scheduler, stream.state_dict(), cfg.keep_checkpoints, extra
             )
@@ -192,36 +233,50 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
 
     folder = output / "model"
     if rank == 0:
-        metrics = read_metrics(metrics_path)
-        merge_lora(model, peft_model)
-        model.to("cpu")
-        evaluation_file = output / "evaluation.json"
-        training = {
-            "steps": cfg.steps,
-            "wall_time_s": round(elapsed, 1),
-            "final_loss": round(metrics[-1]["loss"], 4) if metrics else None,
-            "processes": size,
-            **{k: v for k, v in cfg.to_dict().items() if k not in ("model",)},
-        }
-        export(
-            model,
-            folder,
-            cfg.to_dict(),
-            bases,
-            training=training,
-            data_files={f"{name}.jsonl": len(rows) for name, rows in files.items()},
-            metrics=metrics,
-            evaluation=json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else None,
-        )
-        logger.info("exported %s (%d steps, %.0f s, final loss %s)", folder, cfg.steps, elapsed, training["final_loss"])
+        _export(model, peft_model, cfg, bases, files, folder, size, train_time, wall_time())
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
     return folder
 
 
+def _export(
+    model: nn.Module,
+    peft_model: Any,
+    cfg: TrainConfig,
+    bases: list[str],
+    files: dict[str, list[Any]],
+    folder: Path,
+    processes: int,
+    train_time: float,
+    wall_time: float,
+) -> Path:
+    """Merge LoRA and write the Hub-ready folder, its card recording the run (wall time: over all resumes, from
+    the start to the export; train time: the sum of step times)."""
+    metrics = read_metrics(folder.parent / "metrics.jsonl")
+    merge_lora(model, peft_model)
+    model.to("cpu", DTYPES[cfg.model.dtype])
+    training = {
+        "steps": cfg.steps,
+        "wall_time_s": round(wall_time, 1),
+        "train_time_s": round(train_time, 1),
+        "final_loss": round(metrics[-1]["loss"], 4) if metrics else None,
+        "processes": processes,
+        **{k: v for k, v in cfg.to_dict().items() if k != "model"},
+    }
+    data_files = {f"{name}.jsonl": len(rows) for name, rows in files.items()}
+    export(model, folder, cfg.to_dict(), bases, training=training, data_files=data_files, metrics=metrics)
+    logger.info("exported %s (%d steps, %.0f s, final loss %s)", folder, cfg.steps, wall_time, training["final_loss"])
+    return folder
+
+
 def summary(output: Path) -> dict[str, Any]:
-    """Steps, wall time and final loss of a finished run, from its metrics."""
+    """Steps, wall and train time and final loss of a finished run, from its last metrics record."""
     metrics = read_metrics(Path(output) / "metrics.jsonl")
     last = metrics[-1] if metrics else {}
-    return {"steps": last.get("step"), "wall_time_s": last.get("elapsed_s"), "final_loss": last.get("loss")}
+    return {
+        "steps": last.get("step"),
+        "wall_time_s": last.get("wall_time_s"),
+        "train_time_s": last.get("train_time_s", last.get("elapsed_s")),
+        "final_loss": last.get("loss"),
+    }

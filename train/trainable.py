@@ -61,11 +61,15 @@ def set_trainable(model: nn.Module, cfg: TrainConfig) -> Any:
         model.encoder.requires_grad_(True)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("nothing to train: this model has no decoder or connector and train_encoder is false")
+    for p in model.parameters():  # a bf16 base trains fp32 weights (LoRA, connector, encoder): sane AdamW updates
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
     return peft_model
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW groups by part (decoder / connector / encoder), each with its own learning rate."""
+    """AdamW groups by part (decoder / connector / encoder), each with its own learning rate; biases and norm
+    weights (1-D parameters) get no weight decay, as in HF Trainer. `name` is the part, `decay` says which."""
     lrs = {"decoder": cfg.lr_decoder, "connector": cfg.lr_connector, "encoder": cfg.lr_encoder}
     params: dict[str, list[nn.Parameter]] = {k: [] for k in lrs}
     for name, p in model.named_parameters():
@@ -74,11 +78,14 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
             if part not in params:
                 raise ValueError(f"trainable parameter {name} belongs to no known part (decoder, connector, encoder)")
             params[part].append(p)
-    return [
-        {"name": part, "params": ps, "lr": lrs[part], "weight_decay": cfg.weight_decay}
-        for part, ps in params.items()
-        if ps
-    ]
+    groups = []
+    for part, ps in params.items():
+        for decay in (True, False):
+            chosen = [p for p in ps if (p.dim() >= 2) == decay]
+            if chosen:
+                wd = cfg.weight_decay if decay else 0.0
+                groups.append({"name": part, "decay": decay, "params": chosen, "lr": lrs[part], "weight_decay": wd})
+    return groups
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,8 +1,9 @@
-"""Command line: `python -m evaluation run|efficiency ...`.
+"""Command line: `python -m evaluation run|efficiency|compare ...`.
 
 python -m evaluation run --model runs/default-init --tasks stsb trec --dtype bf16 --output runs/eval/default
 python -m evaluation run --model runs/default-init --baseline echo --tasks stsb
 python -m evaluation efficiency --model runs/default-init --output runs/efficiency
+python -m evaluation compare runs/eval/default runs/eval/default-init-echo-fp32 --output runs/compare.md
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     from evaluation.efficiency import add_arguments
 
     add_arguments(e)
+    c = sub.add_parser("compare", help="one markdown table of several run folders' summary.json")
+    c.add_argument("runs", nargs="+", type=Path, help="folders written by `python -m evaluation run`")
+    c.add_argument("--output", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args(argv)
     if getattr(args, "threads", None):
         import torch
@@ -84,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
 
             note = card_note(args)
             print(f"updated {update_evaluation(Path(args.model), summary_rows(results), note)}")
+    elif args.command == "compare":
+        from evaluation.compare import compare
+
+        print(compare(args.runs, args.output), end="")
+        if args.output:
+            print(f"wrote {args.output}")
     else:
         from evaluation.efficiency import run_from_args
 

@@ -15,6 +15,11 @@ position ids counted over real tokens, as `Causal2VecModel.forward` does, and av
     bidirectional  [BOS] prompt text EOS, no causal mask       pool: mean over the text tokens
     incontext      [BOS] k demos, prompt text EOS              pool: EOS
     encoder        the encoder alone on the text               pool: mean over its tokens
+
+`decoder_max_length` bounds the row a text makes ([BOS] prompt text EOS, with Echo's template and second copy);
+the in-context demonstrations are a fixed prefix added on top of it (4 demos: ~125 tokens more), so a
+checkpoint with a short decoder budget (e.g. 64) still gets the same text room as the other baselines.
+"bidirectional" passes a 4D mask, which only the `sdpa` and `eager` attention implementations honour.
 """
 
 from __future__ import annotations
@@ -39,7 +44,11 @@ from tokenization_causal2vec import check_texts  # noqa: E402
 
 BASELINES = ("eos", "mean", "echo", "bidirectional", "incontext", "encoder")
 DEMOS_FILE = Path(__file__).with_name("demos.json")
-ECHO_TEMPLATE = ("Rewrite the sentence: ", "\nRewritten sentence: ")
+# Echo's template (Springer et al.): "Rewrite the sentence: {text}\nRewritten sentence: {text}". The parts are
+# tokenized without their trailing space and the text with a leading one, as a joint tokenization would do
+# (byte-level BPE: ": " alone ends in a lone space token, and the text would lose its leading-space token).
+ECHO_TEMPLATE = ("Rewrite the sentence:", "\nRewritten sentence:")
+BIDIRECTIONAL_ATTENTION = ("sdpa", "eager")
 
 
 @dataclass
@@ -61,7 +70,8 @@ class BaselineTokenizer:
 
     Returns `input_ids`, `attention_mask` and `pool_mask` (1 on the tokens to average). A text's prompt
     (as made by `config.query_prompt`) stays in front of the text; the text is truncated so that the row
-    fits `decoder_max_length`, and EOS is always kept. `padding_side` is "right" or "left".
+    fits `max_length` (`decoder_max_length`), and EOS is always kept. In-context demonstrations are not
+    counted in `max_length`: they come on top. `padding_side` is "right" or "left".
     """
 
     def __init__(self, base: Any, kind: str, demos: list[tuple[str, str]] | None = None, max_length: int = 512):
@@ -70,10 +80,13 @@ class BaselineTokenizer:
         self.max_length = max_length
         self.padding_side = "right"
         self.pad_token_id = base.pad_token_id if base.pad_token_id is not None else base.eos_token_id
-        self.prefix = [base.bos_token_id] if base.decoder_add_bos else []
+        self.bos = [base.bos_token_id] if base.decoder_add_bos else []
+        self.demos: list[int] = []
         if kind == "incontext":
             text = "".join(f"{base.prompt_template.format('Embed the text')}{q}\nResponse: {r}\n\n" for q, r in demos)
-            self.prefix = self.prefix + self.ids([text])[0]
+            self.demos = self.ids([text])[0]
+        self.prefix = self.bos + self.demos  # what precedes the prompt; only `bos` counts toward max_length
+        self.echo_parts = self.ids(list(ECHO_TEMPLATE)) if kind == "echo" else []
 
     def ids(self, texts: list[str]) -> list[list[int]]:
         """Plain decoder token ids, no special tokens."""
@@ -86,14 +99,14 @@ class BaselineTokenizer:
         eos = self.base.eos_token_id
         if self.kind == "echo":
             first, second = self.echo_parts
-            room = (self.max_length - len(self.prefix) - len(prompt) - len(first) - len(second) - 1) // 2
+            room = (self.max_length - len(self.bos) - len(prompt) - len(first) - len(second) - 1) // 2
             self._check(room, i)
             body = body[:room]
             head = self.prefix + prompt + first + body + second
             ids = head + body + [eos]
             pool = [0] * len(head) + [1] * len(body) + [0 if body else 1]
             return ids, pool
-        room = self.max_length - len(self.prefix) - len(prompt) - 1
+        room = self.max_length - len(self.bos) - len(prompt) - 1
         self._check(room, i)
         body = body[:room]
         head = self.prefix + prompt
@@ -110,15 +123,24 @@ class BaselineTokenizer:
 
     def __call__(self, text: str | list[str], return_tensors: str | None = None, **kwargs: Any) -> BatchEncoding:
         texts = check_texts(text)
-        split = [split_prompt(t, self.base.prompt_template) for t in texts]
+        split = [split_text(t, self.base) for t in texts]
         prompts = self.ids([p for p, _ in split]) if any(p for p, _ in split) else [[] for _ in texts]
-        bodies = self.ids([b for _, b in split])
-        if self.kind == "echo" and not hasattr(self, "echo_parts"):
-            self.echo_parts = self.ids(list(ECHO_TEMPLATE))
+        if self.kind == "echo":  # the text follows "...sentence:" after a space, as in one joint tokenization
+            bodies = self.ids([" " + b if b and not b[0].isspace() else b for _, b in split])
+        else:
+            bodies = self.ids([b for _, b in split])
         rows = [self.layout(p, b, i) for i, (p, b) in enumerate(zip(prompts, bodies, strict=True))]
         return pad_rows(
             [r[0] for r in rows], [r[1] for r in rows], self.pad_token_id, self.padding_side, return_tensors
         )
+
+
+def split_text(text: str, base: Any) -> tuple[str, str]:
+    """(prompt, body) of a text as the Causal2Vec tokenizer `base` splits it (query template or document prompt)."""
+    document_prompt = getattr(base, "document_prompt", "")
+    if document_prompt:
+        return split_prompt(text, base.prompt_template, document_prompt)
+    return split_prompt(text, base.prompt_template)
 
 
 def pad_rows(rows: list[list[int]], pools: list[list[int]], pad_id: int, side: str, return_tensors: str | None):
@@ -160,6 +182,14 @@ class DecoderBaseline(EmbedderMixin, nn.Module):
     def __init__(self, kind: str, model: Any, demos: list[tuple[str, str]] | None = None):
         super().__init__()
         self.kind = kind
+        if kind == "bidirectional":
+            attn = getattr(model.decoder.config, "_attn_implementation", None) or "eager"
+            if attn not in BIDIRECTIONAL_ATTENTION:
+                raise ValueError(
+                    f"the bidirectional baseline needs attn_implementation 'sdpa' or 'eager' (it passes a 4D full"
+                    f" attention mask, which {attn!r} ignores or mishandles); this decoder uses {attn!r}: reload"
+                    " the model with attn_implementation='sdpa'"
+                )
         self.decoder = model.decoder  # shared, not copied
         cfg = model.config
         self.config = BaselineConfig(
@@ -170,7 +200,7 @@ class DecoderBaseline(EmbedderMixin, nn.Module):
     def describe(self) -> str:
         """What, beyond the weights, decides this baseline's embeddings (part of the embedding cache key)."""
         tok = self.tokenizer
-        return json.dumps([self.kind, tok.prefix, ECHO_TEMPLATE if self.kind == "echo" else None])
+        return json.dumps([self.kind, tok.prefix, tok.echo_parts, "echo-space" if self.kind == "echo" else None])
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pool_mask: torch.Tensor, **kwargs: Any
@@ -193,7 +223,7 @@ class EncoderTokenizer:
         self.padding_side = "right"
 
     def __call__(self, text: str | list[str], return_tensors: str | None = None, **kwargs: Any) -> BatchEncoding:
-        texts = [split_prompt(t, self.base.prompt_template)[1] for t in check_texts(text)]
+        texts = [split_text(t, self.base)[1] for t in check_texts(text)]
         enc = self.base.encoder_tokenizer(
             texts, truncation=True, max_length=self.max_length, padding=True, return_token_type_ids=False
         )

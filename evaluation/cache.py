@@ -10,7 +10,15 @@ from typing import Any
 
 import numpy as np
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+# Bump when a change to evaluation/ changes the embeddings it makes (layouts, prompts, pooling): old cache
+# entries are then never read again.
+CACHE_VERSION = 2
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx")
+# config, code and tokenizer files: hashed by content (up to SMALL_FILE bytes; larger ones by size and mtime)
+CONTENT_SUFFIXES = (".json", ".py", ".txt", ".model", ".vocab", ".tiktoken", ".spm", ".bpe", ".yaml", ".yml")
+SMALL_FILE = 64 << 20
+# files that never change embeddings: the model card (rewritten by `run --card`), plots, logs, training state
+IGNORED = ("README.md", "training_config.yaml", "train_config.yaml", "metrics.jsonl")
 
 
 def _sha(data: bytes) -> str:
@@ -27,18 +35,19 @@ def file_sha256(path: str | Path) -> str:
 
 
 def folder_fingerprint(folder: str | Path) -> str:
-    """Identity of a checkpoint folder: name, size and mtime of its weight files plus its config files' bytes."""
+    """Identity of a checkpoint folder: its path, the size and mtime of its weight files, and the bytes of its
+    config, code (`*.py`, the remote code that runs) and tokenizer files (vocab, merges, sentencepiece)."""
     folder = Path(folder).resolve()
     parts: list[Any] = [str(folder)]
     for path in sorted(folder.rglob("*")):
-        if not path.is_file():
+        rel = path.relative_to(folder)
+        if not path.is_file() or path.name in IGNORED or any(p.startswith(".") for p in rel.parts):
             continue
-        rel = str(path.relative_to(folder))
-        if path.suffix in WEIGHT_SUFFIXES:
-            stat = path.stat()
-            parts.append([rel, stat.st_size, stat.st_mtime_ns])
-        elif path.suffix == ".json":
-            parts.append([rel, file_sha256(path)])
+        stat = path.stat()
+        if path.suffix in WEIGHT_SUFFIXES or (path.suffix in CONTENT_SUFFIXES and stat.st_size > SMALL_FILE):
+            parts.append([str(rel), stat.st_size, stat.st_mtime_ns])
+        elif path.suffix in CONTENT_SUFFIXES or "vocab" in path.name or "merges" in path.name:
+            parts.append([str(rel), file_sha256(path)])
     return _sha(json.dumps(parts).encode())
 
 
@@ -52,8 +61,12 @@ def module_fingerprint(module: Any) -> str:
 
 
 def embedding_key(model_id: str, texts: list[str], **settings: Any) -> str:
-    """Cache key of one embedding matrix: model identity, the exact texts and every setting that changes them."""
-    payload = json.dumps({"model": model_id, "texts": _sha(json.dumps(texts).encode()), **settings}, sort_keys=True)
+    """Cache key of one embedding matrix: model identity, the exact texts, every setting that changes them and
+    the evaluation code's `CACHE_VERSION`."""
+    payload = json.dumps(
+        {"version": CACHE_VERSION, "model": model_id, "texts": _sha(json.dumps(texts).encode()), **settings},
+        sort_keys=True,
+    )
     return _sha(payload.encode())[:32]
 
 

@@ -188,6 +188,11 @@ def length_curve(
     return rows
 
 
+def chart_title(results: dict[str, Any]) -> str:
+    """The chart's title: `results["title"]` if given, else the model folder's name (never a full local path)."""
+    return results.get("title") or Path(str(results["model"]).rstrip("/\\")).name or str(results["model"])
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     """Bar chart of seconds per 1,000 texts per method (one panel per text set, CPU) and the length curve."""
     import matplotlib
@@ -241,7 +246,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
         ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="center right")
-    fig.suptitle(f"{results['model']}  ({results['machine']}, {results['threads']} threads)", fontsize=9)
+    fig.suptitle(f"{chart_title(results)}  ({results['machine']}, {results['threads']} threads)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -292,6 +297,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="Causal2Vec checkpoint folder")
     p.add_argument("--output", type=Path, default=ROOT / "runs" / "efficiency", help="folder for efficiency.json")
     p.add_argument("--chart", type=Path, help="PNG path (default <output>/efficiency.png)")
+    p.add_argument("--title", help="chart title (default: the model folder's name)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=sorted(DTYPES))
@@ -326,6 +332,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "instructions": None,
         "curve_dtype": args.curve_dtype,
+        "title": args.title,
     }
     start = time.perf_counter()
     results["speed"] = speed_table(model, sets, args.methods, args.dtypes, devices, args.batch_size, args.repeats)

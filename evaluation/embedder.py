@@ -18,7 +18,8 @@ if str(ROOT) not in sys.path:  # the model files live at the repo root, as on th
     sys.path.insert(0, str(ROOT))
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-DEFAULT_TEMPLATE = "Instruct: {}\nQuery: "
+# sentence-transformers prompt names for the two sides, in order of preference
+ST_PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus")}
 
 
 def is_causal2vec_folder(path: str | Path) -> bool:
@@ -60,8 +61,12 @@ def describe(model: Any) -> str:
 class Embedder:
     """Embeds texts with a model (Causal2Vec, a baseline or a SentenceTransformer), caching by content.
 
-    `instruction` is turned into a query prompt by the model's `config.query_prompt` (or the default
-    template for SentenceTransformers); `use_instructions=False` drops all instructions.
+    For Causal2Vec models and baselines, `instruction` is turned into a query prompt by the model's
+    `config.query_prompt`. A plain SentenceTransformer never sees our instructions (it was not trained with
+    them): texts given an instruction (queries, symmetric tasks) get its own configured "query" prompt and
+    texts without one (documents) its "document"/"passage" prompt, if it has them, else its default prompt
+    (`default_prompt_name`) or none.
+    `use_instructions=False` drops all prompts.
     """
 
     def __init__(
@@ -110,13 +115,24 @@ class Embedder:
     def is_sentence_transformer(self) -> bool:
         return type(self.model).__name__ == "SentenceTransformer"
 
+    @property
+    def applies_instructions(self) -> bool:
+        """Whether the task instructions reach the model (never for a plain SentenceTransformer)."""
+        return self.use_instructions and not self.is_sentence_transformer
+
     def prompt(self, instruction: str | None) -> str:
-        if not instruction or not self.use_instructions:
+        """The prompt put in front of every text of a request with this instruction (None: a document)."""
+        if not self.use_instructions:
             return ""
+        if self.is_sentence_transformer:
+            prompts = getattr(self.model, "prompts", None) or {}
+            names = ST_PROMPT_NAMES["query" if instruction else "document"]
+            default = getattr(self.model, "default_prompt_name", None)
+            return next((prompts[n] for n in names if prompts.get(n)), prompts.get(default, "") if default else "")
         config = getattr(self.model, "config", None)
-        if config is not None and hasattr(config, "query_prompt"):
+        if instruction and config is not None and hasattr(config, "query_prompt"):
             return config.query_prompt(instruction)
-        return DEFAULT_TEMPLATE.format(instruction)
+        return ""
 
     def max_length(self) -> int | None:
         config = getattr(self.model, "config", None)
@@ -137,8 +153,8 @@ class Embedder:
             dtype = DTYPES[self.dtype]
             device = self.model.device.type
             with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
-                emb = self.model.encode(
-                    texts, prompt=prompt or None, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
+                emb = self.model.encode(  # prompt="" (not None): no default prompt on top of ours
+                    texts, prompt=prompt, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
                 )
         else:
             emb = self.model.encode(

@@ -8,11 +8,16 @@
 Instructions: a table keyed by mteb task name (`MTEB_INSTRUCTIONS`, from `instructions.json`), else mteb's
 default prompt for the task; they are formatted with the model's `prompt_template` and reach queries and
 symmetric tasks (STS, classification), never retrieval documents.
+
+Training datasets (`ModelMeta.training_datasets`) come from the checkpoint folder: the training files of a
+`train/` export mapped to mteb task names where one exists (`TRAINING_FILE_TO_MTEB`), plus what mteb's registry
+lists for the card's base models (an untrained `train init` checkpoint: the encoder's only).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +35,12 @@ if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
     from torch.utils.data import DataLoader
 
-ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-# mteb names of the data a fine-tuned checkpoint of this project sees (train/scifact.jsonl is SciFact's train
-# split); SNLI, WikiQA, TrecQA, SQuAD v2 and AG News pairs have no mteb task of that name.
-PROJECT_TRAINING_DATASETS = {"SciFact"}
+ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # the default encoder, assumed when a folder has no card
+# mteb names of the project's training files (../shared/data/train/<stem>.jsonl; scifact.jsonl is SciFact's train
+# split). snli, wikiqa, trecqa, squad_v2 and agnews have no mteb task of that name.
+TRAINING_FILE_TO_MTEB = {"scifact": "SciFact"}
 _LOCAL_TO_MTEB = {"stsb": "STSBenchmark", "scifact": "SciFact"}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def mteb_instructions() -> dict[str, str]:
@@ -43,19 +49,83 @@ def mteb_instructions() -> dict[str, str]:
     return {_LOCAL_TO_MTEB[k]: v for k, v in local.items() if k in _LOCAL_TO_MTEB}
 
 
-def training_datasets(encoder_name: str = ENCODER_NAME) -> set[str]:
-    """The project's training data plus what the pretrained encoder was trained on, per mteb's own registry."""
+def _card_section(card: str, heading: str) -> str:
+    start = card.find(heading)
+    if start < 0:
+        return ""
+    rest = card[start + len(heading) :]
+    end = re.search(r"^#{1,2} ", rest, flags=re.M)
+    return rest[: end.start()] if end else rest
+
+
+def training_files(folder: str | Path) -> list[str] | None:
+    """The training data files a `train/` export was fine-tuned on, or None when the folder holds no
+    `training_config.yaml` (not fine-tuned here, e.g. `python -m train init`).
+
+    From the model card's "Training data" table, else the config's `data` path (a file or a folder of *.jsonl,
+    relative to the repository root as `train/` reads it)."""
+    folder = Path(folder)
+    config = folder / "training_config.yaml"
+    if not config.is_file():
+        return None
+    card = folder / "README.md"
+    if card.is_file():
+        table = _card_section(card.read_text(encoding="utf-8"), "## Training data\n")
+        names = [m.group(1).strip() for m in re.finditer(r"^\|\s*([^|]+?)\s*\|\s*\d+\s*\|\s*$", table, re.M)]
+        if names:
+            return names
+    import yaml
+
+    data = (yaml.safe_load(config.read_text()) or {}).get("data")
+    if not data:
+        return []
+    path = Path(data).expanduser()
+    path = path if path.is_absolute() else ROOT / path
+    if path.is_dir():
+        return sorted(p.name for p in path.glob("*.jsonl"))
+    return [path.name]
+
+
+def base_models(folder: str | Path) -> list[str]:
+    """The Hub ids in the model card's `base_model:` front matter; with no card, the default encoder's."""
+    card = Path(folder) / "README.md"
+    if not card.is_file():
+        return [ENCODER_NAME]
+    text = card.read_text(encoding="utf-8")
+    front = text.split("---", 2)[1] if text.startswith("---") else ""
+    match = re.search(r"^base_model:\s*\n((?:\s*-\s*.+\n)+)", front, flags=re.M)
+    return [line.strip()[1:].strip() for line in match.group(1).splitlines()] if match else []
+
+
+def inherited_datasets(names: list[str]) -> set[str]:
+    """What mteb's registry says these pretrained models (e.g. the encoder) were trained on."""
     import mteb
 
-    try:
-        inherited = mteb.get_model_meta(encoder_name).training_datasets or set()
-    except (KeyError, ValueError):
-        inherited = set()
-    return set(PROJECT_TRAINING_DATASETS) | set(inherited)
+    out: set[str] = set()
+    for name in names:
+        try:
+            out |= set(mteb.get_model_meta(name).training_datasets or ())
+        except (KeyError, ValueError):
+            continue
+    return out
 
 
-def build_meta(model: Any, name: str, revision: str | None = None, loader: Any = None) -> ModelMeta:
-    """`ModelMeta` for a Causal2Vec model (or baseline) object."""
+def training_datasets(files: list[str] | None = None, bases: list[str] | None = None) -> set[str]:
+    """mteb names of the data behind a checkpoint: its own training files (those with an mteb twin) plus what its
+    pretrained parts (default: the default encoder) were trained on."""
+    own = {TRAINING_FILE_TO_MTEB[Path(f).stem] for f in files or () if Path(f).stem in TRAINING_FILE_TO_MTEB}
+    return own | inherited_datasets([ENCODER_NAME] if bases is None else bases)
+
+
+def folder_training_datasets(folder: str | Path) -> set[str]:
+    """`training_datasets` of a checkpoint folder, from its training config, card and base models."""
+    return training_datasets(training_files(folder), base_models(folder))
+
+
+def build_meta(
+    model: Any, name: str, revision: str | None = None, loader: Any = None, datasets: set[str] | None = None
+) -> ModelMeta:
+    """`ModelMeta` for a Causal2Vec model (or baseline) object; `datasets` default: the default encoder's."""
     config = model.config
     n_params = sum(p.numel() for p in model.parameters())
     return ModelMeta(
@@ -76,7 +146,7 @@ def build_meta(model: Any, name: str, revision: str | None = None, loader: Any =
         reference="https://arxiv.org/abs/2507.23386",
         similarity_fn_name="cosine",
         use_instructions=True,
-        training_datasets=training_datasets(),
+        training_datasets=training_datasets() if datasets is None else datasets,
         adapted_from=None,
     )
 
@@ -94,17 +164,19 @@ class Causal2VecMTEB(AbsEncoder):
         device: str | None = None,
         **kwargs: Any,
     ):
+        datasets = None
         if isinstance(model, (str, Path)):
             path = Path(model)
             revision = revision or folder_fingerprint(path)[:12]
             name = name or f"causal2vec/{path.resolve().name}"
+            datasets = folder_training_datasets(path)
             model = load_model(path, device)
         self.model = model
         self.dtype = DTYPES[dtype]
         self.device = device
         self.instruction_template = model.config.prompt_template.replace("{}", "{instruction}")
         self.prompts_dict = mteb_instructions() if instructions is None else instructions
-        self.mteb_model_meta = build_meta(model, name or "causal2vec/in-memory", revision)
+        self.mteb_model_meta = build_meta(model, name or "causal2vec/in-memory", revision, datasets=datasets)
 
     def encode(
         self,

@@ -93,6 +93,23 @@ def run_retrieval(
     return {**metrics.retrieval_scores(qrels, run), "num_queries": len(qids), "num_documents": len(doc_ids)}
 
 
+def cross_validate(emb: np.ndarray, labels: list[str], folds: int = 10, seed: int = 0) -> dict[str, float]:
+    """Mean accuracy and macro F1 of `metrics.classification_accuracy` over seeded stratified k folds.
+
+    Row i of `emb` is the embedding of the text labelled `labels[i]`."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if len(emb) != len(labels):
+        raise ValueError(f"{len(emb)} embeddings for {len(labels)} labels")
+    y = np.array(labels)
+    accs, f1s = [], []
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(emb, y):
+        s = metrics.classification_accuracy(emb[train], list(y[train]), emb[test], list(y[test]), seed=seed)
+        accs.append(s["accuracy"])
+        f1s.append(s["f1"])
+    return {"accuracy": float(np.mean(accs)), "f1": float(np.mean(f1s)), "folds": folds}
+
+
 def run_classification(
     embedder: Embedder,
     files: dict[str, Path],
@@ -101,21 +118,15 @@ def run_classification(
     seed: int = 0,
     folds: int = 10,
 ) -> dict:
-    """Logistic regression on frozen embeddings: train/test files, or stratified k-fold on one `data` file."""
-    from sklearn.model_selection import StratifiedKFold
+    """Logistic regression on frozen embeddings: train/test files, or stratified k-fold on one `data` file.
 
+    One fit on the whole training split (or on k-1 folds), not mteb v2's protocol (see RESULTS.md)."""
     if "data" in files:
         full = data.read_classification(files["data"])
         keep = _sample(len(full.texts), limit, seed)
         texts, labels = [full.texts[i] for i in keep], [full.labels[i] for i in keep]
         emb = embedder.embed(texts, instruction, desc=f"{files['data'].name}")
-        y = np.array(labels)
-        accs, f1s = [], []
-        for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(emb, y):
-            s = metrics.classification_accuracy(emb[train], list(y[train]), emb[test], list(y[test]), seed=seed)
-            accs.append(s["accuracy"])
-            f1s.append(s["f1"])
-        return {"accuracy": float(np.mean(accs)), "f1": float(np.mean(f1s)), "folds": folds, "num_samples": len(texts)}
+        return {**cross_validate(emb, labels, folds, seed), "num_samples": len(texts)}
     train = data.read_classification(files["train"])
     test = data.read_classification(files["test"])
     unknown = sorted(set(test.labels) - set(train.labels))
@@ -171,7 +182,8 @@ def run_task(
         "task_name": spec.name,
         "dataset_revision": dataset_revision(spec, root),
         "evaluation_time": time.perf_counter() - start,
-        "instruction": instruction if embedder.use_instructions else None,
+        "instruction": instruction if embedder.applies_instructions else None,
+        "prompt": embedder.prompt(instruction),  # what preceded the query-side texts
         "dtype": embedder.dtype,
         "limit": limit,
         "scores": {

@@ -78,3 +78,64 @@ def make_data(root: Path) -> Path:
     (sci / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in QUERIES.items()))
     write_tsv(sci / "qrels" / "test.tsv", ["query-id", "corpus-id", "score"], QRELS)
     return root
+
+
+# tiny decoder configs of several families (as tests/test_model.py builds them), for `build_random(decoder=...)`
+SMALL_DECODER = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
+DECODER_FAMILIES = {
+    "llama": {"model_type": "llama", **SMALL_DECODER},
+    "mistral": {"model_type": "mistral", **SMALL_DECODER},
+    "qwen2": {"model_type": "qwen2", **SMALL_DECODER},
+    "qwen3": {"model_type": "qwen3", "head_dim": 8, **SMALL_DECODER},
+    "gemma3_text": {"model_type": "gemma3_text", "head_dim": 8, **SMALL_DECODER},
+    "gemma2": {"model_type": "gemma2", "head_dim": 8, **SMALL_DECODER},
+    "phi3": {"model_type": "phi3", **SMALL_DECODER},
+    "gpt2": {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 4},
+}
+
+
+def make_train_data(folder: Path, rows: int = 16) -> Path:
+    """Two small training files in the `train/` JSONL format (query, pos, neg, instruction) under `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = [t for group in CLASS_TEXTS.values() for t in group]
+    for name, instruction in (("snli", "Retrieve an entailed sentence"), ("scifact", "Retrieve evidence")):
+        lines = [
+            json.dumps(
+                {
+                    "query": texts[i % len(texts)],
+                    "pos": [f"{texts[(i + 1) % len(texts)]} ({name} {i})"],
+                    "neg": [f"unrelated {name} text {i}"],
+                    "instruction": instruction,
+                }
+            )
+            for i in range(rows)
+        ]
+        (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def make_sentence_transformer(folder: Path, prompts: dict[str, str] | None = None) -> Path:
+    """A tiny random BERT + mean pooling SentenceTransformer saved in `folder` (MiniLM's tokenizer)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from train.parts import default_encoder_path
+
+    tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=24, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder / "bert")
+    tokenizer.save_pretrained(folder / "bert")
+    st = SentenceTransformer(modules=[Transformer(str(folder / "bert")), Pooling(24)], prompts=prompts)
+    st.save(str(folder / "st"))
+    return folder / "st"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from conftest import TEXTS
+from eval_fixtures import DECODER_FAMILIES, make_train_data
 
 from evaluation.baselines import BASELINES, build_baseline, full_attention_mask
 
@@ -53,7 +56,7 @@ def test_echo_pools_only_over_second_copy(tiny):
     text = "Stock markets fell sharply on Monday."
     batch = module.tokenizer([text], return_tensors="pt")
     ids, pool = batch["input_ids"][0].tolist(), batch["pool_mask"][0].bool()
-    body = module.tokenizer.ids([text])[0]
+    body = module.tokenizer.ids([" " + text])[0]  # after "sentence:", the text's first word has its space
     n = len(body)
     assert ids[-1] == tiny.tokenizer.eos_token_id
     assert ids[-1 - n : -1] == body and ids.count(body[0]) >= 2  # the text occurs twice
@@ -65,11 +68,27 @@ def test_echo_pools_only_over_second_copy(tiny):
     # the second copy sees the whole text through the first: changing the last word changes early pooled states
     other = module.tokenizer([text.replace("Monday", "Friday")], return_tensors="pt")
     h2 = module(**other).last_hidden_state[0]
-    assert not torch.allclose(hidden[-1 - n], h2[-1 - len(module.tokenizer.ids([text.replace("Monday", "Friday")])[0])])
+    assert not torch.allclose(
+        hidden[-1 - n], h2[-1 - len(module.tokenizer.ids([" " + text.replace("Monday", "Friday")])[0])]
+    )
 
 
-def test_bidirectional_really_sees_later_tokens(tiny):
-    bi, causal = build_baseline("bidirectional", tiny).eval(), build_baseline("mean", tiny).eval()
+def test_echo_row_is_the_joint_tokenization_of_the_template(tiny):
+    """No lone space token after "sentence:" (the template and the text are tokenized apart)."""
+    module = build_baseline("echo", tiny)
+    text = "The cat sleeps."
+    ids = module.tokenizer([text])["input_ids"][0]
+    joint = module.tokenizer.ids([f"Rewrite the sentence: {text}\nRewritten sentence: {text}"])[0]
+    assert ids == joint + [tiny.tokenizer.eos_token_id]
+
+
+@pytest.mark.parametrize("family", DECODER_FAMILIES)
+def test_bidirectional_really_sees_later_tokens(family):
+    from train.build import build_random
+
+    model = build_random(decoder=DECODER_FAMILIES[family])
+    assert model.decoder.config._attn_implementation in ("sdpa", "eager")
+    bi, causal = build_baseline("bidirectional", model).eval(), build_baseline("mean", model).eval()
     a = bi.tokenizer(["the cat sat on the mat"], return_tensors="pt")
     b = bi.tokenizer(["the cat sat on the rug"], return_tensors="pt")
     assert a["input_ids"].shape == b["input_ids"].shape
@@ -78,6 +97,19 @@ def test_bidirectional_really_sees_later_tokens(tiny):
     ca, cb = causal(**a).last_hidden_state, causal(**b).last_hidden_state
     torch.testing.assert_close(ca[0, 0], cb[0, 0])  # under the causal mask it does not
     assert not torch.allclose(bi(**a).sentence_embedding, causal(**a).sentence_embedding, atol=1e-4)
+    # padding: a padded batch gives the same embeddings as one text at a time, under sdpa and eager alike
+    reference = np.stack([bi.encode(t) for t in TEXTS[:3]])
+    np.testing.assert_allclose(bi.encode(TEXTS[:3], batch_size=3), reference, atol=1e-5)
+    model.decoder.config._attn_implementation = "eager"
+    np.testing.assert_allclose(bi.encode(TEXTS[:3], batch_size=3), reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("attn", ["flash_attention_2", "flex_attention"])
+def test_bidirectional_refuses_attention_that_ignores_its_mask(tiny, attn):
+    tiny.decoder.config._attn_implementation = attn
+    with pytest.raises(ValueError, match=f"needs attn_implementation 'sdpa' or 'eager'.*uses '{attn}'"):
+        build_baseline("bidirectional", tiny)
+    build_baseline("mean", tiny)  # causal baselines do not care
 
 
 def test_full_attention_mask():
@@ -125,3 +157,49 @@ def test_unknown_baseline(tiny):
         build_baseline("nope", tiny)
     with pytest.raises(ValueError, match="unknown options"):
         build_baseline("eos", tiny, k=3)
+
+
+@pytest.fixture(scope="module")
+def short():
+    """A tiny model whose decoder budget (16) is far below the 4 demonstrations' ~125 tokens."""
+    from train.build import build_random
+
+    return build_random(decoder_max_length=16)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_every_baseline_embeds_with_a_short_decoder_budget(short, name):
+    module = build_baseline(name, short)
+    emb = module.encode(TEXTS, batch_size=2)
+    assert emb.shape == (len(TEXTS), module.config.embedding_dim) and np.isfinite(emb).all()
+    if name == "encoder":
+        return
+    rows = module.tokenizer(TEXTS)["input_ids"]
+    demos = len(module.tokenizer.demos)
+    assert max(len(r) for r in rows) - demos == 16, "long texts fill the budget, demonstrations come on top"
+    if name == "incontext":
+        assert demos > 16
+        eos_rows = build_baseline("eos", short).tokenizer(TEXTS)["input_ids"]
+        assert [r[demos:] for r in rows] == eos_rows, "the text gets the same room as in the eos baseline"
+
+
+@pytest.fixture(scope="module")
+def train_data(tmp_path_factory):
+    return make_train_data(tmp_path_factory.mktemp("train-data"))
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_every_baseline_trains_two_steps_and_evaluates(name, train_data, tmp_path, one_thread):
+    """`--set baseline=NAME` on the tiny config (decoder_max_length 48, below the demonstrations' length)."""
+    from evaluation.embedder import Embedder
+    from train.__main__ import main
+
+    out = tmp_path / name
+    args = ["fit", "--config", "tiny", "--output", str(out), "--set", f"data={train_data}", "--set", f"baseline={name}"]
+    assert main([*args, "--set", "steps=2", "--set", "save_every=2"]) == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2] and all(np.isfinite(m["loss"]) for m in metrics)
+    assert f"Trained as the `{name}` baseline" in (out / "model" / "README.md").read_text()
+    embedder = Embedder.from_path(out / "model", baseline=name, cache_dir=None, show_progress_bar=False)
+    emb = embedder.embed(TEXTS[:2], "Retrieve evidence")
+    assert emb.shape[0] == 2 and np.isfinite(emb).all()

@@ -39,9 +39,12 @@ def test_efficiency_command(tiny, tmp_path):
         "--batch-size",
         "4",
         "--no-gpu",
+        "--title",
+        "tiny random model",
     ]
     assert main(args) == 0
     results = json.loads((out / "efficiency.json").read_text())
+    assert results["title"] == "tiny random model"
     assert (out / "efficiency.png").read_bytes()[:4] == b"\x89PNG"
     rows = results["speed"]
     assert len(rows) == 2 * 2 * 7  # dtypes x text sets x methods
@@ -66,3 +69,22 @@ def test_efficiency_command(tiny, tmp_path):
     table = (out / "efficiency.md").read_text()
     assert "| echo |" in table and "| causal2vec | 64 |" in table
     assert all(r["cpu_seconds_per_1k"] > 0 and "cpu_time_ratio" in r for r in rows)
+
+
+def test_chart_title_is_the_folder_name_or_the_given_title(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from evaluation.efficiency import plot
+
+    titles = []
+    original = Figure.suptitle
+    monkeypatch.setattr(Figure, "suptitle", lambda self, t, **kw: (titles.append(t), original(self, t, **kw))[1])
+    row = {"device": "cpu", "dtype": "fp32", "texts": "stsb-test", "method": "eos", "n": 2, "decoder_tokens": 3.0}
+    results = {"model": "/tmp/c2v_default/", "machine": "x86_64", "threads": 1, "speed": [{**row, "seconds_per_1k": 1}]}
+    plot(results, tmp_path / "a.png")
+    assert titles[-1].startswith("c2v_default  (") and "/tmp" not in titles[-1]
+    plot({**results, "title": "SmolLM2 + MiniLM, untrained"}, tmp_path / "b.png")
+    assert titles[-1].startswith("SmolLM2 + MiniLM, untrained  (")
+    from evaluation.efficiency import chart_title
+
+    assert chart_title({"model": "runs/x"}) == "x"

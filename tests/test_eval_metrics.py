@@ -96,3 +96,39 @@ def test_bad_classification_and_beir(tmp_path):
     (root / "scifact" / "queries.jsonl").write_text('{"_id": "q1", "text": "ok"}\n')
     with pytest.raises(data.DataError, match=r"test.tsv:3: query id 'q2' is not in queries.jsonl"):
         data.read_beir(root / "scifact")
+
+
+def test_cross_validation_hand_computed():
+    """Stratified 10-fold on 20 one-dimensional points: every fold holds one "a" and one "b" test point."""
+    from evaluation.tasks import cross_validate
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([-2 + 0.1 * rng.standard_normal(10), 2 + 0.1 * rng.standard_normal(10)])[:, None]
+    labels = ["a"] * 10 + ["b"] * 10
+    assert cross_validate(x, labels, folds=10)["accuracy"] == 1.0  # separable: every fold right
+    # one "b" sits among the "a"s: its fold gets 1 of 2 right, the 9 others 2 of 2 -> (9 * 1 + 0.5) / 10
+    x[19] = -2.0
+    s = cross_validate(x, labels, folds=10)
+    assert s["accuracy"] == pytest.approx(0.95) and s["folds"] == 10
+    # rows and labels travel together: the same data in another order scores the same
+    order = rng.permutation(20)
+    x_perm, labels_perm = x[order], [labels[i] for i in order]
+    assert cross_validate(x_perm, labels_perm, folds=10, seed=3)["accuracy"] == pytest.approx(0.95)
+    # and labels that no longer belong to their rows score near chance, not 0.95
+    shuffled = [labels[i] for i in rng.permutation(20)]
+    assert cross_validate(x, shuffled, folds=10)["accuracy"] < 0.8
+    with pytest.raises(ValueError, match="20 embeddings for 19 labels"):
+        cross_validate(x, labels[:19])
+
+
+def test_run_classification_matches_direct_cross_validation(tiny, tmp_path):
+    """The k-fold path end to end with a real tiny model equals cross-validating its embeddings by hand."""
+    from evaluation.embedder import Embedder
+    from evaluation.tasks import cross_validate, run_classification
+
+    root = make_data(tmp_path)
+    rows = data.read_classification(root / "mr" / "data.tsv")
+    result = run_classification(Embedder(tiny, show_progress_bar=False), {"data": root / "mr" / "data.tsv"}, "Classify")
+    emb = tiny.encode(rows.texts, prompt=tiny.config.query_prompt("Classify"))
+    expected = cross_validate(emb, rows.labels, folds=10)
+    assert result["accuracy"] == pytest.approx(expected["accuracy"]) and result["f1"] == pytest.approx(expected["f1"])

@@ -5,14 +5,14 @@ from __future__ import annotations
 import mteb
 import pytest
 from datasets import Dataset, DatasetDict
-from eval_fixtures import DOCS, QRELS, QUERIES, STS_ROWS, make_data
+from eval_fixtures import DOCS, QRELS, QUERIES, STS_ROWS, make_data, make_train_data
 from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 
 from evaluation.embedder import Embedder
-from evaluation.mteb_model import Causal2VecMTEB, meta_for_folder
+from evaluation.mteb_model import Causal2VecMTEB, folder_training_datasets, meta_for_folder, training_files
 from evaluation.run import evaluate
 
 COMMON = {
@@ -110,7 +110,39 @@ def test_model_meta_from_folder(tiny, tmp_path):
     tiny.save_pretrained(tmp_path / "ckpt")
     meta = meta_for_folder(tmp_path / "ckpt")
     assert meta.name == "causal2vec/ckpt" and meta.use_instructions and meta.similarity_fn_name == "cosine"
-    assert "SciFact" in meta.training_datasets
     assert meta.n_parameters == sum(p.numel() for p in tiny.parameters())
     loaded = meta.load_model()
     assert isinstance(loaded, Causal2VecMTEB)
+
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_untrained_checkpoint_lists_only_its_encoders_training_data(tiny, tmp_path):
+    """As `python -m train init` writes it: a card with the base models, no training config."""
+    from train.card import write_model_card
+
+    folder = tmp_path / "init"
+    tiny.save_pretrained(folder)
+    write_model_card(folder, tiny.config, ["HuggingFaceTB/SmolLM2-135M-Instruct", MINILM])
+    minilm = set(mteb.get_model_meta(MINILM).training_datasets)
+    assert minilm and "SciFact" not in minilm
+    assert Causal2VecMTEB(folder).mteb_model_meta.training_datasets == minilm
+    assert training_files(folder) is None
+
+
+def test_trained_checkpoint_lists_its_training_files(tmp_path, one_thread):
+    """A `train fit` export on snli.jsonl + scifact.jsonl from random parts: SciFact only (snli has no mteb name)."""
+    from train.__main__ import main
+
+    data = make_train_data(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["fit", "--config", "tiny", "--output", str(out), "--set", f"data={data}", "--set", "steps=1"]
+    assert main(args) == 0
+    folder = out / "model"
+    assert Causal2VecMTEB(folder).mteb_model_meta.training_datasets == {"SciFact"}  # random parts inherit nothing
+    assert sorted(training_files(folder)) == ["scifact.jsonl", "snli.jsonl"]
+    # without the card's table, the training config's data path says the same
+    (folder / "README.md").unlink()
+    assert sorted(training_files(folder)) == ["scifact.jsonl", "snli.jsonl"]
+    assert folder_training_datasets(folder) == {"SciFact"} | set(mteb.get_model_meta(MINILM).training_datasets)

@@ -162,3 +162,89 @@ def test_sentence_transformer_folder_and_encoder_baseline_agree(tmp_path):
         )
     with pytest.raises(ValueError, match="needs a Causal2Vec checkpoint"):
         Embedder.from_path(default_encoder_path(), baseline="eos")
+
+
+def test_sentence_transformer_gets_its_own_prompts_not_ours(tmp_path):
+    """A plain SentenceTransformer: its configured "query"/"document" prompts, never our instruction template."""
+    from eval_fixtures import make_sentence_transformer
+
+    root = make_data(tmp_path / "data")
+    folder = make_sentence_transformer(tmp_path / "with", {"query": "query: ", "document": "passage: "})
+    st = Embedder.from_path(folder, cache_dir=None, show_progress_bar=False)
+    assert st.prompt("Retrieve semantically similar text") == "query: " and st.prompt(None) == "passage: "
+    assert st.is_sentence_transformer and not st.applies_instructions
+    texts = [r[0] for r in STS_ROWS]
+    np.testing.assert_allclose(st.embed(texts, "any instruction"), st.model.encode(texts, prompt="query: "), atol=1e-6)
+    np.testing.assert_allclose(st.embed(texts, None), st.model.encode(texts, prompt="passage: "), atol=1e-6)
+    result = evaluate(st, ["stsb"], root, None)["stsb"]
+    assert result["instruction"] is None and result["prompt"] == "query: "
+    # without configured prompts: no prompt at all (not "Instruct: ...\nQuery: ")
+    plain = Embedder.from_path(make_sentence_transformer(tmp_path / "plain"), cache_dir=None, show_progress_bar=False)
+    assert plain.prompt("Retrieve semantically similar text") == "" and plain.prompt(None) == ""
+    np.testing.assert_allclose(plain.embed(texts, "an instruction"), plain.model.encode(texts), atol=1e-6)
+    assert Embedder.from_path(folder, use_instructions=False, cache_dir=None).prompt("x") == ""
+
+
+def test_causal2vec_keeps_its_instruction_prompts(tiny):
+    embedder = Embedder(tiny, cache_dir=None)
+    assert embedder.applies_instructions
+    assert embedder.prompt("Find it") == tiny.config.query_prompt("Find it") and embedder.prompt(None) == ""
+
+
+def test_editing_model_code_or_tokenizer_files_invalidates_the_cache(tiny, tmp_path):
+    from evaluation.cache import folder_fingerprint
+
+    folder = tmp_path / "ckpt"
+    tiny.save_pretrained(folder)
+    texts = [r[0] for r in STS_ROWS]
+    first = Embedder.from_path(folder, cache_dir=tmp_path / "cache", show_progress_bar=False)
+    first.embed(texts)
+    again = Embedder.from_path(folder, cache_dir=tmp_path / "cache", show_progress_bar=False)
+    again.embed(texts)
+    assert again.encode_calls == 0, "nothing changed: served from the cache"
+    code = folder / "modeling_causal2vec.py"
+    code.write_text(code.read_text() + "\n# a local edit\n")
+    edited = Embedder.from_path(folder, cache_dir=tmp_path / "cache", show_progress_bar=False)
+    edited.embed(texts)
+    assert edited.encode_calls == 1, "the folder's code changed: the cache entry is not reused"
+    merges = folder / "merges.txt"  # a BPE tokenizer's merges (sentencepiece's *.model alike)
+    merges.write_text("#version: 0.2\nt h\n")
+    before = folder_fingerprint(folder)
+    merges.write_text("#version: 0.2\nh e\n")
+    assert folder_fingerprint(folder) != before, "tokenizer files are part of the identity"
+    before = folder_fingerprint(folder)
+    (folder / "README.md").write_text("# card, rewritten by `run --card`\n")
+    assert folder_fingerprint(folder) == before, "the model card does not change embeddings"
+
+
+def test_cache_key_has_the_evaluation_code_version(monkeypatch):
+    from evaluation import cache
+
+    key = cache.embedding_key("m", ["a"], prompt="")
+    monkeypatch.setattr(cache, "CACHE_VERSION", cache.CACHE_VERSION + 1)
+    assert cache.embedding_key("m", ["a"], prompt="") != key
+
+
+def test_compare_tables_runs(tiny, tmp_path, capsys):
+    root = make_data(tmp_path / "data")
+    tiny.save_pretrained(tmp_path / "ckpt")
+    base = ["run", "--model", str(tmp_path / "ckpt"), "--data", str(root), "--no-cache"]
+    assert main([*base, "--tasks", "stsb", "trec", "--output", str(tmp_path / "c2v")]) == 0
+    mean_args = ["--tasks", "stsb", "--baseline", "mean", "--limit", "4", "--output", str(tmp_path / "mean")]
+    assert main([*base, *mean_args]) == 0
+    capsys.readouterr()
+    out = tmp_path / "tables" / "compare.md"
+    assert main(["compare", str(tmp_path / "c2v"), str(tmp_path / "mean"), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    table = out.read_text()
+    assert table in printed
+    lines = table.strip().splitlines()
+    assert lines[0] == "| run | model | dtype | instructions | stsb (cosine_spearman) | trec (accuracy) |"
+    c2v = json.loads((tmp_path / "c2v" / "summary.json").read_text())["results"]
+    mean = json.loads((tmp_path / "mean" / "summary.json").read_text())["results"]
+    assert lines[2].startswith("| c2v |") and f"| {100 * c2v[0]['score']:.2f} (n=6) |" in lines[2]
+    assert f"| {100 * c2v[1]['score']:.2f} |" in lines[2]  # trec: only one run, no n note
+    assert lines[3].startswith("| mean |") and "[mean]" in lines[3]
+    assert lines[3].endswith(f"| {100 * mean[0]['score']:.2f} (n=4) | - |")  # no trec run: a dash
+    with pytest.raises(FileNotFoundError, match="summary.json does not exist"):
+        main(["compare", str(tmp_path / "data")])

@@ -1,7 +1,8 @@
 """`python -m evaluation compare DIR [DIR ...]`: one markdown table of several runs' `summary.json` files.
 
-Rows are runs (folders written by `python -m evaluation run`), columns are tasks (main score x100). A cell whose
-sample count differs from the other runs' on that task shows its `n`, so a table that is not like-for-like says so.
+Rows are models (folders written by `python -m evaluation run`; folders of the same model, dtype and instruction
+setting, e.g. one per task, share a row), columns are tasks (main score x100). A cell whose sample count differs
+from the other rows' on that task shows its `n`, so a table that is not like-for-like says so.
 """
 
 from __future__ import annotations
@@ -23,8 +24,24 @@ def load_summary(folder: str | Path) -> dict[str, Any]:
     return {**summary, "name": file.parent.name}
 
 
+def merge_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge summaries of the same (model, dtype, instructions) into one, names joined, later tasks winning."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for s in summaries:
+        key = (s.get("model"), s.get("dtype"), s.get("instructions"))
+        if key not in rows:
+            rows[key] = {**s, "results": list(s["results"])}
+            continue
+        row = rows[key]
+        row["name"] += ", " + s["name"]
+        tasks = {r["task"] for r in s["results"]}
+        row["results"] = [r for r in row["results"] if r["task"] not in tasks] + list(s["results"])
+    return list(rows.values())
+
+
 def compare_table(summaries: list[dict[str, Any]]) -> str:
-    """Markdown: one row per run (name, model, dtype, instructions), one column per task in first-seen order."""
+    """Markdown: one row per model (names, model, dtype, instructions), one column per task in first-seen order."""
+    summaries = merge_rows(summaries)
     columns: dict[str, str] = {}
     for s in summaries:
         for r in s["results"]:

@@ -248,3 +248,12 @@ def test_compare_tables_runs(tiny, tmp_path, capsys):
     assert lines[3].endswith(f"| {100 * mean[0]['score']:.2f} (n=4) | - |")  # no trec run: a dash
     with pytest.raises(FileNotFoundError, match="summary.json does not exist"):
         main(["compare", str(tmp_path / "data")])
+    # a second folder of the same model (another task) joins its row instead of adding one
+    assert main([*base, "--tasks", "mr", "--output", str(tmp_path / "c2v-mr")]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "c2v"), str(tmp_path / "mean"), str(tmp_path / "c2v-mr")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and lines[0].endswith("| trec (accuracy) | mr (accuracy) |")
+    mr = json.loads((tmp_path / "c2v-mr" / "summary.json").read_text())["results"][0]
+    assert lines[2].startswith("| c2v, c2v-mr |") and lines[2].endswith(f"| {100 * mr['score']:.2f} |")
+    assert lines[3].endswith("| - |")

@@ -89,10 +89,10 @@ class BaselineTokenizer:
         self.echo_parts = self.ids(list(ECHO_TEMPLATE)) if kind == "echo" else []
 
     def ids(self, texts: list[str]) -> list[list[int]]:
-        """Plain decoder token ids, no special tokens."""
+        """Plain decoder token ids, no special tokens (the layout cuts them to the budget: no length warning)."""
         if not texts:
             return []
-        return PreTrainedTokenizerFast.__call__(self.base, texts, add_special_tokens=False)["input_ids"]
+        return PreTrainedTokenizerFast.__call__(self.base, texts, add_special_tokens=False, verbose=False)["input_ids"]
 
     def layout(self, prompt: list[int], body: list[int], i: int) -> tuple[list[int], list[int]]:
         """One row's ids and pool mask."""

@@ -152,6 +152,23 @@ def test_truncation_keeps_eos(tiny):
     )
 
 
+@pytest.mark.parametrize("name", ["eos", "echo", "incontext"])
+def test_long_texts_give_no_false_length_warning(tiny, name, caplog):
+    """Texts longer than the tokenizer's model_max_length are cut by the layout, so transformers' "indexing errors"
+    warning would be false (it showed in every efficiency run on SciFact documents)."""
+    from transformers.utils import logging as hf_logging
+
+    module = build_baseline(name, tiny)
+    hf_logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            batch = module.tokenizer([" ".join(["word"] * 3 * tiny.config.decoder_max_length)])
+    finally:
+        hf_logging.disable_propagation()
+    assert batch["input_ids"][0][-1] == tiny.tokenizer.eos_token_id
+    assert not [r for r in caplog.records if "sequence length is longer" in r.getMessage()]
+
+
 def test_unknown_baseline(tiny):
     with pytest.raises(ValueError, match="unknown baseline 'nope'"):
         build_baseline("nope", tiny)

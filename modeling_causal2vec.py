@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ try:
 except ImportError:  # imported from a source checkout rather than as Hub remote code
     from configuration_causal2vec import Causal2VecConfig
     from tokenization_causal2vec import Causal2VecTokenizer, check_texts
+
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 class Causal2VecConnector(nn.Module):
@@ -364,6 +368,9 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
         if self._tokenizer is not None:
             self._tokenizer.save_pretrained(save_directory)
         write_sentence_transformers_files(Path(save_directory), self.config)
+        card = Path(save_directory) / "README.md"
+        if not card.exists():  # never replace a card someone wrote
+            card.write_text(model_card(self.config), encoding="utf-8")
 
 
 def build_tokenizer(config: Causal2VecConfig, decoder_tokenizer: Any, encoder_tokenizer: Any) -> Causal2VecTokenizer:
@@ -425,6 +432,69 @@ def write_sentence_transformers_files(folder: Path, config: Causal2VecConfig) ->
     }
     for name, content in files.items():
         (folder / name).write_text(json.dumps(content, indent=2) + "\n")
+
+
+def model_card(config: Causal2VecConfig, base_models: Sequence[str] = ()) -> str:
+    """The model card (`README.md`): Hub front matter (library, pipeline tag, license, base models that look like
+    Hub ids, tags, widget examples), what the model is, usage and upload. `train/` appends training and results."""
+    hub_bases = [b for b in base_models if _HUB_ID.match(b) and not os.path.exists(b)]
+    front = ["---", "library_name: transformers", "pipeline_tag: feature-extraction", "license: apache-2.0"]
+    if hub_bases:
+        front += ["base_model:"] + [f"- {b}" for b in hub_bases]
+    front += [
+        "tags:",
+        "- causal2vec",
+        "- sentence-transformers",
+        "- feature-extraction",
+        "- text-embeddings",
+        "- custom_code",
+        "widget:",
+        "- text: The Contextual token lets every causal token see the whole text.",
+        "- text: A decoder-only LLM turned into a text embedding model.",
+        "---",
+        "",
+    ]
+    dim = config.embedding_dim
+    body = f"""# Causal2Vec embedding model
+
+A [Causal2Vec](https://arxiv.org/abs/2507.23386) text-embedding model: a BERT-style encoder
+(`{config.encoder.model_type}`) summarises the text into one *Contextual token*, which is placed in front of the
+text in a causal decoder (`{config.decoder.model_type}`); the embedding ({dim} dimensions, pooling
+`{config.pooling}`) concatenates the decoder's last hidden states of the Contextual token and EOS.
+
+Base models: {", ".join(base_models) or "see config.json"}.
+
+## Usage
+
+```python
+from transformers import AutoModel
+model = AutoModel.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
+docs = model.encode(["first document", "second document"], normalize_embeddings=True)
+queries = model.encode(["a question"], prompt_name="query", normalize_embeddings=True)
+```
+
+```python
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer("PATH_OR_REPO", trust_remote_code=True)
+emb = model.encode(["first document"], prompt_name="query")
+```
+
+```python
+from transformers import pipeline
+extract = pipeline("feature-extraction", model="PATH_OR_REPO", trust_remote_code=True)
+vector = extract("some text")[0]
+```
+
+Queries carry an instruction: `model.config.query_prompt("Given a claim, retrieve evidence")` gives the prompt
+`{config.prompt_template.format("...")!r}`; the instruction reaches the decoder only.
+
+## Upload
+
+```bash
+hf upload USER/NAME PATH_TO_THIS_FOLDER .   # huggingface-cli upload USER/NAME PATH . with older hub clients
+```
+"""
+    return "\n".join(front) + body
 
 
 def _logger_shows_info() -> bool:

@@ -95,6 +95,18 @@ def test_saved_folder_contents(tiny, tmp_path):
     assert tok_config["auto_map"]["AutoTokenizer"][0] == "tokenization_causal2vec.Causal2VecTokenizer"
     st = json.loads((tmp_path / "config_sentence_transformers.json").read_text())
     assert st["prompts"]["query"] == tiny.config.query_prompt()
+    card = (tmp_path / "README.md").read_text()
+    front = card.split("---")[1]
+    for line in ("library_name: transformers", "pipeline_tag: feature-extraction", "license: apache-2.0", "widget:"):
+        assert line in front
+    assert "- causal2vec" in front and "- custom_code" in front
+    assert f"({tiny.config.embedding_dim} dimensions" in card
+
+
+def test_save_pretrained_keeps_a_card_someone_wrote(tiny, tmp_path):
+    (tmp_path / "README.md").write_text("# my notes\n")
+    tiny.save_pretrained(tmp_path)
+    assert (tmp_path / "README.md").read_text() == "# my notes\n"
 
 
 def _imports(path) -> list[tuple[int, str]]:

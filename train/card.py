@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+from modeling_causal2vec import model_card
 
 
 def _table(rows: dict[str, Any]) -> str:
@@ -26,63 +26,7 @@ def write_model_card(
 ) -> Path:
     """Write `folder/README.md`: Hub front matter, usage, and what is known of training (and of evaluation, if
     given; `train fit` gives none: `python -m evaluation run --card` adds results later, via `update_evaluation`)."""
-    hub_bases = [b for b in base_models if HUB_ID.match(b)]
-    front = ["---", "library_name: transformers", "pipeline_tag: feature-extraction", "license: apache-2.0"]
-    if hub_bases:
-        front += ["base_model:"] + [f"- {b}" for b in hub_bases]
-    front += [
-        "tags:",
-        "- causal2vec",
-        "- sentence-transformers",
-        "- feature-extraction",
-        "- text-embeddings",
-        "- custom_code",
-        "widget:",
-        "- text: The Contextual token lets every causal token see the whole text.",
-        "- text: A decoder-only LLM turned into a text embedding model.",
-        "---",
-        "",
-    ]
-    dim = config.embedding_dim
-    body = f"""# Causal2Vec embedding model
-
-A [Causal2Vec](https://arxiv.org/abs/2507.23386) text-embedding model: a BERT-style encoder
-(`{config.encoder.model_type}`) summarises the text into one *Contextual token*, which is placed in front of the
-text in a causal decoder (`{config.decoder.model_type}`); the embedding ({dim} dimensions, pooling
-`{config.pooling}`) concatenates the decoder's last hidden states of the Contextual token and EOS.
-
-Base models: {", ".join(base_models)}.
-
-## Usage
-
-```python
-from transformers import AutoModel
-model = AutoModel.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
-docs = model.encode(["first document", "second document"], normalize_embeddings=True)
-queries = model.encode(["a question"], prompt_name="query", normalize_embeddings=True)
-```
-
-```python
-from sentence_transformers import SentenceTransformer
-model = SentenceTransformer("PATH_OR_REPO", trust_remote_code=True)
-emb = model.encode(["first document"], prompt_name="query")
-```
-
-```python
-from transformers import pipeline
-extract = pipeline("feature-extraction", model="PATH_OR_REPO", trust_remote_code=True)
-vector = extract("some text")[0]
-```
-
-Queries carry an instruction: `model.config.query_prompt("Given a claim, retrieve evidence")` gives the prompt
-`{config.prompt_template.format("...")!r}`; the instruction reaches the decoder only.
-
-## Upload
-
-```bash
-hf upload USER/NAME PATH_TO_THIS_FOLDER .   # huggingface-cli upload USER/NAME PATH . with older hub clients
-```
-"""
+    body = model_card(config, base_models)
     if data_files:
         body += "\n## Training data\n\n| file | rows |\n| --- | --- |\n"
         body += "\n".join(f"| {name} | {rows} |" for name, rows in data_files.items()) + "\n"
@@ -100,7 +44,7 @@ hf upload USER/NAME PATH_TO_THIS_FOLDER .   # huggingface-cli upload USER/NAME P
     else:
         body += "\n## Evaluation\n\nNo evaluation results are recorded for this checkpoint.\n"
     path = folder / "README.md"
-    path.write_text("\n".join(front) + body)
+    path.write_text(body)
     return path
 
 

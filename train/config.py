@@ -145,9 +145,8 @@ class TrainConfig:
         )
         for name in ("batch_size", "steps", "save_every", "log_every"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("hard_negatives", "cached_chunk_size", "warmup_steps", "keep_checkpoints", "weight_decay"):
-            _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr_decoder", "lr_connector", "lr_encoder"):
+        non_negative = ("hard_negatives", "cached_chunk_size", "warmup_steps", "keep_checkpoints", "weight_decay")
+        for name in (*non_negative, "lr_decoder", "lr_connector", "lr_encoder"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("temperature", "max_grad_norm"):
             _require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")

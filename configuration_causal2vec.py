@@ -16,6 +16,7 @@ ENCODER_POOLINGS = ("mean", "cls")
 CONTEXTUAL_POSITIONS = ("before_instruction", "before_text")
 POOLINGS = ("contextual_eos", "eos", "contextual", "mean")
 CONNECTOR_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
+CONNECTOR_NORMS = ("rms", "none")
 # encoders whose position ids are offset by padding_idx + 1 (roberta-style): fewer usable positions
 PADDING_OFFSET_POSITIONS = frozenset(
     {
@@ -49,6 +50,11 @@ class Causal2VecConfig(PreTrainedConfig):
             Output width of the connector. It must equal the decoder hidden size: the Contextual token is
             an input embedding of the decoder. Left unset it is taken from the decoder.
         connector_activation (`str`, defaults to `"gelu"`): one of `gelu`, `relu`, `silu`, `tanh`.
+        connector_norm (`str`, defaults to `"rms"`):
+            `rms` ends the connector with an RMSNorm whose gain starts at the root-mean-square of the decoder's
+            input embeddings (measured when the model is built from pretrained parts), so that C enters the
+            decoder at the scale of a real token; `none` leaves the MLP's output as it is (for SmolLM2 an
+            untrained connector's output is ~5x smaller than a token embedding).
         encoder_pooling (`str`, defaults to `"mean"`):
             How the encoder's token states become one vector: `mean` (masked mean, what sentence encoders
             such as all-MiniLM-L6-v2 were trained with) or `cls` (the first token's state).
@@ -59,6 +65,11 @@ class Causal2VecConfig(PreTrainedConfig):
         pooling (`str`, defaults to `"contextual_eos"`):
             `contextual_eos` concatenates the last hidden states of C and EOS (the paper's method); `eos`,
             `contextual` and `mean` (over all real decoder tokens) are ablations.
+        decoder_add_bos (`bool`, defaults to `True`):
+            Put the decoder's BOS token (its EOS token where it has no BOS) first in every decoder row, in front
+            of C, even when the decoder's own tokenizer adds none (SmolLM2, Qwen, GPT-2). Without it C sits at
+            position 0, the attention-sink slot of causal LMs: it then draws about half of all attention, gets a
+            massive activation and a final state that is nearly the same for every text.
         encoder_max_length (`int`, defaults to 512): encoder tokens per text, special tokens included.
         decoder_max_length (`int`, defaults to 512): decoder tokens per text, BOS, C and EOS included.
         prompt_template (`str`): How an instruction becomes a query prompt; must contain `{}` once.
@@ -82,9 +93,11 @@ class Causal2VecConfig(PreTrainedConfig):
     connector_hidden_size: int | None = None
     connector_output_size: int | None = None
     connector_activation: str = "gelu"
+    connector_norm: str = "rms"
     encoder_pooling: str = "mean"
     contextual_position: str = "before_instruction"
     pooling: str = "contextual_eos"
+    decoder_add_bos: bool = True
     encoder_max_length: int = 512
     decoder_max_length: int = 512
     prompt_template: str = "Instruct: {}\nQuery: "
@@ -97,6 +110,7 @@ class Causal2VecConfig(PreTrainedConfig):
         self._check("contextual_position", CONTEXTUAL_POSITIONS)
         self._check("pooling", POOLINGS)
         self._check("connector_activation", CONNECTOR_ACTIVATIONS)
+        self._check("connector_norm", CONNECTOR_NORMS)
         hidden = self.decoder.hidden_size
         if self.connector_output_size is None:
             self.connector_output_size = hidden

@@ -34,7 +34,8 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 class Causal2VecConnector(nn.Module):
-    """MLP from the pooled encoder output to one decoder input embedding (the Contextual token)."""
+    """MLP from the pooled encoder output to one decoder input embedding (the Contextual token), ending with an
+    RMSNorm at the decoder's input-embedding scale when `connector_norm="rms"`."""
 
     def __init__(self, config: Causal2VecConfig):
         super().__init__()
@@ -42,11 +43,22 @@ class Causal2VecConnector(nn.Module):
         sizes += [config.connector_hidden_size] * (config.connector_num_layers - 1) + [config.connector_output_size]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=False))
         self.act = ACT2FN[config.connector_activation]
+        self.norm = nn.RMSNorm(config.connector_output_size, eps=1e-6) if config.connector_norm == "rms" else None
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
             pooled = layer(pooled if i == 0 else self.act(pooled))
-        return pooled
+        return pooled if self.norm is None else self.norm(pooled)
+
+
+def input_embedding_rms(decoder: nn.Module, samples: int = 4096) -> float:
+    """Root-mean-square of the decoder's input embeddings (the embedding layer's output, so a family that scales
+    its embeddings, like Gemma, is measured as the decoder sees them), over up to `samples` evenly spaced ids."""
+    embedding = decoder.get_input_embeddings()
+    vocab = embedding.weight.shape[0]
+    ids = torch.linspace(0, vocab - 1, min(samples, vocab), device=embedding.weight.device).long()
+    with torch.no_grad():
+        return float(embedding(ids).float().pow(2).mean().sqrt())
 
 
 @dataclass
@@ -150,6 +162,9 @@ class Causal2VecPreTrainedModel(PreTrainedModel):
             for layer in module.layers:
                 nn.init.normal_(layer.weight, std=std)
                 nn.init.zeros_(layer.bias)
+        elif module is getattr(getattr(self, "connector", None), "norm", None):
+            # C at a random decoder's embedding scale (RMS ~ initializer_range); from_parts measures a pretrained one
+            nn.init.constant_(module.weight, getattr(self.config.decoder, "initializer_range", 0.02))
         else:
             super()._init_weights(module)
 
@@ -171,6 +186,16 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.decoder.get_input_embeddings()
+
+    def match_contextual_scale(self) -> float | None:
+        """Set the connector's RMSNorm gain to the RMS of the decoder's input embeddings (`connector_norm="rms"`),
+        so that C starts at the scale of a real token; returns that RMS (None without the norm)."""
+        if self.connector.norm is None:
+            return None
+        rms = input_embedding_rms(self.decoder)
+        with torch.no_grad():
+            self.connector.norm.weight.fill_(rms)
+        return rms
 
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.decoder.set_input_embeddings(value)
@@ -341,6 +366,7 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
         unexpected = [k for k in unexpected if not k.startswith("pooler.")]
         if missing or unexpected:
             raise ValueError(f"encoder weights do not fit: missing {missing}, unexpected {unexpected}")
+        model.match_contextual_scale()
         model.tokenizer = build_tokenizer(config, decoder_tokenizer, encoder_tokenizer)
         return model
 
@@ -377,8 +403,6 @@ def build_tokenizer(config: Causal2VecConfig, decoder_tokenizer: Any, encoder_to
     """Wrap a decoder tokenizer and an encoder tokenizer into one `Causal2VecTokenizer` for `config`."""
     import tempfile
 
-    bos = decoder_tokenizer.bos_token_id
-    adds_bos = bos is not None and decoder_tokenizer("a")["input_ids"][:1] == [bos]
     with tempfile.TemporaryDirectory() as tmp:
         decoder_tokenizer.save_pretrained(tmp)
         tokenizer = Causal2VecTokenizer(
@@ -389,7 +413,7 @@ def build_tokenizer(config: Causal2VecConfig, decoder_tokenizer: Any, encoder_to
             contextual_position=config.contextual_position,
             prompt_template=config.prompt_template,
             document_prompt=config.document_prompt,
-            decoder_add_bos=adds_bos,
+            decoder_add_bos=config.decoder_add_bos,
             encoder_tokenizer=encoder_tokenizer,
         )
     tokenizer.padding_side = decoder_tokenizer.padding_side

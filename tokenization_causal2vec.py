@@ -54,8 +54,8 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
     """Decoder tokenizer that also produces the encoder's inputs and the Contextual token's slot.
 
     Decoder sequence: `[BOS] C prompt text EOS` (`contextual_position="before_instruction"`) or
-    `[BOS] prompt C text EOS` (`"before_text"`). C is a placeholder id that the model replaces by the
-    Contextual token; `contextual_index` gives its index among the row's real (unpadded) tokens.
+    `[BOS] prompt C text EOS` (`"before_text"`); `[BOS]` is there when `decoder_add_bos` (see the config).
+    C is a placeholder id that the model replaces by the Contextual token; `contextual_index` gives its index among the row's real (unpadded) tokens.
     The text is truncated first; EOS is appended after truncation and is never cut.
     The encoder sees the text without the prompt, and is always padded on the right.
     """
@@ -102,8 +102,13 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
             self.init_kwargs[name] = getattr(self, name)
         if self.eos_token_id is None:
             raise ValueError("the decoder tokenizer has no eos_token: Causal2Vec pools the EOS token's state")
-        if decoder_add_bos and self.bos_token_id is None:
-            raise ValueError("decoder_add_bos=True but the decoder tokenizer has no bos_token")
+
+    @property
+    def decoder_prefix_ids(self) -> list[int]:
+        """What starts every decoder row: `[BOS]` (EOS where the tokenizer has no BOS) if `decoder_add_bos`."""
+        if not self.decoder_add_bos:
+            return []
+        return [self.bos_token_id if self.bos_token_id is not None else self.eos_token_id]
 
     @property
     def encoder_tokenizer(self) -> PreTrainedTokenizerFast | None:
@@ -155,7 +160,7 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         if any(prompts):
             prompt_ids = tokenize(prompts, add_special_tokens=False, verbose=False)["input_ids"]
         body_ids = tokenize(bodies, add_special_tokens=False, verbose=False)["input_ids"]
-        bos = [self.bos_token_id] if self.decoder_add_bos else []
+        bos = self.decoder_prefix_ids
         placeholder = self.pad_token_id if self.pad_token_id is not None else self.eos_token_id
         rows, indices = [], []
         for i, (prompt, body) in enumerate(zip(prompt_ids, body_ids, strict=True)):
@@ -192,7 +197,8 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         `prompt` (one string, or one per text) goes to the decoder only. Without it, a text that starts with a
         prompt made from `prompt_template` or with `document_prompt` (what sentence-transformers' prompts
         produce) has that prompt split off and sent to the decoder only. Texts are always truncated to the
-        configured lengths (`max_length`, if given, lowers the decoder's). `padding_side` sets the decoder's
+        configured lengths; `max_length`, if given, lowers both sides' (training truncates this way while the
+        model keeps its own lengths). `padding_side` sets the decoder's
         (the encoder's is always right). Other tokenizer arguments are
         accepted only with the value this tokenizer uses anyway (e.g. `add_special_tokens=True`).
         """
@@ -218,7 +224,7 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         encoded = self.encoder_tokenizer(
             bodies,
             truncation=True,
-            max_length=self.encoder_max_length,
+            max_length=min(self.encoder_max_length, max_length or self.encoder_max_length),
             padding=pad,
             padding_side="right",
             return_token_type_ids=False,

@@ -24,6 +24,7 @@ checkpoint with a short decoder budget (e.g. 64) still gets the same text room a
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ class BaselineTokenizer:
         self.max_length = max_length
         self.padding_side = "right"
         self.pad_token_id = base.pad_token_id if base.pad_token_id is not None else base.eos_token_id
-        self.bos = [base.bos_token_id] if base.decoder_add_bos else []
+        self.bos = base.decoder_prefix_ids
         self.demos: list[int] = []
         if kind == "incontext":
             text = "".join(f"{base.prompt_template.format('Embed the text')}{q}\nResponse: {r}\n\n" for q, r in demos)
@@ -93,6 +94,11 @@ class BaselineTokenizer:
         if not texts:
             return []
         return PreTrainedTokenizerFast.__call__(self.base, texts, add_special_tokens=False, verbose=False)["input_ids"]
+
+    def _with_budget(self, max_length: int) -> BaselineTokenizer:
+        lowered = copy.copy(self)
+        lowered.max_length = max_length
+        return lowered
 
     def layout(self, prompt: list[int], body: list[int], i: int) -> tuple[list[int], list[int]]:
         """One row's ids and pool mask."""
@@ -121,7 +127,12 @@ class BaselineTokenizer:
         if room < 0:
             raise ValueError(f"text {i}: prompt and template leave no room within decoder_max_length={self.max_length}")
 
-    def __call__(self, text: str | list[str], return_tensors: str | None = None, **kwargs: Any) -> BatchEncoding:
+    def __call__(
+        self, text: str | list[str], return_tensors: str | None = None, max_length: int | None = None, **kwargs: Any
+    ) -> BatchEncoding:
+        """Rows for `text`; `max_length` lowers the configured budget (as `Causal2VecTokenizer`'s does)."""
+        if max_length and max_length < self.max_length:
+            return self._with_budget(max_length)(text, return_tensors)
         texts = check_texts(text)
         split = [split_text(t, self.base) for t in texts]
         prompts = self.ids([p for p, _ in split]) if any(p for p, _ in split) else [[] for _ in texts]
@@ -219,10 +230,13 @@ class EncoderTokenizer:
         self.max_length = max_length
         self.padding_side = "right"
 
-    def __call__(self, text: str | list[str], return_tensors: str | None = None, **kwargs: Any) -> BatchEncoding:
+    def __call__(
+        self, text: str | list[str], return_tensors: str | None = None, max_length: int | None = None, **kwargs: Any
+    ) -> BatchEncoding:
         texts = [split_text(t, self.base)[1] for t in check_texts(text)]
+        limit = min(self.max_length, max_length or self.max_length)
         enc = self.base.encoder_tokenizer(
-            texts, truncation=True, max_length=self.max_length, padding=True, return_token_type_ids=False
+            texts, truncation=True, max_length=limit, padding=True, return_token_type_ids=False
         )
         return BatchEncoding(
             {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, tensor_type=return_tensors

@@ -22,7 +22,8 @@ def test_empty_list_gives_zero_rows(tiny):
 
 def test_empty_string_is_embedded_as_bos_c_eos(tiny):
     batch = tiny.tokenizer([""])
-    assert batch["input_ids"][0] == [tiny.tokenizer.pad_token_id, tiny.tokenizer.eos_token_id]  # C slot + EOS
+    tok = tiny.tokenizer
+    assert batch["input_ids"][0] == [tok.bos_token_id, tok.pad_token_id, tok.eos_token_id]  # BOS + C slot + EOS
     assert np.isfinite(tiny.encode("")).all()
 
 

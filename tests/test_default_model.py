@@ -56,12 +56,20 @@ def test_default_model_loads_and_embeds(default_folder):
         "A woman is slicing an onion.",
     ]
     batch = model.tokenizer(texts[:1])
-    assert batch["input_ids"][0][0] == model.tokenizer.pad_token_id and batch["contextual_index"] == [0]
+    # <|im_start|> (SmolLM2's BOS, which its tokenizer does not add itself) first, then C's slot
+    assert batch["input_ids"][0][:2] == [1, model.tokenizer.pad_token_id] and batch["contextual_index"] == [1]
     assert batch["input_ids"][0][-1] == model.tokenizer.eos_token_id == 2  # <|im_end|>
     emb = model.encode(texts, normalize_embeddings=True)
     assert emb.shape == (4, 1152)
     assert np.isfinite(emb).all() and len({round(float(v), 4) for v in (emb @ emb.T)[0, 1:]}) == 3
     np.testing.assert_allclose(model.encode(texts, normalize_embeddings=True, batch_size=1), emb, atol=1e-5)
+    # C enters the decoder at the scale of SmolLM2's real tokens (without the connector's norm it is ~5x smaller)
+    batch = model.tokenizer(texts, return_tensors="pt")
+    with torch.no_grad():
+        c = model.contextual_token(batch["encoder_input_ids"], batch["encoder_attention_mask"])
+        tokens = model.get_input_embeddings()(batch["input_ids"])[batch["attention_mask"].bool()]
+    ratio = float(c.norm(dim=-1).mean() / tokens.norm(dim=-1).mean())
+    assert 0.8 < ratio < 1.5, ratio
 
 
 def test_init_refuses_to_overwrite(default_folder):

@@ -46,8 +46,7 @@ def test_eos_layout_is_plain_decoder_input(tiny):
     tok = tiny.tokenizer
     ids = module.tokenizer(["The cat sleeps."])["input_ids"][0]
     plain = type(tok).__mro__[1].__call__(tok, ["The cat sleeps."], add_special_tokens=False)["input_ids"][0]
-    bos = [tok.bos_token_id] if tok.decoder_add_bos else []
-    assert ids == bos + plain + [tok.eos_token_id]
+    assert tok.decoder_add_bos and ids == [tok.bos_token_id] + plain + [tok.eos_token_id]
     assert module.tokenizer(["The cat sleeps."])["pool_mask"][0] == [0] * (len(ids) - 1) + [1]
 
 

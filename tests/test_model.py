@@ -96,9 +96,10 @@ def test_contextual_token_is_used(tiny):
     assert (base - swapped).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("bos", [True, False])
 @pytest.mark.parametrize("position", ["before_instruction", "before_text"])
-def test_contextual_token_position(position):
-    model = build_random(contextual_position=position).eval()
+def test_contextual_token_position(position, bos):
+    model = build_random(contextual_position=position, decoder_add_bos=bos).eval()
     tok = model.tokenizer
     prompt = model.config.query_prompt("Find the answer")
     text = "What is the capital of France?"
@@ -107,10 +108,12 @@ def test_contextual_token_position(position):
     prompt_ids = tok.backend_tokenizer.encode(prompt, add_special_tokens=False).ids
     text_ids = tok.backend_tokenizer.encode(text, add_special_tokens=False).ids
     index = int(batch["contextual_index"][0])
+    head = [tok.bos_token_id] if bos else []  # SmolLM2's tokenizer adds no BOS of its own: the config puts it there
+    assert tok.decoder_prefix_ids == head and ids[: len(head)] == head
     if position == "before_instruction":
-        assert index == 0 and ids[1 : 1 + len(prompt_ids)] == prompt_ids
+        assert index == len(head) and ids[index + 1 : index + 1 + len(prompt_ids)] == prompt_ids
     else:
-        assert index == len(prompt_ids) and ids[:index] == prompt_ids
+        assert index == len(head) + len(prompt_ids) and ids[len(head) : index] == prompt_ids
     assert ids[index + 1 + (0 if position == "before_text" else len(prompt_ids)) :][: len(text_ids)] == text_ids
     assert ids[-1] == tok.eos_token_id
     # the decoder really receives C at that slot: capture inputs_embeds and compare to the connector output

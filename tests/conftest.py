@@ -11,6 +11,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+SHARED_TRAIN = ROOT.parent / "shared" / "data" / "train"
 if str(ROOT) not in sys.path:  # the model files sit at the repo root, as in a Hub repo
     sys.path.insert(0, str(ROOT))
 
@@ -74,3 +75,20 @@ def run_isolated(script: str, folder: Path, tmp_path: Path) -> dict[str, Any]:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """Two small task files cut from the real training data (or written here if it is absent)."""
+    folder = tmp_path_factory.mktemp("data")
+    for name, n in (("snli", 40), ("wikiqa", 24)):
+        src = SHARED_TRAIN / f"{name}.jsonl"
+        if src.is_file():
+            lines = src.read_text().splitlines()[:n]
+        else:
+            lines = [
+                json.dumps({"query": f"{name} q{i}", "pos": [f"{name} p{i}"], "neg": [f"n{i}"], "instruction": name})
+                for i in range(n)
+            ]
+        (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder

@@ -7,10 +7,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_TRAIN
 
 from train.data import BatchStream, DataError, load_files, read_jsonl
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 
 
 def prompt(instruction: str | None) -> str:
@@ -142,9 +141,9 @@ def test_batch_too_large_for_every_file(tmp_path):
 
 
 def test_shared_training_files_load():
-    if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} is not there")
-    files = load_files(SHARED)
+    if not SHARED_TRAIN.is_dir():
+        pytest.skip(f"{SHARED_TRAIN} is not there")
+    files = load_files(SHARED_TRAIN)
     assert {"snli", "scifact", "agnews"} <= set(files)
     batch = next(make_stream(files, batch_size=16))
     assert len(batch) == 16 and len(batch.shard(1, 2)) == 8

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SHARED_TRAIN
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data" / "train"
 
 # no dropout: each rank draws its own masks, so only a dropout-free run can match one process exactly
 COMMON = [
@@ -38,7 +38,7 @@ def run(output: Path, data: Path, nproc: int, *extra: str) -> list[dict]:
 
 
 def test_two_processes_match_one(tmp_path):
-    src = SHARED / "wikiqa.jsonl"  # rows with several hard negatives, so ranks hold different numbers of them
+    src = SHARED_TRAIN / "wikiqa.jsonl"  # rows with several hard negatives, so ranks hold different numbers of them
     if not src.is_file():
         pytest.skip(f"{src} is not there")
     data = tmp_path / "wikiqa.jsonl"

@@ -18,27 +18,7 @@ from safetensors.torch import load_file
 
 from train.__main__ import main
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory) -> Path:
-    """Two small task files cut from the real training data (or written here if it is absent)."""
-    folder = tmp_path_factory.mktemp("data")
-    for name, n in (("snli", 40), ("wikiqa", 24)):
-        src = SHARED / f"{name}.jsonl"
-        if src.is_file():
-            lines = src.read_text().splitlines()[:n]
-        else:
-            lines = [
-                json.dumps({"query": f"{name} q{i}", "pos": [f"{name} p{i}"], "neg": [f"n{i}"], "instruction": name})
-                for i in range(n)
-            ]
-        (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    return folder
 
 
 def fit(output: Path, data: Path, *extra: str) -> int:
@@ -57,6 +37,8 @@ def test_run_writes_metrics_checkpoints_and_export(run, data_dir):
     assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
     assert all(np.isfinite(m["loss"]) and m["pairs_per_s"] > 0 and m["tokens_per_s"] > 0 for m in metrics)
     assert set(metrics[0]["lr"]) == {"decoder", "connector", "encoder"}
+    assert all(set(m["grad_norms"]) == {"decoder", "connector", "encoder"} for m in metrics)
+    assert all(m["grad_norm"] == pytest.approx(sum(v**2 for v in m["grad_norms"].values()) ** 0.5) for m in metrics)
     assert {m["source"] for m in metrics} <= {"snli", "wikiqa"}
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
     model = run / "model"
@@ -324,3 +306,17 @@ def test_nothing_to_train_is_an_error(tmp_path, data_dir, capsys):
     pytest.importorskip("evaluation.baselines")
     assert fit(tmp_path / "enc", data_dir, "--set", "baseline=encoder", "--set", "train_encoder=false") == 1
     assert "nothing to train" in capsys.readouterr().err
+
+
+def test_training_truncation_is_not_the_exported_length(run, data_dir, tmp_path):
+    """`max_length` cuts texts while training (fewer tokens a step, same batches); the export keeps its lengths."""
+    out = tmp_path / "short"
+    assert fit(out, data_dir, "--set", "max_length=6") == 0
+    tokens = [
+        [m["tokens_per_s"] / m["pairs_per_s"] for m in map(json.loads, (r / "metrics.jsonl").read_text().splitlines())]
+        for r in (run, out)
+    ]
+    assert all(short < full for short, full in zip(tokens[1], tokens[0], strict=True))
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["decoder_max_length"] == config["encoder_max_length"] == 48  # tiny.yaml's model lengths
+    assert "max_length: 6" in (out / "model" / "training_config.yaml").read_text()

@@ -111,6 +111,8 @@ class TrainConfig:
     data: str = "../shared/data/train"
     batch_size: int = 16  # global: query/positive pairs per step, over all ranks
     hard_negatives: int = 1  # per query, when the row has them
+    # tokens per text while training, each side (null: the model's own lengths); the export keeps the model's own
+    max_length: int | None = None
     document_prompt: str | None = None  # prompt for documents (null: none)
     temperature: float = 0.05
     cached_chunk_size: int = 0  # > 0: GradCache loss, embedding this many texts per forward
@@ -124,6 +126,8 @@ class TrainConfig:
     warmup_steps: int = 20
     schedule: str = "cosine"  # cosine | linear | constant
     max_grad_norm: float = 1.0
+    clip: str = "global"  # global: one norm over all trainable parameters | per_part: decoder, connector, encoder each
+    connector_only_steps: int = 0  # first steps train the connector alone (decoder and encoder lr 0), then warm up
     gradient_checkpointing: bool = False
     dtype: str = "bf16"  # autocast dtype: bf16 | fp32
     seed: int = 0
@@ -138,6 +142,8 @@ class TrainConfig:
             self.schedule in ("cosine", "linear", "constant"),
             f"schedule must be cosine, linear or constant, got {self.schedule!r}",
         )
+        _require(self.clip in ("global", "per_part"), f"clip must be global or per_part, got {self.clip!r}")
+        _require(self.max_length is None or self.max_length >= 4, f"max_length must be >= 4, got {self.max_length}")
         _require(self.dtype in DTYPE_NAMES, f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}")
         _require(
             self.model.dtype == "fp32" or self.dtype == self.model.dtype,
@@ -146,6 +152,7 @@ class TrainConfig:
         for name in ("batch_size", "steps", "save_every", "log_every"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         non_negative = ("hard_negatives", "cached_chunk_size", "warmup_steps", "keep_checkpoints", "weight_decay")
+        non_negative += ("connector_only_steps",)
         for name in (*non_negative, "lr_decoder", "lr_connector", "lr_encoder"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("temperature", "max_grad_norm"):

@@ -26,7 +26,7 @@ from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
 from train.data import BatchStream, load_files
 from train.export import export, merge_lora, read_metrics
 from train.loss import cached_step, plain_step
-from train.trainable import build_optimizer, set_trainable
+from train.trainable import build_optimizer, clip_gradients, set_trainable
 
 logger = logging.getLogger("train")
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -184,6 +184,8 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     autocast = partial(torch.autocast, device.type, dtype=DTYPES[cfg.dtype], enabled=cfg.dtype != "fp32")
     step_fn = partial(cached_step, chunk_size=cfg.cached_chunk_size) if cfg.cached_chunk_size else plain_step
     params = [p for p in module.parameters() if p.requires_grad]
+    # training truncation (`max_length`) is the tokenizer call's; the model and its export keep their own lengths
+    tokenizer = partial(module.tokenizer, max_length=cfg.max_length) if cfg.max_length else module.tokenizer
     if rank == 0:
         n_train, n_all = sum(p.numel() for p in params), sum(p.numel() for p in module.parameters())
         logger.info("trainable parameters: %d of %d; %d processes", n_train, n_all, size)
@@ -192,9 +194,9 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     for step in range(start + 1, cfg.steps + 1):
         t0 = time.perf_counter()
         batch = next(stream)
-        loss, tokens = step_fn(net, module.tokenizer, batch.shard(rank, size), cfg.temperature, autocast)
+        loss, tokens = step_fn(net, tokenizer, batch.shard(rank, size), cfg.temperature, autocast)
         loss = _mean(loss)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        grad_norm, part_norms = clip_gradients(optimizer.param_groups, cfg.max_grad_norm, cfg.clip == "per_part")
         if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
             what = f"loss {loss.item()} / grad norm {grad_norm.item()} at step {step} (batch from {batch.source})"
             raise _diverged(output, what + ": update not applied", bar)
@@ -210,6 +212,7 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
             "step": step,
             "loss": loss.item(),
             "grad_norm": grad_norm.item(),
+            "grad_norms": part_norms,  # per part, before clipping
             "lr": {g["name"]: g["lr"] for g in optimizer.param_groups},
             "source": batch.source,
             "pairs_per_s": len(batch) / dt,

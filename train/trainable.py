@@ -93,15 +93,20 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def lr_lambda(cfg: TrainConfig):
-    """Linear warmup over `warmup_steps`, then cosine/linear decay to 0 at `steps` (or constant)."""
+def lr_lambda(cfg: TrainConfig, part: str = "connector"):
+    """Linear warmup over `warmup_steps`, then cosine/linear decay to 0 at `steps` (or constant). Parts other than
+    the connector wait `connector_only_steps` (lr 0) and then warm up."""
+    delay = 0 if part == "connector" else cfg.connector_only_steps
 
     def factor(step: int) -> float:
+        if step < delay:
+            return 0.0
+        step -= delay
         if step < cfg.warmup_steps:
             return (step + 1) / (cfg.warmup_steps + 1)
         if cfg.schedule == "constant":
             return 1.0
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - delay - cfg.warmup_steps)
         if cfg.schedule == "linear":
             return max(0.0, 1.0 - progress)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
@@ -110,6 +115,28 @@ def lr_lambda(cfg: TrainConfig):
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig):
+    """AdamW over `param_groups`, with one `lr_lambda` schedule per group."""
     optimizer = torch.optim.AdamW(param_groups(model, cfg))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [lr_lambda(cfg, g["name"]) for g in optimizer.param_groups]
+    )
     return optimizer, scheduler
+
+
+def clip_gradients(
+    groups: list[dict[str, Any]], max_norm: float, per_part: bool
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clip the gradients of the optimizer's `groups` to `max_norm`, over all of them at once or part by part
+    (decoder, connector, encoder: so that one part's spike does not shrink the others' update). Returns the total
+    norm before clipping and each part's."""
+    parts: dict[str, list[nn.Parameter]] = {}
+    for g in groups:
+        parts.setdefault(g["name"], []).extend(p for p in g["params"] if p.grad is not None)
+    norms = {name: torch.nn.utils.get_total_norm([p.grad for p in ps]) for name, ps in parts.items() if ps}
+    total = torch.linalg.vector_norm(torch.stack(list(norms.values()))) if norms else torch.zeros(())
+    if per_part:
+        for name, norm in norms.items():
+            torch.nn.utils.clip_grads_with_norm_(parts[name], max_norm, norm)
+    elif norms:
+        torch.nn.utils.clip_grads_with_norm_([p for ps in parts.values() for p in ps], max_norm, total)
+    return total, {name: float(norm) for name, norm in norms.items()}

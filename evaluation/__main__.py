@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str] | None = None) -> int:
     from evaluation.baselines import BASELINES
-    from evaluation.tasks import DEFAULT_TASKS, TASKS
+    from evaluation.tasks import DEFAULT_TASKS, DEV_BATTERY, TASKS
 
     parser = argparse.ArgumentParser(
         prog="python -m evaluation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="Causal2Vec checkpoint folder or SentenceTransformer folder")
     p.add_argument("--baseline", choices=BASELINES, help="evaluate this baseline on the checkpoint's decoder/encoder")
     p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=sorted(TASKS))
+    p.add_argument(
+        "--battery", action="store_true", help="the dev battery: its tasks with their own samples (tasks.DEV_BATTERY)"
+    )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data root (default {DEFAULT_DATA})")
     p.add_argument("--output", type=Path, help="results folder (default runs/eval/<model>[-<baseline>]-<dtype>)")
     p.add_argument("--cache", type=Path, default=ROOT / "runs" / "eval-cache", help="embedding cache folder")
@@ -70,15 +73,18 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             use_instructions=not args.no_instructions,
         )
+        if args.battery and (args.limit or args.corpus_limit):
+            parser.error("--battery sets each task's sample; do not combine it with --limit / --corpus-limit")
         results = evaluate(
             embedder,
-            args.tasks,
+            list(DEV_BATTERY) if args.battery else args.tasks,
             args.data,
             output,
             limit=args.limit,
             corpus_limit=args.corpus_limit,
             seed=args.seed,
             model_name=str(args.model) + (f" [{args.baseline}]" if args.baseline else ""),
+            task_limits=DEV_BATTERY if args.battery else None,
         )
         print((Path(output) / "summary.md").read_text())
         print(json.dumps(summary_rows(results)))
@@ -106,6 +112,8 @@ def card_note(args: argparse.Namespace) -> str:
     how = [args.dtype, "no instructions" if args.no_instructions else "instructions"]
     if args.baseline:
         how.append(f"`{args.baseline}` baseline")
+    if getattr(args, "battery", False):
+        how.append("dev battery (evaluation.tasks.DEV_BATTERY)")
     if args.limit:
         how.append(f"seeded subsample of {args.limit}")
     if args.corpus_limit:

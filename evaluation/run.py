@@ -21,8 +21,10 @@ def evaluate(
     corpus_limit: int | None = None,
     seed: int = 0,
     model_name: str = "",
+    task_limits: dict[str, tuple[int | None, int | None]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run `tasks` (names in `TASKS`); write `<task>.json`, `summary.json` and `summary.md` into `output`."""
+    """Run `tasks` (names in `TASKS`); write `<task>.json`, `summary.json` and `summary.md` into `output`.
+    `task_limits` gives some tasks their own (limit, corpus_limit), e.g. `tasks.DEV_BATTERY`."""
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; expected some of {sorted(TASKS)}")
@@ -30,7 +32,8 @@ def evaluate(
     root = Path(data_root)
     results = {}
     for name in tasks:
-        result = run_task(TASKS[name], embedder, root, instructions, limit, corpus_limit, seed)
+        task_limit, task_corpus_limit = (task_limits or {}).get(name, (limit, corpus_limit))
+        result = run_task(TASKS[name], embedder, root, instructions, task_limit, task_corpus_limit, seed)
         result["model_name"] = model_name
         results[name] = result
         if output is not None:

@@ -42,6 +42,18 @@ TASKS = {
     "mr": TaskSpec("mr", "classification", {"data": "mr/data.tsv"}, "accuracy", options={"folds": 10}),
 }
 DEFAULT_TASKS = ("stsb", "scifact", "trec", "mr")
+# The dev battery (`python -m evaluation run --battery`): every model of a comparison is evaluated on exactly these
+# samples, at its own lengths. task -> (limit, corpus_limit), as `run_task` takes them. STS-B dev is for choosing
+# settings only and is kept out of the dev average; SciFact is in-domain (its train claims are training data):
+# all 300 test queries against every judged document plus a seeded sample of the others.
+DEV_BATTERY: dict[str, tuple[int | None, int | None]] = {
+    "stsb-dev": (None, None),
+    "stsb": (None, None),
+    "scifact": (None, 800),
+    "trec": (2000, None),
+    "mr": (2000, None),
+}
+SELECTION_TASKS = ("stsb-dev",)
 
 
 def _sample(n: int, limit: int | None, seed: int) -> list[int]:

@@ -1,0 +1,198 @@
+"""`python -m benchmarks.seeds`: train a config and its baselines on several seeds, evaluate every run on the dev
+battery, and print one table (mean ± std over seeds, the worst seed, the dev average).
+
+    python -m benchmarks.seeds --seeds 0 1 2 --models causal2vec eos mean echo bidirectional
+    python -m benchmarks.seeds --seeds 0 1 2 --models causal2vec bos-off:model.config.decoder_add_bos=false
+    python -m benchmarks.seeds --seeds 0 1 2 --models causal2vec eos --untrained encoder   # + the encoder alone
+
+A model is `causal2vec` (the config as it is), a baseline name (`--set baseline=NAME`: eos, mean, echo,
+bidirectional, incontext, encoder), or `NAME:KEY=VALUE[,KEY=VALUE...]`, a variant with train-config overrides (a
+`baseline=...` among them trains and evaluates that baseline). Each seed sets both `seed` and `model.seed`.
+`--untrained NAME` evaluates the untrained checkpoint of the config as baseline NAME (seed-independent, once).
+
+Runs live in `OUTPUT/NAME/seed-S/` (the `train fit` folder, with `eval/` beside `model/`). Rerunning is safe: a
+finished run is kept, an unfinished one resumes, an evaluated one is not evaluated again; nothing is overwritten.
+The table goes to stdout and to `OUTPUT/table.md` / `OUTPUT/table.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evaluation.baselines import BASELINES
+from evaluation.tasks import DEV_BATTERY, SELECTION_TASKS
+from train.checkpoint import checkpoints
+from train.fit import summary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class ModelSpec:
+    """One row of the table: a name, the train-config overrides that make it, and the baseline it embeds as."""
+
+    name: str
+    overrides: list[str] = field(default_factory=list)
+    baseline: str | None = None
+
+
+def parse_model(text: str) -> ModelSpec:
+    """`causal2vec`, a baseline name, or `NAME:KEY=VALUE[,KEY=VALUE...]`."""
+    name, sep, rest = text.partition(":")
+    if not name:
+        raise ValueError(f"model {text!r}: empty name")
+    if not sep:
+        if name == "causal2vec":
+            return ModelSpec(name)
+        if name in BASELINES:
+            return ModelSpec(name, [f"baseline={name}"], name)
+        raise ValueError(f"unknown model {name!r}: causal2vec, one of {', '.join(BASELINES)}, or NAME:KEY=VALUE,...")
+    overrides = [item.strip() for item in rest.split(",") if item.strip()]
+    bad = [item for item in overrides if "=" not in item]
+    if bad or not overrides:
+        raise ValueError(f"model {text!r}: expected NAME:KEY=VALUE[,KEY=VALUE...]")
+    baseline = next((item.split("=", 1)[1] for item in overrides if item.startswith("baseline=")), None)
+    if baseline is not None and baseline not in BASELINES:
+        raise ValueError(f"model {text!r}: unknown baseline {baseline!r}")
+    return ModelSpec(name, overrides, baseline)
+
+
+def _run(args: list[str]) -> None:
+    print("+ python " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
+
+
+def train(config: str, spec: ModelSpec, seed: int, folder: Path, extra: list[str]) -> None:
+    """Fit one (model, seed) into `folder` unless its export exists; resume an unfinished run."""
+    if (folder / "model" / "model.safetensors").is_file():
+        return
+    sets = [*spec.overrides, f"seed={seed}", f"model.seed={seed}", *extra]
+    args = ["-m", "train", "fit", "--config", config, "--output", str(folder)]
+    if checkpoints(folder):
+        args.append("--resume")
+    _run(args + [a for s in sets for a in ("--set", s)])
+
+
+def evaluate(model: Path, baseline: str | None, output: Path, threads: int | None) -> None:
+    """The dev battery on `model` (as `baseline`, if any) into `output`, unless it is there already."""
+    if (output / "summary.json").is_file():
+        return
+    args = ["-m", "evaluation", "run", "--model", str(model), "--battery", "--dtype", "bf16", "--output", str(output)]
+    if baseline:
+        args += ["--baseline", baseline]
+    if threads:
+        args += ["--threads", str(threads)]
+    _run(args)
+
+
+def scores(folder: Path) -> dict[str, float]:
+    """Main scores x100 by task, from an evaluation folder's `summary.json`."""
+    rows = json.loads((folder / "summary.json").read_text())["results"]
+    return {r["task"]: 100 * r["score"] for r in rows}
+
+
+def aggregate(per_seed: dict[int, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """task -> mean, std (sample; 0 for one seed), worst score and its seed, over seeds; plus `dev_avg`, the mean
+    over the battery's tasks other than the selection ones, taken per seed first."""
+    tasks = [t for t in DEV_BATTERY if all(t in s for s in per_seed.values())]
+    rows = {seed: dict(s) for seed, s in per_seed.items()}
+    for s in rows.values():
+        s["dev_avg"] = statistics.fmean(s[t] for t in tasks if t not in SELECTION_TASKS)
+    out = {}
+    for task in [*tasks, "dev_avg"]:
+        values = {seed: s[task] for seed, s in rows.items()}
+        worst = min(values, key=values.get)
+        out[task] = {
+            "mean": statistics.fmean(values.values()),
+            "std": statistics.stdev(values.values()) if len(values) > 1 else 0.0,
+            "worst": values[worst],
+            "worst_seed": worst,
+            "seeds": values,
+        }
+    return out
+
+
+def table(results: dict[str, dict[str, dict[str, Any]]], wall: dict[str, float]) -> str:
+    """Markdown: one row per model, `mean ± std (worst)` per task, then the dev average and train wall time."""
+    tasks = [t for t in [*DEV_BATTERY, "dev_avg"] if any(t in r for r in results.values())]
+    head = ["model", "seeds", *tasks, "train wall s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, agg in results.items():
+        n = len(next(iter(agg.values()))["seeds"]) if agg else 0
+        cells = [name, str(n)]
+        for task in tasks:
+            a = agg.get(task)
+            cells.append("-" if a is None else f"{a['mean']:.2f} ± {a['std']:.2f} ({a['worst']:.2f})")
+        cells.append(f"{wall[name]:.0f}" if name in wall else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        "\nScores x100, mean ± sample std over seeds (worst seed in brackets). "
+        f"dev_avg: mean of {', '.join(t for t in DEV_BATTERY if t not in SELECTION_TASKS)} per seed "
+        f"({', '.join(SELECTION_TASKS)} is for choosing settings only).\n"
+    )
+    return "\n".join(lines) + "\n" + note
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.seeds", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", default="default", help="train config (YAML file or a name in train/configs/)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--models", nargs="+", default=["causal2vec", "eos", "mean", "echo", "bidirectional"])
+    parser.add_argument("--untrained", nargs="*", default=[], help="baselines evaluated untrained (e.g. encoder)")
+    parser.add_argument("--output", type=Path, default=ROOT / "runs" / "seeds")
+    parser.add_argument("--threads", type=int, help="torch CPU threads for evaluation")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    parser.add_argument("--table-only", action="store_true", help="train and evaluate nothing: table what exists")
+    args = parser.parse_args(argv)
+    try:
+        specs = [parse_model(m) for m in args.models]
+    except ValueError as err:
+        parser.error(str(err))
+    names = [s.name for s in specs] + [f"{n}-untrained" for n in args.untrained]
+    if len(set(names)) != len(names):
+        parser.error(f"model names repeat: {names}")
+
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    wall: dict[str, float] = {}
+    if args.untrained:
+        init = args.output / "untrained-init"
+        if not args.table_only and not (init / "model.safetensors").is_file():
+            _run(["-m", "train", "init", "--output", str(init)])
+        for name in args.untrained:
+            folder = args.output / f"{name}-untrained"
+            if not args.table_only:
+                evaluate(init, name, folder, args.threads)
+            if (folder / "summary.json").is_file():
+                results[f"{name}-untrained"] = aggregate({0: scores(folder)})
+    for spec in specs:
+        per_seed, walls = {}, []
+        for seed in args.seeds:
+            run = args.output / spec.name / f"seed-{seed}"
+            if not args.table_only:
+                train(args.config, spec, seed, run, args.set)
+                evaluate(run / "model", spec.baseline, run / "eval", args.threads)
+            if (run / "eval" / "summary.json").is_file():
+                per_seed[seed] = scores(run / "eval")
+                walls.append(summary(run).get("wall_time_s") or 0.0)
+        if per_seed:
+            results[spec.name] = aggregate(per_seed)
+            wall[spec.name] = statistics.fmean(walls)
+    text = table(results, wall)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "table.md").write_text(text)
+    (args.output / "table.json").write_text(json.dumps({"results": results, "train_wall_s": wall}, indent=2) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

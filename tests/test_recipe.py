@@ -1,0 +1,158 @@
+"""The training recipe's pieces: BOS before C, C at the decoder's scale, per-part gradient clipping and learning-rate
+stages, training truncation apart from the model's lengths, the diagnostics and the multi-seed command."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+from conftest import TEXTS
+
+from benchmarks.seeds import aggregate, main, parse_model, table
+from configuration_causal2vec import Causal2VecConfig
+from evaluation.baselines import build_baseline
+from evaluation.diagnose import diagnose
+from evaluation.tasks import DEV_BATTERY, SELECTION_TASKS
+from modeling_causal2vec import Causal2VecModel, input_embedding_rms
+from train.build import build_random
+from train.config import ConfigError, load_config
+from train.trainable import build_optimizer, clip_gradients, lr_lambda, set_trainable
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_prefix_token_is_eos_where_the_decoder_has_no_bos(tiny):
+    tok = copy.deepcopy(tiny.tokenizer)
+    assert tok.decoder_prefix_ids == [tok.bos_token_id]
+    tok.bos_token = None
+    assert tok.bos_token_id is None and tok.decoder_prefix_ids == [tok.eos_token_id]
+    assert tok(["a"])["input_ids"][0][:2] == [tok.eos_token_id, tok.pad_token_id]
+    tok.decoder_add_bos = False
+    assert tok.decoder_prefix_ids == [] and tok(["a"])["contextual_index"] == [0]
+
+
+def test_contextual_token_comes_out_at_the_connector_norm_gain(tmp_path):
+    model = build_random()
+    assert model.config.connector_norm == "rms" and model.config.decoder_add_bos
+    rms = model.match_contextual_scale()
+    assert rms == pytest.approx(input_embedding_rms(model.decoder))
+    batch = model.tokenizer(TEXTS, return_tensors="pt")
+    with torch.no_grad():
+        c = model.contextual_token(batch["encoder_input_ids"], batch["encoder_attention_mask"])
+    # RMSNorm's eps (1e-6) is not negligible next to a tiny random connector's output: within 10%
+    torch.testing.assert_close(c.pow(2).mean(-1).sqrt(), torch.full((len(TEXTS),), rms), rtol=0.1, atol=0)
+    model.connector.norm.weight.data.mul_(1.5)  # a trained gain survives save/load (not re-initialised)
+    model.save_pretrained(tmp_path)
+    loaded = Causal2VecModel.from_pretrained(tmp_path)
+    torch.testing.assert_close(loaded.connector.norm.weight, model.connector.norm.weight)
+    plain = build_random(connector_norm="none")
+    assert plain.connector.norm is None and plain.match_contextual_scale() is None
+    with pytest.raises(ValueError, match="Unknown connector_norm 'layer'"):
+        Causal2VecConfig(connector_norm="layer")
+
+
+def _grads(*norms: float) -> list[dict]:
+    """One optimizer group per part, each a single parameter whose gradient has the given norm."""
+    groups = []
+    for name, norm in zip(("decoder", "connector", "encoder"), norms, strict=False):
+        p = torch.nn.Parameter(torch.zeros(4))
+        p.grad = torch.full((4,), norm / 2)  # norm of 4 equal entries: 2 x entry
+        groups.append({"name": name, "params": [p]})
+    return groups
+
+
+def test_clip_gradients_global_and_per_part():
+    groups = _grads(0.5, 30.0, 40.0)
+    total, parts = clip_gradients(groups, 1.0, per_part=False)
+    assert float(total) == pytest.approx(math.sqrt(0.25 + 900 + 1600))
+    assert parts == pytest.approx({"decoder": 0.5, "connector": 30.0, "encoder": 40.0})
+    after = [float(g["params"][0].grad.norm()) for g in groups]
+    assert after[0] == pytest.approx(0.5 / float(total), rel=1e-4)  # the decoder shrinks with the spike
+    groups = _grads(0.5, 30.0, 40.0)
+    clip_gradients(groups, 1.0, per_part=True)
+    after = [float(g["params"][0].grad.norm()) for g in groups]
+    assert after == pytest.approx([0.5, 1.0, 1.0], rel=1e-4)  # each part on its own
+
+
+def test_connector_only_steps_hold_the_other_parts():
+    cfg = load_config("tiny", ["connector_only_steps=3", "warmup_steps=2", "steps=10"])
+    connector, decoder = lr_lambda(cfg, "connector"), lr_lambda(cfg, "decoder")
+    assert [decoder(s) for s in range(3)] == [0, 0, 0] and decoder(3) == pytest.approx(1 / 3)
+    assert connector(0) == pytest.approx(1 / 3) and connector(2) == 1.0
+    assert decoder(9) > 0 and connector(9) < decoder(9)  # the decoder's cosine spans the steps it trains
+    model = build_random()
+    set_trainable(model, cfg)
+    optimizer, scheduler = build_optimizer(model, cfg)
+    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs["decoder"] == lrs["encoder"] == 0 and lrs["connector"] > 0
+    with pytest.raises(ConfigError, match="clip must be global or per_part"):
+        load_config("tiny", ["clip=parts"])
+
+
+def test_baseline_tokenizers_honour_a_lower_max_length(tiny):
+    long = "word " * 200
+    for name in ("eos", "echo", "encoder"):
+        tok = build_baseline(name, tiny).tokenizer
+        full = len(tok([long])["input_ids"][0])
+        assert len(tok([long], max_length=20)["input_ids"][0]) in (19, 20) and full > 20, name  # echo: 2 halves
+    batch = tiny.tokenizer([long], max_length=12)
+    assert len(batch["input_ids"][0]) == 12 and len(batch["encoder_input_ids"][0]) == 12
+
+
+def test_diagnose_reports_c_statistics(tiny):
+    attention = tiny.decoder.config._attn_implementation
+    result = diagnose(tiny, TEXTS, batch_size=2)
+    assert tiny.decoder.config._attn_implementation == attention  # eager only while diagnosing
+    assert 0 < result["attention_to_c"] < 1 and 0 <= result["c_massive_share"] <= 1
+    assert -1 <= result["c_final_cosine"] <= 1 and 0 < result["c_norm_share"] < 1
+    assert result["c_input_norm"] == pytest.approx(tiny.connector.norm.weight[0].item() * 32**0.5, rel=0.1)  # eps
+
+
+def test_parse_model_specs():
+    assert parse_model("causal2vec").overrides == []
+    eos = parse_model("eos")
+    assert eos.overrides == ["baseline=eos"] and eos.baseline == "eos"
+    bos = parse_model("bos-off:model.config.decoder_add_bos=false,clip=per_part")
+    assert bos.overrides == ["model.config.decoder_add_bos=false", "clip=per_part"] and bos.baseline is None
+    assert parse_model("enc:baseline=encoder,lr_encoder=1e-4").baseline == "encoder"
+    for bad, message in (("eoss", "unknown model"), ("x:novalue", "expected NAME:KEY"), ("x:baseline=foo", "foo")):
+        with pytest.raises(ValueError, match=message):
+            parse_model(bad)
+
+
+def test_aggregate_mean_std_worst_and_dev_average():
+    tasks = [t for t in DEV_BATTERY if t not in SELECTION_TASKS]
+    per_seed = {s: {t: 10.0 * (i + 1) + s for i, t in enumerate(DEV_BATTERY)} for s in (0, 1, 2)}
+    agg = aggregate(per_seed)
+    first = tasks[0]
+    assert agg[first]["mean"] == pytest.approx(per_seed[1][first]) and agg[first]["std"] == pytest.approx(1.0)
+    assert agg[first]["worst"] == per_seed[0][first] and agg[first]["worst_seed"] == 0
+    dev = [sum(per_seed[s][t] for t in tasks) / len(tasks) for s in (0, 1, 2)]
+    assert agg["dev_avg"]["mean"] == pytest.approx(sum(dev) / 3) and agg["dev_avg"]["worst"] == pytest.approx(dev[0])
+    text = table({"causal2vec": agg}, {"causal2vec": 12.0})
+    assert f"{agg[first]['mean']:.2f} ± 1.00 ({per_seed[0][first]:.2f})" in text and "| 12 |" in text
+
+
+def test_seeds_command_trains_evaluates_and_resumes(tmp_path, data_dir):
+    out = tmp_path / "seeds"
+    args = ["--config", "tiny", "--seeds", "0", "1", "--models", "causal2vec", "--output", str(out), "--threads", "1"]
+    args += ["--set", f"data={data_dir}", "--set", "steps=2", "--set", "save_every=2"]
+    assert main(args) == 0
+    runs = [out / "causal2vec" / f"seed-{s}" for s in (0, 1)]
+    for seed, run in enumerate(runs):
+        config = (run / "model" / "training_config.yaml").read_text()
+        assert f"seed: {seed}" in config and "steps: 2" in config
+        summary = json.loads((run / "eval" / "summary.json").read_text())
+        assert [r["task"] for r in summary["results"]] == list(DEV_BATTERY)
+    result = json.loads((out / "table.json").read_text())["results"]["causal2vec"]
+    assert set(result["dev_avg"]["seeds"]) == {"0", "1"}
+    assert "causal2vec | 2 |" in (out / "table.md").read_text()
+    stamps = [(r / "model" / "model.safetensors").stat().st_mtime for r in runs]
+    stamps += [(r / "eval" / "summary.json").stat().st_mtime for r in runs]
+    assert main(args) == 0  # a rerun trains and evaluates nothing again
+    again = [(r / "model" / "model.safetensors").stat().st_mtime for r in runs]
+    again += [(r / "eval" / "summary.json").stat().st_mtime for r in runs]
+    assert again == stamps

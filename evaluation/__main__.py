@@ -1,9 +1,10 @@
-"""Command line: `python -m evaluation run|efficiency|compare ...`.
+"""Command line: `python -m evaluation run|efficiency|compare|diagnose ...`.
 
 python -m evaluation run --model runs/default-init --tasks stsb trec --dtype bf16 --output runs/eval/default
 python -m evaluation run --model runs/default-init --baseline echo --tasks stsb
 python -m evaluation efficiency --model runs/default-init --output runs/efficiency
 python -m evaluation compare runs/eval/default runs/eval/default-init-echo-fp32 --output runs/compare.md
+python -m evaluation diagnose --model runs/default/model        # C: attention share, sink activations, cosines
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     from evaluation.efficiency import add_arguments
 
     add_arguments(e)
+    d = sub.add_parser("diagnose", help="how C behaves in the decoder: attention to it, massive activations, ...")
+    d.add_argument("--model", required=True, help="Causal2Vec checkpoint folder")
+    d.add_argument("--n", type=int, default=64, help="STS-B dev sentences to look at")
+    d.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data root (default {DEFAULT_DATA})")
+    d.add_argument("--threads", type=int, help="torch CPU threads")
     c = sub.add_parser("compare", help="one markdown table of several run folders' summary.json")
     c.add_argument("runs", nargs="+", type=Path, help="folders written by `python -m evaluation run`")
     c.add_argument("--output", type=Path, help="also write the table to this markdown file")
@@ -94,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
 
             note = card_note(args)
             print(f"updated {update_evaluation(Path(args.model), summary_rows(results), note)}")
+    elif args.command == "diagnose":
+        from evaluation.diagnose import main as diagnose_main
+
+        diagnose_main(args.model, args.n, args.data)
     elif args.command == "compare":
         from evaluation.compare import compare
 

@@ -156,3 +156,13 @@ def test_seeds_command_trains_evaluates_and_resumes(tmp_path, data_dir):
     again = [(r / "model" / "model.safetensors").stat().st_mtime for r in runs]
     again += [(r / "eval" / "summary.json").stat().st_mtime for r in runs]
     assert again == stamps
+
+
+def test_diagnose_command_on_a_saved_folder(tiny, tmp_path, capsys):
+    from evaluation.__main__ import main as evaluation_main
+
+    tiny.save_pretrained(tmp_path)
+    assert evaluation_main(["diagnose", "--model", str(tmp_path), "--n", "4"]) == 0
+    out = capsys.readouterr().out
+    printed = json.loads(out[out.index("{") :])
+    assert set(printed) >= {"attention_to_c", "c_massive_share", "c_final_cosine", "c_input_norm"}

@@ -55,7 +55,8 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
 
     Decoder sequence: `[BOS] C prompt text EOS` (`contextual_position="before_instruction"`) or
     `[BOS] prompt C text EOS` (`"before_text"`); `[BOS]` is there when `decoder_add_bos` (see the config).
-    C is a placeholder id that the model replaces by the Contextual token; `contextual_index` gives its index among the row's real (unpadded) tokens.
+    C is a placeholder id that the model replaces by the Contextual token; `contextual_index` gives its index
+    among the row's real (unpadded) tokens.
     The text is truncated first; EOS is appended after truncation and is never cut.
     The encoder sees the text without the prompt, and is always padded on the right.
     """

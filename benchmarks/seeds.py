@@ -4,11 +4,13 @@ battery, and print one table (mean ± std over seeds, the worst seed, the dev av
     python -m benchmarks.seeds --seeds 0 1 2 --models causal2vec eos mean echo bidirectional
     python -m benchmarks.seeds --seeds 0 1 2 --models causal2vec bos-off:model.config.decoder_add_bos=false
     python -m benchmarks.seeds --seeds 0 1 2 --models causal2vec eos --untrained encoder   # + the encoder alone
+    python -m benchmarks.seeds --seeds 0 1 2 --models causal2vec eos-pool:from=causal2vec,eval.pooling=eos
 
 A model is `causal2vec` (the config as it is), a baseline name (`--set baseline=NAME`: eos, mean, echo,
 bidirectional, incontext, encoder), or `NAME:KEY=VALUE[,KEY=VALUE...]`, a variant with train-config overrides (a
 `baseline=...` among them trains and evaluates that baseline). Each seed sets both `seed` and `model.seed`.
-`--untrained NAME` evaluates the untrained checkpoint of the config as baseline NAME (seed-independent, once).
+`from=NAME` (with `eval.pooling=POOLING`) evaluates the runs of a model listed before it another way instead of
+training. `--untrained NAME` evaluates the untrained checkpoint of the config as baseline NAME (seed-independent, once).
 
 Runs live in `OUTPUT/NAME/seed-S/` (the `train fit` folder, with `eval/` beside `model/`). Rerunning is safe: a
 finished run is kept, an unfinished one resumes, an evaluated one is not evaluated again; nothing is overwritten.
@@ -41,6 +43,8 @@ class ModelSpec:
     name: str
     overrides: list[str] = field(default_factory=list)
     baseline: str | None = None
+    source: str | None = None  # evaluate the runs of this (earlier) model instead of training its own
+    pooling: str | None = None  # evaluate with this pooling instead of the checkpoint's (`evaluation run --pooling`)
 
 
 def parse_model(text: str) -> ModelSpec:
@@ -54,14 +58,18 @@ def parse_model(text: str) -> ModelSpec:
         if name in BASELINES:
             return ModelSpec(name, [f"baseline={name}"], name)
         raise ValueError(f"unknown model {name!r}: causal2vec, one of {', '.join(BASELINES)}, or NAME:KEY=VALUE,...")
-    overrides = [item.strip() for item in rest.split(",") if item.strip()]
-    bad = [item for item in overrides if "=" not in item]
-    if bad or not overrides:
+    items = [item.strip() for item in rest.split(",") if item.strip()]
+    if not items or any("=" not in item for item in items):
         raise ValueError(f"model {text!r}: expected NAME:KEY=VALUE[,KEY=VALUE...]")
-    baseline = next((item.split("=", 1)[1] for item in overrides if item.startswith("baseline=")), None)
+    pairs = dict(item.split("=", 1) for item in items)
+    source, pooling = pairs.pop("from", None), pairs.pop("eval.pooling", None)
+    overrides = [f"{k}={v}" for k, v in pairs.items()]
+    if source is not None and overrides:
+        raise ValueError(f"model {text!r}: from= reuses another model's runs; it takes no train overrides")
+    baseline = pairs.get("baseline")
     if baseline is not None and baseline not in BASELINES:
         raise ValueError(f"model {text!r}: unknown baseline {baseline!r}")
-    return ModelSpec(name, overrides, baseline)
+    return ModelSpec(name, overrides, baseline, source, pooling)
 
 
 def _run(args: list[str]) -> None:
@@ -80,13 +88,16 @@ def train(config: str, spec: ModelSpec, seed: int, folder: Path, extra: list[str
     _run(args + [a for s in sets for a in ("--set", s)])
 
 
-def evaluate(model: Path, baseline: str | None, output: Path, threads: int | None) -> None:
-    """The dev battery on `model` (as `baseline`, if any) into `output`, unless it is there already."""
+def evaluate(model: Path, spec: ModelSpec, output: Path, threads: int | None) -> None:
+    """The dev battery on `model` (as `spec.baseline` or with `spec.pooling`, if set) into `output`, unless it is
+    there already."""
     if (output / "summary.json").is_file():
         return
     args = ["-m", "evaluation", "run", "--model", str(model), "--battery", "--dtype", "bf16", "--output", str(output)]
-    if baseline:
-        args += ["--baseline", baseline]
+    if spec.baseline:
+        args += ["--baseline", spec.baseline]
+    if spec.pooling:
+        args += ["--pooling", spec.pooling]
     if threads:
         args += ["--threads", str(threads)]
     _run(args)
@@ -170,18 +181,22 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.untrained:
             folder = args.output / f"{name}-untrained"
             if not args.table_only:
-                evaluate(init, name, folder, args.threads)
+                evaluate(init, ModelSpec(name, baseline=name), folder, args.threads)
             if (folder / "summary.json").is_file():
                 results[f"{name}-untrained"] = aggregate({0: scores(folder)})
     for spec in specs:
         per_seed, walls = {}, []
+        if spec.source is not None and spec.source not in [s.name for s in specs[: specs.index(spec)]]:
+            parser.error(f"{spec.name}: from={spec.source} must name a model listed before it")
         for seed in args.seeds:
-            run = args.output / spec.name / f"seed-{seed}"
+            run = args.output / (spec.source or spec.name) / f"seed-{seed}"
+            evaluation = args.output / spec.name / f"seed-{seed}" / "eval"
             if not args.table_only:
-                train(args.config, spec, seed, run, args.set)
-                evaluate(run / "model", spec.baseline, run / "eval", args.threads)
-            if (run / "eval" / "summary.json").is_file():
-                per_seed[seed] = scores(run / "eval")
+                if spec.source is None:
+                    train(args.config, spec, seed, run, args.set)
+                evaluate(run / "model", spec, evaluation, args.threads)
+            if (evaluation / "summary.json").is_file():
+                per_seed[seed] = scores(evaluation)
                 walls.append(summary(run).get("wall_time_s") or 0.0)
         if per_seed:
             results[spec.name] = aggregate(per_seed)

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="evaluate a model on the local tasks")
     p.add_argument("--model", required=True, help="Causal2Vec checkpoint folder or SentenceTransformer folder")
     p.add_argument("--baseline", choices=BASELINES, help="evaluate this baseline on the checkpoint's decoder/encoder")
+    p.add_argument("--pooling", help="embed a Causal2Vec checkpoint with this pooling instead of its own (ablation)")
     p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=sorted(TASKS))
     p.add_argument(
         "--battery", action="store_true", help="the dev battery: its tasks with their own samples (tasks.DEV_BATTERY)"
@@ -70,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         from evaluation.run import evaluate, summary_rows
 
         name = Path(args.model).resolve().name + (f"-{args.baseline}" if args.baseline else "") + f"-{args.dtype}"
+        name += f"-{args.pooling}-pooling" if args.pooling else ""
         output = args.output or ROOT / "runs" / "eval" / name
         embedder = Embedder.from_path(
             args.model,
             baseline=args.baseline,
+            pooling=args.pooling,
             cache_dir=None if args.no_cache else args.cache,
             dtype=args.dtype,
             batch_size=args.batch_size,
@@ -89,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             limit=args.limit,
             corpus_limit=args.corpus_limit,
             seed=args.seed,
-            model_name=str(args.model) + (f" [{args.baseline}]" if args.baseline else ""),
+            model_name=str(args.model)
+            + (f" [{args.baseline}]" if args.baseline else "")
+            + (f" [pooling={args.pooling}]" if args.pooling else ""),
             task_limits=DEV_BATTERY if args.battery else None,
         )
         print((Path(output) / "summary.md").read_text())
@@ -122,6 +127,8 @@ def card_note(args: argparse.Namespace) -> str:
     how = [args.dtype, "no instructions" if args.no_instructions else "instructions"]
     if args.baseline:
         how.append(f"`{args.baseline}` baseline")
+    if getattr(args, "pooling", None):
+        how.append(f"`{args.pooling}` pooling")
     if getattr(args, "battery", False):
         how.append("dev battery (evaluation.tasks.DEV_BATTERY)")
     if args.limit:

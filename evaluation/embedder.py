@@ -91,10 +91,23 @@ class Embedder:
         self.encode_calls = 0  # model forward passes requested (cache misses)
 
     @classmethod
-    def from_path(cls, path: str | Path, baseline: str | None = None, **kwargs: Any) -> Embedder:
-        """Load a checkpoint folder, optionally wrapped as a baseline; its identity comes from its files."""
+    def from_path(
+        cls, path: str | Path, baseline: str | None = None, pooling: str | None = None, **kwargs: Any
+    ) -> Embedder:
+        """Load a checkpoint folder, optionally wrapped as a baseline or with another `pooling` (a Causal2Vec
+        checkpoint embedded as `eos`, `contextual`, ...: an ablation of a trained model); its identity comes from its
+        files (and the pooling)."""
         model = load_model(path)
         model_id = folder_fingerprint(path)
+        if pooling is not None:
+            from configuration_causal2vec import POOLINGS
+
+            if baseline or not is_causal2vec_folder(path):
+                raise ValueError("pooling= applies to a Causal2Vec checkpoint evaluated as itself (no baseline)")
+            if pooling not in POOLINGS:
+                raise ValueError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
+            model.config.pooling = pooling
+            model_id += f":pooling={pooling}"
         trained_as = trained_baseline(path)
         if trained_as and trained_as != baseline:
             warnings.warn(

@@ -118,7 +118,14 @@ def test_parse_model_specs():
     bos = parse_model("bos-off:model.config.decoder_add_bos=false,clip=per_part")
     assert bos.overrides == ["model.config.decoder_add_bos=false", "clip=per_part"] and bos.baseline is None
     assert parse_model("enc:baseline=encoder,lr_encoder=1e-4").baseline == "encoder"
-    for bad, message in (("eoss", "unknown model"), ("x:novalue", "expected NAME:KEY"), ("x:baseline=foo", "foo")):
+    pooled = parse_model("eos-pool:from=causal2vec,eval.pooling=eos")
+    assert (pooled.source, pooled.pooling, pooled.overrides) == ("causal2vec", "eos", [])
+    for bad, message in (
+        ("eoss", "unknown model"),
+        ("x:novalue", "expected NAME:KEY"),
+        ("x:baseline=foo", "foo"),
+        ("x:from=causal2vec,lr_decoder=1", "no train overrides"),
+    ):
         with pytest.raises(ValueError, match=message):
             parse_model(bad)
 
@@ -138,7 +145,8 @@ def test_aggregate_mean_std_worst_and_dev_average():
 
 def test_seeds_command_trains_evaluates_and_resumes(tmp_path, data_dir):
     out = tmp_path / "seeds"
-    args = ["--config", "tiny", "--seeds", "0", "1", "--models", "causal2vec", "--output", str(out), "--threads", "1"]
+    models = ["causal2vec", "eos-pool:from=causal2vec,eval.pooling=eos"]
+    args = ["--config", "tiny", "--seeds", "0", "1", "--models", *models, "--output", str(out), "--threads", "1"]
     args += ["--set", f"data={data_dir}", "--set", "steps=2", "--set", "save_every=2"]
     assert main(args) == 0
     runs = [out / "causal2vec" / f"seed-{s}" for s in (0, 1)]
@@ -147,8 +155,11 @@ def test_seeds_command_trains_evaluates_and_resumes(tmp_path, data_dir):
         assert f"seed: {seed}" in config and "steps: 2" in config
         summary = json.loads((run / "eval" / "summary.json").read_text())
         assert [r["task"] for r in summary["results"]] == list(DEV_BATTERY)
-    result = json.loads((out / "table.json").read_text())["results"]["causal2vec"]
-    assert set(result["dev_avg"]["seeds"]) == {"0", "1"}
+    results = json.loads((out / "table.json").read_text())["results"]
+    assert set(results["causal2vec"]["dev_avg"]["seeds"]) == {"0", "1"}
+    assert not (out / "eos-pool" / "seed-0" / "model").exists()  # evaluated from causal2vec's runs, not trained
+    pooled = json.loads((out / "eos-pool" / "seed-0" / "eval" / "summary.json").read_text())
+    assert "[pooling=eos]" in pooled["model"] and results["eos-pool"]["stsb"] != results["causal2vec"]["stsb"]
     assert "causal2vec | 2 |" in (out / "table.md").read_text()
     stamps = [(r / "model" / "model.safetensors").stat().st_mtime for r in runs]
     stamps += [(r / "eval" / "summary.json").stat().st_mtime for r in runs]
@@ -166,3 +177,20 @@ def test_diagnose_command_on_a_saved_folder(tiny, tmp_path, capsys):
     out = capsys.readouterr().out
     printed = json.loads(out[out.index("{") :])
     assert set(printed) >= {"attention_to_c", "c_massive_share", "c_final_cosine", "c_input_norm"}
+
+
+def test_pooling_override_embeds_one_half_of_the_concat(tiny, tmp_path):
+    from evaluation.embedder import Embedder
+
+    tiny.save_pretrained(tmp_path)
+    concat = Embedder.from_path(tmp_path, cache_dir=None, show_progress_bar=False).embed(TEXTS)
+    eos = Embedder.from_path(tmp_path, pooling="eos", cache_dir=None, show_progress_bar=False)
+    c = Embedder.from_path(tmp_path, pooling="contextual", cache_dir=None, show_progress_bar=False)
+    hidden = tiny.config.decoder.hidden_size
+    assert eos.model_id != c.model_id  # separate cache entries
+    assert abs(eos.embed(TEXTS) - concat[:, hidden:]).max() < 1e-5
+    assert abs(c.embed(TEXTS) - concat[:, :hidden]).max() < 1e-5
+    with pytest.raises(ValueError, match="unknown pooling 'cls'"):
+        Embedder.from_path(tmp_path, pooling="cls", cache_dir=None)
+    with pytest.raises(ValueError, match="no baseline"):
+        Embedder.from_path(tmp_path, baseline="eos", pooling="eos", cache_dir=None)

@@ -22,11 +22,15 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
+# EndpointHandler is imported so that transformers copies handler.py (the Inference Endpoints handler) with the
+# remote code: into its module cache when loading, into the folder on `save_pretrained`
 try:
     from .configuration_causal2vec import Causal2VecConfig
+    from .handler import EndpointHandler
     from .tokenization_causal2vec import Causal2VecTokenizer, check_texts
 except ImportError:  # imported from a source checkout rather than as Hub remote code
     from configuration_causal2vec import Causal2VecConfig
+    from handler import EndpointHandler  # noqa: F401
     from tokenization_causal2vec import Causal2VecTokenizer, check_texts
 
 
@@ -194,9 +198,16 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
         contextual_index: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        encoder_ids: torch.Tensor | None = None,
+        encoder_mask: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Causal2VecOutput:
-        """Embed a batch made by `Causal2VecTokenizer` (any padding side)."""
+        """Embed a batch made by `Causal2VecTokenizer` (any padding side). `encoder_ids` / `encoder_mask` are
+        other names of `encoder_input_ids` / `encoder_attention_mask` (the tokenizer's `short_encoder_keys`)."""
+        if encoder_ids is not None or encoder_mask is not None:
+            if encoder_input_ids is not None or encoder_attention_mask is not None:
+                raise ValueError("pass the encoder's inputs as encoder_input_ids/_attention_mask or encoder_ids/_mask")
+            encoder_input_ids, encoder_attention_mask = encoder_ids, encoder_mask
         missing = [
             n
             for n, v in (
@@ -421,6 +432,7 @@ def write_sentence_transformers_files(folder: Path, config: Causal2VecConfig) ->
         "sentence_bert_config.json": {
             "transformer_task": "feature-extraction",
             "modality_config": {"text": {"method": "forward", "method_output_name": "sentence_embedding"}},
+            "processing_kwargs": {"text": {"short_encoder_keys": True}},  # see SHORT_ENCODER_KEYS
             "module_output_name": "sentence_embedding",
         },
         "config_sentence_transformers.json": {

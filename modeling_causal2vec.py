@@ -423,8 +423,16 @@ def _special_tokens(tokenizer: Any) -> dict[str, Any]:
     return tokens
 
 
-def write_sentence_transformers_files(folder: Path, config: Causal2VecConfig) -> None:
-    """Files that let `SentenceTransformer(folder, trust_remote_code=True)` load this model."""
+# the oldest sentence-transformers that loads, encodes and trains an export (checked: 5.4.0, 5.6.0, 5.7.0, 6.0.0,
+# 6.2.0; 5.3.0 lacks the `sentence_transformers.base` modules that modules.json names)
+MIN_SENTENCE_TRANSFORMERS = "5.4.0"
+
+
+def write_sentence_transformers_files(
+    folder: Path, config: Causal2VecConfig, prompts: dict[str, str] | None = None
+) -> None:
+    """Files that let `SentenceTransformer(folder, trust_remote_code=True)` load this model. `prompts` (name ->
+    decoder prompt, e.g. per evaluation task) are added to the `query` and `document` prompts."""
     files = {
         "modules.json": [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"}
@@ -437,9 +445,10 @@ def write_sentence_transformers_files(folder: Path, config: Causal2VecConfig) ->
         },
         "config_sentence_transformers.json": {
             "model_type": "SentenceTransformer",
-            "prompts": {"query": config.query_prompt(), "document": config.document_prompt},
+            "prompts": {"query": config.query_prompt(), "document": config.document_prompt, **(prompts or {})},
             "default_prompt_name": None,
             "similarity_fn_name": "cosine",
+            "requirements": {"sentence_transformers": f">={MIN_SENTENCE_TRANSFORMERS}"},
         },
     }
     for name, content in files.items():
@@ -486,10 +495,13 @@ queries = model.encode(["a question"], prompt_name="query", normalize_embeddings
 ```
 
 ```python
-from sentence_transformers import SentenceTransformer
+from sentence_transformers import SentenceTransformer  # sentence-transformers >= {MIN_SENTENCE_TRANSFORMERS}
 model = SentenceTransformer("PATH_OR_REPO", trust_remote_code=True)
 emb = model.encode(["first document"], prompt_name="query")
 ```
+
+Fine-tune it with sentence-transformers' `SentenceTransformerTrainer` (e.g. `MultipleNegativesRankingLoss`) like any
+other sentence-transformers model.
 
 ```python
 from transformers import pipeline
@@ -499,6 +511,16 @@ vector = extract("some text")[0]
 
 Queries carry an instruction: `model.config.query_prompt("Given a claim, retrieve evidence")` gives the prompt
 `{config.prompt_template.format("...")!r}`; the instruction reaches the decoder only.
+
+## Serving, and the Hub widget
+
+The Hub's hosted inference (and so the widget on this page) does not run `trust_remote_code` models, and neither
+does text-embeddings-inference. Give the widget a backend by deploying this repo as an **Inference Endpoint**: the
+repo's `handler.py` (`EndpointHandler`) answers `{{"inputs": ["text", ...], "parameters": {{"prompt_name": "query"}}}}`
+with one embedding per text, equal to `model.encode`. Without an endpoint the widget shows no result; with one, it
+sends the example sentences above and shows the vectors; it does not compare sentences or take prompts.
+For the OpenAI embeddings API (the `openai` client, LangChain, LlamaIndex, vector databases), serve the folder with
+the Causal2Vec project's `python -m serve --model PATH --port 8000`.
 
 ## Upload
 

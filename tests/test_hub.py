@@ -96,12 +96,14 @@ def test_saved_folder_contents(tiny, tmp_path):
     assert tok_config["auto_map"]["AutoTokenizer"][0] == "tokenization_causal2vec.Causal2VecTokenizer"
     st = json.loads((tmp_path / "config_sentence_transformers.json").read_text())
     assert st["prompts"]["query"] == tiny.config.query_prompt()
+    assert st["requirements"] == {"sentence_transformers": ">=5.4.0"}
     card = (tmp_path / "README.md").read_text()
     front = card.split("---")[1]
     for line in ("library_name: transformers", "pipeline_tag: feature-extraction", "license: apache-2.0", "widget:"):
         assert line in front
     assert "- causal2vec" in front and "- custom_code" in front
     assert f"({tiny.config.embedding_dim} dimensions" in card
+    assert "Inference Endpoint" in card and "`handler.py`" in card, "the card says how the widget gets a backend"
 
 
 HANDLER_SCRIPT = textwrap.dedent(

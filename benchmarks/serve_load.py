@@ -59,6 +59,16 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
             time.sleep(0.5)
 
 
+def stop(server: subprocess.Popen) -> None:
+    """SIGTERM (the server stops within its --graceful-s), then SIGKILL if it is still there."""
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def load(url: str, batches: list[list[str]], clients: int, duration: float) -> tuple[list[float], int, float]:
     """Send `batches` from `clients` threads until all are sent or `duration` passes; (latencies, errors, seconds)."""
     import openai
@@ -126,8 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         latencies, errors, seconds = load(url, batches, args.clients, args.duration)
         after = get_json(url + "/stats")["forward_batch_sizes"]
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        stop(server)
     sizes = {int(k): v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
     texts = [t for batch in batches[: len(latencies) + errors] for t in batch]
 

@@ -42,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-queue", type=int, default=d.max_queue, help="texts waiting; beyond this: 503")
     p.add_argument("--max-inputs", type=int, default=d.max_inputs, help="texts per request; beyond this: 400")
     p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="request size; beyond this: 413")
+    p.add_argument("--graceful-s", type=float, default=5.0, help="on shutdown, wait this long for open requests")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -68,7 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         max_body_bytes=args.max_body_bytes,
     )
     logging.getLogger("serve").info("serving %s as %r, dtype %s", args.model, settings.served_model_name, args.dtype)
-    uvicorn.run(create_app(model, settings), host=args.host, port=args.port, log_level=args.log_level)
+    app = create_app(model, settings)
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=args.graceful_s
+    )
 
 
 if __name__ == "__main__":

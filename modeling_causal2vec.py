@@ -514,11 +514,12 @@ Queries carry an instruction: `model.config.query_prompt("Given a claim, retriev
 
 ## Serving, and the Hub widget
 
-The Hub's hosted inference (and so the widget on this page) does not run `trust_remote_code` models, and neither
-does text-embeddings-inference. Give the widget a backend by deploying this repo as an **Inference Endpoint**: the
-repo's `handler.py` (`EndpointHandler`) answers `{{"inputs": ["text", ...], "parameters": {{"prompt_name": "query"}}}}`
-with one embedding per text, equal to `model.encode`. Without an endpoint the widget shows no result; with one, it
-sends the example sentences above and shows the vectors; it does not compare sentences or take prompts.
+The Hub's hosted inference does not run `trust_remote_code` models, so the widget on this page has no backend and
+shows no result; text-embeddings-inference does not run custom code either. The backend is an **Inference
+Endpoint** deployed from this repo: it runs the repo's `handler.py` (`EndpointHandler`), which answers
+`{{"inputs": ["text", ...], "parameters": {{"prompt_name": "query"}}}}` with one embedding per text, equal to
+`model.encode`. The endpoint's widget sends one text and shows its vector; it cannot pass `parameters` (prompts) or
+compare sentences: use the endpoint's HTTP API for those.
 For the OpenAI embeddings API (the `openai` client, LangChain, LlamaIndex, vector databases), serve the folder with
 the Causal2Vec project's `python -m serve --model PATH --port 8000`.
 

@@ -515,8 +515,8 @@ Queries carry an instruction: `model.config.query_prompt("Given a claim, retriev
 ## Serving, and the Hub widget
 
 The Hub's hosted inference does not run `trust_remote_code` models, so the widget on this page has no backend and
-shows no result; text-embeddings-inference does not run custom code either. The backend is an **Inference
-Endpoint** deployed from this repo: it runs the repo's `handler.py` (`EndpointHandler`), which answers
+shows no result; text-embeddings-inference does not run custom code either. The backend is an
+**Inference Endpoint** deployed from this repo: it runs the repo's `handler.py` (`EndpointHandler`), which answers
 `{{"inputs": ["text", ...], "parameters": {{"prompt_name": "query"}}}}` with one embedding per text, equal to
 `model.encode`. The endpoint's widget sends one text and shows its vector; it cannot pass `parameters` (prompts) or
 compare sentences: use the endpoint's HTTP API for those.

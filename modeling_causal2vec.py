@@ -22,11 +22,15 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
+# EndpointHandler is imported so that transformers copies handler.py (the Inference Endpoints handler) with the
+# remote code: into its module cache when loading, into the folder on `save_pretrained`
 try:
     from .configuration_causal2vec import Causal2VecConfig
+    from .handler import EndpointHandler
     from .tokenization_causal2vec import Causal2VecTokenizer, check_texts
 except ImportError:  # imported from a source checkout rather than as Hub remote code
     from configuration_causal2vec import Causal2VecConfig
+    from handler import EndpointHandler  # noqa: F401
     from tokenization_causal2vec import Causal2VecTokenizer, check_texts
 
 
@@ -219,9 +223,16 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
         contextual_index: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        encoder_ids: torch.Tensor | None = None,
+        encoder_mask: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Causal2VecOutput:
-        """Embed a batch made by `Causal2VecTokenizer` (any padding side)."""
+        """Embed a batch made by `Causal2VecTokenizer` (any padding side). `encoder_ids` / `encoder_mask` are
+        other names of `encoder_input_ids` / `encoder_attention_mask` (the tokenizer's `short_encoder_keys`)."""
+        if encoder_ids is not None or encoder_mask is not None:
+            if encoder_input_ids is not None or encoder_attention_mask is not None:
+                raise ValueError("pass the encoder's inputs as encoder_input_ids/_attention_mask or encoder_ids/_mask")
+            encoder_input_ids, encoder_attention_mask = encoder_ids, encoder_mask
         missing = [
             n
             for n, v in (
@@ -436,8 +447,16 @@ def _special_tokens(tokenizer: Any) -> dict[str, Any]:
     return tokens
 
 
-def write_sentence_transformers_files(folder: Path, config: Causal2VecConfig) -> None:
-    """Files that let `SentenceTransformer(folder, trust_remote_code=True)` load this model."""
+# the oldest sentence-transformers that loads, encodes and trains an export (checked: 5.4.0, 5.6.0, 5.7.0, 6.0.0,
+# 6.2.0; 5.3.0 lacks the `sentence_transformers.base` modules that modules.json names)
+MIN_SENTENCE_TRANSFORMERS = "5.4.0"
+
+
+def write_sentence_transformers_files(
+    folder: Path, config: Causal2VecConfig, prompts: dict[str, str] | None = None
+) -> None:
+    """Files that let `SentenceTransformer(folder, trust_remote_code=True)` load this model. `prompts` (name ->
+    decoder prompt, e.g. per evaluation task) are added to the `query` and `document` prompts."""
     files = {
         "modules.json": [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"}
@@ -445,13 +464,15 @@ def write_sentence_transformers_files(folder: Path, config: Causal2VecConfig) ->
         "sentence_bert_config.json": {
             "transformer_task": "feature-extraction",
             "modality_config": {"text": {"method": "forward", "method_output_name": "sentence_embedding"}},
+            "processing_kwargs": {"text": {"short_encoder_keys": True}},  # see SHORT_ENCODER_KEYS
             "module_output_name": "sentence_embedding",
         },
         "config_sentence_transformers.json": {
             "model_type": "SentenceTransformer",
-            "prompts": {"query": config.query_prompt(), "document": config.document_prompt},
+            "prompts": {"query": config.query_prompt(), "document": config.document_prompt, **(prompts or {})},
             "default_prompt_name": None,
             "similarity_fn_name": "cosine",
+            "requirements": {"sentence_transformers": f">={MIN_SENTENCE_TRANSFORMERS}"},
         },
     }
     for name, content in files.items():
@@ -498,10 +519,13 @@ queries = model.encode(["a question"], prompt_name="query", normalize_embeddings
 ```
 
 ```python
-from sentence_transformers import SentenceTransformer
+from sentence_transformers import SentenceTransformer  # sentence-transformers >= {MIN_SENTENCE_TRANSFORMERS}
 model = SentenceTransformer("PATH_OR_REPO", trust_remote_code=True)
 emb = model.encode(["first document"], prompt_name="query")
 ```
+
+Fine-tune it with sentence-transformers' `SentenceTransformerTrainer` (e.g. `MultipleNegativesRankingLoss`) like any
+other sentence-transformers model.
 
 ```python
 from transformers import pipeline
@@ -511,6 +535,17 @@ vector = extract("some text")[0]
 
 Queries carry an instruction: `model.config.query_prompt("Given a claim, retrieve evidence")` gives the prompt
 `{config.prompt_template.format("...")!r}`; the instruction reaches the decoder only.
+
+## Serving, and the Hub widget
+
+The Hub's hosted inference does not run `trust_remote_code` models, so the widget on this page has no backend and
+shows no result; text-embeddings-inference does not run custom code either. The backend is an
+**Inference Endpoint** deployed from this repo: it runs the repo's `handler.py` (`EndpointHandler`), which answers
+`{{"inputs": ["text", ...], "parameters": {{"prompt_name": "query"}}}}` with one embedding per text, equal to
+`model.encode`. The endpoint's widget sends one text and shows its vector; it cannot pass `parameters` (prompts) or
+compare sentences: use the endpoint's HTTP API for those.
+For the OpenAI embeddings API (the `openai` client, LangChain, LlamaIndex, vector databases), serve the folder with
+the Causal2Vec project's `python -m serve --model PATH --port 8000`.
 
 ## Upload
 

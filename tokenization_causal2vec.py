@@ -34,6 +34,9 @@ FIXED_KWARGS: dict[str, Any] = {
     "return_offsets_mapping": False,
     "return_length": False,
 }
+# `short_encoder_keys=True` names the encoder's inputs so that no key but the decoder's ends in `_input_ids`:
+# sentence-transformers' trainer splits a batch into one feature dict per `*_input_ids` key
+SHORT_ENCODER_KEYS = {"encoder_input_ids": "encoder_ids", "encoder_attention_mask": "encoder_mask"}
 
 
 def check_texts(texts: Any) -> list[str]:
@@ -191,6 +194,7 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         prompt: str | Sequence[str] | None = None,
         padding_side: str | None = None,
         verbose: bool = True,
+        short_encoder_keys: bool = False,
         **kwargs: Any,
     ) -> BatchEncoding:
         """Tokenize texts for both the encoder and the decoder.
@@ -202,6 +206,8 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         model keeps its own lengths). `padding_side` sets the decoder's
         (the encoder's is always right). Other tokenizer arguments are
         accepted only with the value this tokenizer uses anyway (e.g. `add_special_tokens=True`).
+        `short_encoder_keys=True` returns the encoder's inputs as `encoder_ids` / `encoder_mask` (the exported
+        `sentence_bert_config.json` asks for it; `forward` takes either name).
         """
         if text_pair is not None or kwargs.get("text_target") is not None:
             raise ValueError("Causal2VecTokenizer embeds single texts; text pairs are not supported (nor text_target)")
@@ -219,7 +225,7 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         if self.encoder_tokenizer is None:
             raise ValueError("this Causal2VecTokenizer has no encoder_tokenizer; load it with from_pretrained")
         if not texts:
-            return self._empty_batch(return_tensors)
+            return _rename(self._empty_batch(return_tensors), short_encoder_keys)
         limit = min(self.decoder_max_length, max_length or self.decoder_max_length)
         rows, indices = self._decoder_ids(prompts, bodies, limit)
         encoded = self.encoder_tokenizer(
@@ -236,7 +242,7 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         data["contextual_index"] = indices
         if return_tensors is not None and not pad and len({len(r) for r in rows}) > 1:
             raise ValueError("padding=False with return_tensors needs rows of equal length")
-        return BatchEncoding(dict(data), tensor_type=return_tensors)
+        return _rename(BatchEncoding(dict(data), tensor_type=return_tensors), short_encoder_keys)
 
     @staticmethod
     def _check_options(padding: Any, truncation: Any, max_length: int | None, kwargs: dict[str, Any]) -> None:
@@ -268,3 +274,10 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
             for name in self.model_input_names[:4]:
                 batch[name] = batch[name].reshape(0, 0)
         return batch
+
+
+def _rename(batch: BatchEncoding, short_encoder_keys: bool) -> BatchEncoding:
+    """`batch` with the encoder's keys renamed per `SHORT_ENCODER_KEYS` when `short_encoder_keys`."""
+    if not short_encoder_keys:
+        return batch
+    return BatchEncoding({SHORT_ENCODER_KEYS.get(k, k): v for k, v in batch.items()})

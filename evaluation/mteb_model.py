@@ -29,7 +29,7 @@ from mteb.types import PromptType
 
 from evaluation.cache import folder_fingerprint
 from evaluation.embedder import DTYPES, load_model
-from evaluation.tasks import load_instructions
+from evaluation.tasks import LOCAL_TO_MTEB, load_instructions
 
 if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
@@ -39,14 +39,13 @@ ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # the default encoder, 
 # mteb names of the project's training files (../shared/data/train/<stem>.jsonl; scifact.jsonl is SciFact's train
 # split). snli, wikiqa, trecqa, squad_v2 and agnews have no mteb task of that name.
 TRAINING_FILE_TO_MTEB = {"scifact": "SciFact"}
-_LOCAL_TO_MTEB = {"stsb": "STSBenchmark", "scifact": "SciFact"}
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def mteb_instructions() -> dict[str, str]:
     """The shipped instruction table keyed by mteb task name (where the local task has an mteb twin)."""
     local = load_instructions()
-    return {_LOCAL_TO_MTEB[k]: v for k, v in local.items() if k in _LOCAL_TO_MTEB}
+    return {LOCAL_TO_MTEB[k]: v for k, v in local.items() if k in LOCAL_TO_MTEB}
 
 
 def _card_section(card: str, heading: str) -> str:

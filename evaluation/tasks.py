@@ -16,6 +16,7 @@ from evaluation.cache import file_sha256
 from evaluation.embedder import Embedder
 
 INSTRUCTIONS_FILE = Path(__file__).with_name("instructions.json")
+LOCAL_TO_MTEB = {"stsb": "STSBenchmark", "scifact": "SciFact"}  # local tasks with an mteb twin of that name
 
 
 def load_instructions(path: str | Path = INSTRUCTIONS_FILE) -> dict[str, str]:

@@ -72,6 +72,43 @@ def test_default_model_loads_and_embeds(default_folder):
     assert 0.8 < ratio < 1.5, ratio
 
 
+def test_readme_serve_command_serves_the_default_model(default_folder):
+    """`python -m serve --model FOLDER --port PORT` (the README's command), called with the openai client."""
+    import socket
+    import time
+    import urllib.request
+
+    import openai
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "serve", "--model", str(default_folder), "--port", str(port), "--threads", "2"]
+    server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the server did not come up"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+                    break
+            except OSError:
+                time.sleep(1)
+        assert response.status == 200
+        texts = ["A man is playing a guitar.", "The stock market crashed today.", "x"]
+        api = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120)
+        got = api.embeddings.create(model=str(default_folder), input=texts, extra_body={"prompt_name": "query"})
+        docs = api.embeddings.create(model=str(default_folder), input=texts)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    model = AutoModel.from_pretrained(default_folder, trust_remote_code=True)
+    query = np.array([d.embedding for d in got.data])
+    np.testing.assert_allclose(query, model.encode(texts, prompt_name="query"), atol=1e-5)
+    np.testing.assert_allclose(np.array([d.embedding for d in docs.data]), model.encode(texts), atol=1e-5)
+
+
 def test_init_refuses_to_overwrite(default_folder):
     proc = init_cli(default_folder)
     assert proc.returncode != 0 and "pass --overwrite" in proc.stderr

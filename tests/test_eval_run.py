@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from eval_fixtures import STS_ROWS, make_data
 
 from evaluation import metrics
@@ -124,6 +125,20 @@ def test_card_gets_the_scores_and_keeps_the_rest(tiny, tmp_path):
     assert f"| trec | test | accuracy | {100 * trec['score']:.2f} | {trec['n']} | {how} |" in card
     assert card.count("| stsb |") == 1
     assert card.rstrip().endswith("![training loss](loss_curve.png)")
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(folder / "README.md").data  # the metadata the Hub and mteb read
+    assert data.language == ["en"] and data.library_name == "transformers" and data.model_name == "ckpt"
+    results = {r.dataset_type: r for r in data.eval_results}
+    assert sorted(results) == ["stsb", "trec"]
+    assert (results["stsb"].task_type, results["stsb"].dataset_name) == ("STS", "STSBenchmark")
+    assert results["stsb"].metric_value == round(100 * stsb["score"], 2) and results["stsb"].dataset_split == "test"
+    assert (results["trec"].task_type, results["trec"].metric_type) == ("Classification", "accuracy")
+    st_config = json.loads((folder / "config_sentence_transformers.json").read_text())
+    instruction = json.loads((ROOT / "evaluation" / "instructions.json").read_text())["scifact"]
+    assert st_config["prompts"]["SciFact"] == tiny.config.query_prompt(instruction)
+    assert st_config["prompts"]["query"] == tiny.config.query_prompt()
+    assert st_config["requirements"] == {"sentence_transformers": ">=5.4.0"}
 
 
 def test_cli_errors(tmp_path):

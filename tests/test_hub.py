@@ -13,7 +13,7 @@ from conftest import ROOT, TEXTS, run_isolated
 
 from train.build import build_random
 
-REMOTE_CODE = ("configuration_causal2vec", "modeling_causal2vec", "tokenization_causal2vec")
+REMOTE_CODE = ("configuration_causal2vec", "modeling_causal2vec", "tokenization_causal2vec", "handler")
 
 SCRIPT = textwrap.dedent(
     """
@@ -78,6 +78,7 @@ def test_saved_folder_contents(tiny, tmp_path):
         "modeling_causal2vec.py",
         "configuration_causal2vec.py",
         "tokenization_causal2vec.py",
+        "handler.py",
         "tokenizer.json",
         "tokenizer_config.json",
         "encoder_tokenizer",
@@ -95,12 +96,60 @@ def test_saved_folder_contents(tiny, tmp_path):
     assert tok_config["auto_map"]["AutoTokenizer"][0] == "tokenization_causal2vec.Causal2VecTokenizer"
     st = json.loads((tmp_path / "config_sentence_transformers.json").read_text())
     assert st["prompts"]["query"] == tiny.config.query_prompt()
+    assert st["requirements"] == {"sentence_transformers": ">=5.4.0"}
     card = (tmp_path / "README.md").read_text()
     front = card.split("---")[1]
     for line in ("library_name: transformers", "pipeline_tag: feature-extraction", "license: apache-2.0", "widget:"):
         assert line in front
     assert "- causal2vec" in front and "- custom_code" in front
     assert f"({tiny.config.embedding_dim} dimensions" in card
+    assert "Inference Endpoint" in card and "`handler.py`" in card, "the card says how the widget gets a backend"
+
+
+HANDLER_SCRIPT = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+
+    path, texts = sys.argv[1], json.loads(sys.argv[2])
+    spec = importlib.util.spec_from_file_location("handler", f"{path}/handler.py")  # as Inference Endpoints do
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler = module.EndpointHandler(path)
+    out = {
+        "plain": handler({"inputs": texts}),
+        "single": handler({"inputs": texts[0], "parameters": {}}),
+        "query": handler({"inputs": texts, "parameters": {"prompt_name": "query", "normalize_embeddings": True}}),
+        "errors": [],
+    }
+    for bad in (
+        {"text": texts},
+        {"inputs": [texts[0], 3]},
+        {"inputs": texts, "parameters": {"dimensions": 8}},
+        {"inputs": texts, "parameters": {"batch_size": "2"}},
+        {"inputs": texts, "parameters": {"prompt_name": "passage"}},
+    ):
+        try:
+            handler(bad)
+            out["errors"].append(None)
+        except (TypeError, ValueError) as err:
+            out["errors"].append(str(err))
+    print(json.dumps(out))
+    """
+)
+
+
+def test_endpoint_handler_in_a_fresh_process(tiny, tmp_path):
+    folder = tmp_path / "model"
+    tiny.save_pretrained(folder)
+    out = run_isolated(HANDLER_SCRIPT, folder, tmp_path)
+    np.testing.assert_allclose(out["plain"], tiny.encode(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(out["single"], tiny.encode(TEXTS[:1]), atol=1e-5)
+    query = tiny.encode(TEXTS, prompt_name="query", normalize_embeddings=True)
+    np.testing.assert_allclose(out["query"], query, atol=1e-5)
+    assert len(out["plain"]) == len(TEXTS) and len(out["plain"][0]) == tiny.config.embedding_dim
+    expected = ['expected {"inputs"', "text 1 is int", "unknown parameter 'dimensions'", "batch_size must be int"]
+    for error, message in zip(out["errors"], [*expected, "unknown prompt_name 'passage'"], strict=True):
+        assert error is not None and message in error, (error, message)
 
 
 def test_save_pretrained_keeps_a_card_someone_wrote(tiny, tmp_path):

@@ -1,4 +1,10 @@
-"""The model card (`README.md` with Hub metadata) written into every exported checkpoint."""
+"""The model card (`README.md` with Hub metadata) written into every exported checkpoint.
+
+The metadata is `huggingface_hub`'s `ModelCardData`: the front matter `model_card()` writes (library, pipeline tag,
+license, base models, tags, widget) plus `language`, and after `python -m evaluation run --card` the scores as
+`eval_results` (the `model-index` the Hub and mteb read). The sentence-transformers config gets the evaluation's
+instructions as named prompts.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,20 @@ import re
 from pathlib import Path
 from typing import Any
 
-from modeling_causal2vec import model_card
+from huggingface_hub import EvalResult, ModelCard
+
+from modeling_causal2vec import model_card, write_sentence_transformers_files
+
+LANGUAGES = ["en"]
+TASK_TYPES = {"sts": "STS", "retrieval": "Retrieval", "classification": "Classification"}  # mteb's task types
+
+
+def task_prompts(config: Any) -> dict[str, str]:
+    """The evaluation's instruction for each task as a decoder prompt, keyed by mteb task name where the task has an
+    mteb twin (mteb looks prompts up by task name), else by the local task name."""
+    from evaluation.tasks import LOCAL_TO_MTEB, load_instructions
+
+    return {LOCAL_TO_MTEB.get(k, k): config.query_prompt(v) for k, v in load_instructions().items()}
 
 
 def _table(rows: dict[str, Any]) -> str:
@@ -24,8 +43,9 @@ def write_model_card(
     evaluation: dict[str, Any] | None = None,
     data_files: dict[str, int] | None = None,
 ) -> Path:
-    """Write `folder/README.md`: Hub front matter, usage, and what is known of training (and of evaluation, if
-    given; `train fit` gives none: `python -m evaluation run --card` adds results later, via `update_evaluation`)."""
+    """Write `folder/README.md`: Hub metadata, usage, and what is known of training (and of evaluation, if
+    given; `train fit` gives none: `python -m evaluation run --card` adds results later, via `update_evaluation`).
+    Also names the evaluation's task prompts in `config_sentence_transformers.json`."""
     body = model_card(config, base_models)
     if data_files:
         body += "\n## Training data\n\n| file | rows |\n| --- | --- |\n"
@@ -43,8 +63,11 @@ def write_model_card(
         body += "\n## Evaluation\n\n" + _table(evaluation) + "\n"
     else:
         body += "\n## Evaluation\n\nNo evaluation results are recorded for this checkpoint.\n"
+    card = ModelCard(body)
+    card.data.language = LANGUAGES
     path = folder / "README.md"
-    path.write_text(body)
+    card.save(path)
+    write_sentence_transformers_files(folder, config, task_prompts(config))
     return path
 
 
@@ -61,7 +84,8 @@ def update_evaluation(folder: Path, rows: list[dict[str, Any]], how: str) -> Pat
     path = Path(folder) / "README.md"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: no model card to update")
-    text = path.read_text()
+    card = ModelCard.load(path)
+    text = card.text
     start = text.find(EVAL_HEADING)
     if start < 0:
         head, old, tail = text.rstrip("\n") + "\n\n", "", ""
@@ -79,5 +103,27 @@ def update_evaluation(folder: Path, rows: list[dict[str, Any]], how: str) -> Pat
     lines = ["| " + " | ".join(EVAL_COLUMNS) + " |", "|" + " --- |" * len(EVAL_COLUMNS)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table.values()]
     section = EVAL_HEADING + "\n" + EVAL_NOTE + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(head + section + tail)
+    card.text = head + section + tail
+    new = [eval_result(r, how) for r in rows]
+    names = {r.dataset_type for r in new}
+    card.data.eval_results = [r for r in card.data.eval_results or [] if r.dataset_type not in names] + new
+    card.data.model_name = card.data.model_name or Path(folder).resolve().name
+    card.save(path)
     return path
+
+
+def eval_result(row: dict[str, Any], how: str) -> EvalResult:
+    """One score (x100, as the card's table) as a `model-index` entry; `dataset_type` is the local task name."""
+    from evaluation.tasks import LOCAL_TO_MTEB, TASKS
+
+    task = row["task"]
+    kind = TASKS[task].kind if task in TASKS else "feature-extraction"
+    return EvalResult(
+        task_type=TASK_TYPES.get(kind, kind),
+        dataset_type=task,
+        dataset_name=LOCAL_TO_MTEB.get(task, task),
+        dataset_split=row["split"],
+        metric_type=row["metric"],
+        metric_value=round(100 * row["score"], 2),
+        metric_name=f"{row['metric']} ({how}, n={row['n']})",
+    )

@@ -107,7 +107,8 @@ class TrainConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
     baseline: str | None = None  # train evaluation.baselines.build_baseline(name, model) instead
-    # data: a JSONL file or a folder of them; relative paths are relative to the repository root
+    # data: a JSONL file or a folder of them, a `datasets` save_to_disk folder, parquet file(s) or a Hub dataset id
+    # (owner/name[:config]); relative paths are relative to the repository root
     data: str = "../shared/data/train"
     batch_size: int = 16  # global: query/positive pairs per step, over all ranks
     hard_negatives: int = 1  # per query, when the row has them

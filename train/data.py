@@ -1,7 +1,8 @@
 """Contrastive training data: validated JSONL rows and a seeded, resumable stream of task-homogeneous batches.
 
 A row is `{"query": str, "pos": [str, ...], "neg": [str, ...], "instruction": str}`; `neg` may be left out
-(no hard negatives) and so may `instruction` (the model's default query instruction is used).
+(no hard negatives) and so may `instruction` (the model's default query instruction is used). `load_data` also
+reads `datasets` data (a `save_to_disk` folder, parquet files, a Hub id) with sentence-transformers' columns.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +74,11 @@ def parse_row(line: str, where: str) -> Row:
         raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    return check_row(obj, where)
+
+
+def check_row(obj: dict, where: str) -> Row:
+    """A `Row` from a dict with the JSONL fields; raises `DataError` naming `where` on anything malformed."""
     for key in ("query", "pos"):
         if key not in obj:
             raise DataError(f"{where}: missing field {key!r}")
@@ -212,3 +219,106 @@ class BatchStream:
         if self._plan is None:
             self._plan = self.plan(self.epoch)
         return len(self._plan)
+
+
+# sentence-transformers' column conventions, and this project's JSONL field names
+ST_COLUMNS = ("anchor", "positive", "negative")
+C2V_COLUMNS = ("query", "pos", "neg")
+DATASET_MARKERS = ("state.json", "dataset_dict.json")  # what `save_to_disk` writes
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(:[\w.-]+)?$")
+
+
+def load_data(path: Path, spec: str | None = None) -> tuple[dict[str, list[Row]], dict[str, str]]:
+    """Training data from `path`, or from the Hub id `spec` (`owner/name` or `owner/name:config`) when `path`
+    does not exist. Returns `({name: rows}, {name: label for the model card})`.
+
+    `path` is a JSONL file or a folder of them (`load_files`), a folder written by `datasets`' `save_to_disk`,
+    or a parquet file or folder of them. A `datasets` dataset gives one group (its `train` split, or its only
+    split), with columns `anchor`, `positive`, `negative` / `negative_1`, ... or `query`, `pos`, `neg`, and an
+    optional `instruction`.
+    """
+    path = Path(path)
+    if path.is_dir() and any((path / m).is_file() for m in DATASET_MARKERS):
+        import datasets
+
+        return _one_group(path.name, f"{path.name} (datasets folder)", datasets.load_from_disk(str(path)))
+    parquet = [path] if path.suffix == ".parquet" and path.is_file() else []
+    if path.is_dir() and not any(path.glob("*.jsonl")):
+        parquet = sorted(path.rglob("*.parquet"))
+    if parquet:
+        import datasets
+
+        ds = datasets.load_dataset("parquet", data_files=[str(p) for p in parquet], split="train")
+        name = path.stem
+        return _one_group(name, f"{path.name} ({len(parquet)} parquet file{'s' * (len(parquet) > 1)})", ds)
+    if not path.exists() and spec and HUB_ID.match(spec):
+        import datasets
+
+        repo, _, config = spec.partition(":")
+        try:
+            ds = datasets.load_dataset(repo, config or None)
+        except Exception as err:  # offline, unknown id, gated...: say which and why
+            raise DataError(f"{spec}: no such file or folder, and the Hub dataset could not be loaded ({err})") from err
+        return _one_group(repo.split("/")[-1], f"{spec} (Hub dataset)", ds)
+    files = load_files(path)
+    return files, {name: f"{name}.jsonl" for name in files}
+
+
+def _one_group(name: str, label: str, ds: object) -> tuple[dict[str, list[Row]], dict[str, str]]:
+    import datasets
+
+    if isinstance(ds, datasets.DatasetDict):
+        splits = list(ds)
+        if "train" not in ds and len(splits) != 1:
+            raise DataError(f"{label}: no 'train' split to train on; splits found: {', '.join(splits)}")
+        split = "train" if "train" in ds else splits[0]
+        ds, label = ds[split], f"{label}, {split} split"
+    rows, skipped = dataset_rows(ds, label)
+    if skipped:
+        logger.warning("%s: skipped %d row(s) without a positive", label, skipped)
+    if not rows:
+        raise DataError(f"{label}: no usable rows")
+    return {name: rows}, {name: label}
+
+
+def dataset_rows(ds: object, where: str) -> tuple[list[Row], int]:
+    """Rows of a `datasets.Dataset` with sentence-transformers' or this project's columns, and how many were
+    skipped for having no positive; a `DataError` names the columns found when they fit neither convention."""
+    columns = list(ds.column_names)
+    if "anchor" in columns:
+        query, pos = "anchor", "positive"
+        negs = [c for c in columns if c == "negative" or re.fullmatch(r"negative_\d+", c)]
+    else:
+        query, pos, negs = "query", "pos", [c for c in columns if c == "neg"]
+    unknown = sorted(set(columns) - {query, pos, "instruction", *negs})
+    if query not in columns or pos not in columns or unknown:
+        raise DataError(
+            f"{where}: expected columns {', '.join(ST_COLUMNS)} (or negative_1, negative_2, ...) or "
+            f"{', '.join(C2V_COLUMNS)}, with an optional instruction; found {', '.join(columns)}"
+        )
+    rows, skipped = [], 0
+    for i, record in enumerate(ds):
+        at = f"{where}: row {i}"
+        obj = {"query": record[query], "pos": _texts(record, pos, at), "neg": []}
+        for col in negs:
+            obj["neg"] += _texts(record, col, at)
+        if record.get("instruction") is not None:
+            obj["instruction"] = record["instruction"]
+        row = check_row(obj, at)
+        if row.pos:
+            rows.append(row)
+        else:
+            skipped += 1
+    return rows, skipped
+
+
+def _texts(record: dict, column: str, where: str) -> list:
+    """The texts in one cell: a string is one, a list is several (checked by `check_row`), None is none."""
+    value = record[column]
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return value
+    raise DataError(f"{where}: column {column!r} holds {type(value).__name__}, not text")

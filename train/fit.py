@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from train.build import build_model, build_random, prepare_output
 from train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
-from train.data import BatchStream, load_files
+from train.data import BatchStream, load_data
 from train.export import export, merge_lora, read_metrics
 from train.loss import cached_step, plain_step
 from train.trainable import build_optimizer, clip_gradients, set_trainable
@@ -155,7 +155,7 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
 
     model, module, peft_model, bases = _trainable_model(cfg, device)
     optimizer, scheduler = build_optimizer(module, cfg)
-    files = load_files(cfg.data_path())
+    files, labels = load_data(cfg.data_path(), cfg.data)
     stream = BatchStream(
         files, cfg.batch_size, cfg.hard_negatives, cfg.seed, model.config.query_prompt, cfg.document_prompt or ""
     )
@@ -236,7 +236,8 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
 
     folder = output / "model"
     if rank == 0:
-        _export(model, peft_model, cfg, bases, files, folder, size, train_time, wall_time())
+        data_files = {labels[name]: len(rows) for name, rows in files.items()}
+        _export(model, peft_model, cfg, bases, data_files, folder, size, train_time, wall_time())
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
@@ -248,7 +249,7 @@ def _export(
     peft_model: Any,
     cfg: TrainConfig,
     bases: list[str],
-    files: dict[str, list[Any]],
+    data_files: dict[str, int],
     folder: Path,
     processes: int,
     train_time: float,
@@ -267,7 +268,6 @@ def _export(
         "processes": processes,
         **{k: v for k, v in cfg.to_dict().items() if k != "model"},
     }
-    data_files = {f"{name}.jsonl": len(rows) for name, rows in files.items()}
     export(model, folder, cfg.to_dict(), bases, training=training, data_files=data_files, metrics=metrics)
     logger.info("exported %s (%d steps, %.0f s, final loss %s)", folder, cfg.steps, wall_time, training["final_loss"])
     return folder

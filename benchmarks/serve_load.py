@@ -1,0 +1,185 @@
+"""Load test of `python -m serve`: concurrent `openai` clients on 127.0.0.1, next to direct `encode()` throughput.
+
+python -m benchmarks.serve_load --model runs/default-init --clients 8 --requests 200 --duration 60
+
+Starts the server as a subprocess on a free 127.0.0.1 port, sends `--requests` requests (each `--texts` STS-B test
+sentences) from `--clients` threads, stopping early after `--duration` seconds, then stops the server and times
+`model.encode` on the same texts in this process with the same batch size, dtype and threads. Prints a markdown
+table: requests, texts/s, p50/p99 latency, the forward batch sizes the server ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from benchmarks.encode_speed import STSB_TEST, stsb_sentences
+
+ROOT = Path(__file__).resolve().parent.parent
+FALLBACK = ["A man is playing a guitar.", "The stock market fell sharply on Monday.", "A cat sleeps on the mat."]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "serve", "--model", str(args.model), "--port", str(port), "--dtype", args.dtype]
+    cmd += ["--threads", str(args.threads), "--max-batch-size", str(args.max_batch_size)]
+    cmd += ["--max-wait-ms", str(args.max_wait_ms), "--served-model-name", "bench", "--log-level", "warning"]
+    server = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited: {server.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            server.kill()
+            raise TimeoutError("the server did not come up in 300 s")
+        try:
+            get_json(f"http://127.0.0.1:{port}/health")
+            return server
+        except OSError:
+            time.sleep(0.5)
+
+
+def stop(server: subprocess.Popen) -> None:
+    """SIGTERM (the server stops within its --graceful-s), then SIGKILL if it is still there."""
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def load(url: str, batches: list[list[str]], clients: int, duration: float) -> tuple[list[float], int, float]:
+    """Send `batches` from `clients` threads until all are sent or `duration` passes; (latencies, errors, seconds)."""
+    import openai
+
+    counter, lock = itertools.count(), threading.Lock()
+    latencies: list[float] = []
+    errors = [0]
+    start = time.perf_counter()
+
+    def client() -> None:
+        api = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        while time.perf_counter() - start < duration:
+            with lock:
+                i = next(counter)
+            if i >= len(batches):
+                return
+            t0 = time.perf_counter()
+            try:
+                api.embeddings.create(model="bench", input=batches[i], encoding_format="float")
+            except openai.APIError:
+                with lock:
+                    errors[0] += 1
+                continue
+            with lock:
+                latencies.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, errors[0], time.perf_counter() - start
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, type=Path, help="Causal2Vec checkpoint folder")
+    p.add_argument("--clients", type=int, default=8, help="concurrent client threads")
+    p.add_argument("--requests", type=int, default=200, help="requests in all (the test stops after this many)")
+    p.add_argument("--duration", type=float, default=60, help="stop sending after this many seconds")
+    p.add_argument("--texts", type=int, default=1, help="texts per request")
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the server (and of direct encode)")
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--data", type=Path, default=STSB_TEST, help="STS TSV whose sentences are sent")
+    p.add_argument("--output", type=Path, help="also write the results as JSON here")
+    args = p.parse_args(argv)
+    if min(args.clients, args.requests, args.texts) < 1 or args.duration <= 0:
+        p.error("--clients, --requests, --texts and --duration must be positive")
+
+    sentences = stsb_sentences(args.data) if args.data.is_file() else FALLBACK
+    pool = itertools.cycle(sentences)
+    batches = [[next(pool) for _ in range(args.texts)] for _ in range(args.requests)]
+    port = free_port()
+    server = start_server(args, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        load(url, batches[: args.clients], args.clients, args.duration)  # warm-up, not counted
+        before = get_json(url + "/stats")["forward_batch_sizes"]
+        latencies, errors, seconds = load(url, batches, args.clients, args.duration)
+        after = get_json(url + "/stats")["forward_batch_sizes"]
+    finally:
+        stop(server)
+    sizes = {int(k): v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+    texts = [t for batch in batches[: len(latencies) + errors] for t in batch]
+
+    import torch
+    from transformers import AutoModel
+
+    torch.set_num_threads(args.threads)
+    model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
+    dtype = torch.bfloat16 if args.dtype == "bf16" else None
+    model.encode(texts[:8], dtype=dtype)  # warm-up
+    t0 = time.perf_counter()
+    model.encode(texts, batch_size=args.max_batch_size, dtype=dtype)
+    direct = len(texts) / (time.perf_counter() - t0)
+
+    result = {
+        "model": str(args.model),
+        "clients": args.clients,
+        "requests": len(latencies),
+        "errors": errors,
+        "texts_per_request": args.texts,
+        "seconds": round(seconds, 2),
+        "texts_per_s": round(len(latencies) * args.texts / seconds, 1),
+        "p50_ms": round(1000 * percentile(latencies, 50), 1),
+        "p99_ms": round(1000 * percentile(latencies, 99), 1),
+        "forward_batch_sizes": dict(sorted(sizes.items())),
+        "direct_encode_texts_per_s": round(direct, 1),
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "max_batch_size": args.max_batch_size,
+        "max_wait_ms": args.max_wait_ms,
+    }
+    seen = ", ".join(f"{k}: {v}" for k, v in result["forward_batch_sizes"].items())
+    print("| clients | requests (errors) | texts / s | p50 | p99 | forward batch sizes (size: count) | direct encode |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        f"| {args.clients} | {result['requests']} ({errors}) | {result['texts_per_s']} | {result['p50_ms']} ms | "
+        f"{result['p99_ms']} ms | {seen} | {result['direct_encode_texts_per_s']} texts / s |"
+    )
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The OpenAI-compatible embeddings API (FastAPI) over a `MicroBatcher` that calls `model.encode`.
+
+Routes: `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`, `GET /stats` (batch sizes
+seen). Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, and the right status.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from serve.batcher import Job, MicroBatcher, Overloaded
+
+logger = logging.getLogger("serve")
+REQUEST_FIELDS = ("input", "model", "encoding_format", "dimensions", "user", "prompt_name", "instruction")
+ENCODING_FORMATS = ("float", "base64")
+
+
+@dataclass
+class Settings:
+    """Server limits (all flags of `python -m serve`)."""
+
+    served_model_name: str = "causal2vec"
+    dtype: torch.dtype | None = None  # None: fp32; torch.bfloat16: bf16 autocast
+    max_batch_size: int = 32  # texts per forward
+    max_wait_ms: float = 5.0  # how long the worker waits for more requests to fill a batch
+    max_queue: int = 1024  # texts waiting; more gets 503
+    max_inputs: int = 2048  # texts per request (OpenAI's limit)
+    max_body_bytes: int = 8 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.max_inputs < 1 or self.max_body_bytes < 1:
+            raise ValueError(f"max_inputs and max_body_bytes must be >= 1: {self.max_inputs}, {self.max_body_bytes}")
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's shape."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    def response(self) -> JSONResponse:
+        kind = "invalid_request_error" if self.status < 500 else "server_error"
+        body = {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+        headers = {"Retry-After": "1"} if self.status == 503 else None
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+@dataclass
+class Embedder:
+    """Runs in the batcher's worker thread: one `model.encode` call per distinct prompt among the merged jobs."""
+
+    model: Any
+    dtype: torch.dtype | None
+    batch_size: int
+    batch_sizes: collections.Counter = field(default_factory=collections.Counter)
+
+    def __call__(self, jobs: list[Job]) -> list[Any]:
+        groups: dict[str | None, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(job.prompt, []).append(i)
+        results: list[Any] = [None] * len(jobs)
+        for prompt, members in groups.items():
+            texts = [t for i in members for t in jobs[i].texts]
+            try:  # a bad prompt (e.g. longer than decoder_max_length) fails its own requests only
+                vectors = self.model.encode(texts, prompt=prompt, batch_size=self.batch_size, dtype=self.dtype)
+                tokens = self.model.tokenizer(texts, prompt=prompt or None, padding=False)["input_ids"]
+            except (TypeError, ValueError) as err:
+                for i in members:
+                    results[i] = APIError(400, str(err), "instruction" if prompt else "input")
+                continue
+            self.batch_sizes.update(min(self.batch_size, len(texts) - s) for s in range(0, len(texts), self.batch_size))
+            start = 0
+            for i in members:
+                end = start + len(jobs[i].texts)
+                results[i] = (vectors[start:end], sum(len(t) for t in tokens[start:end]))
+                start = end
+        return results
+
+
+def parse_request(body: dict[str, Any], settings: Settings, config: Any) -> tuple[list[str], str | None, str]:
+    """Check an embeddings request; return (texts, decoder prompt or None, encoding format) or raise `APIError`."""
+    unknown = [k for k in body if k not in REQUEST_FIELDS]
+    if unknown:
+        raise APIError(400, f"Unrecognized request argument supplied: {unknown[0]}", unknown[0], "unknown_parameter")
+    if "model" not in body:
+        raise APIError(400, "you must provide a model parameter", "model", "missing_parameter")
+    if body["model"] != settings.served_model_name:
+        raise APIError(
+            404,
+            f"The model {body['model']!r} does not exist; this server serves {settings.served_model_name!r}",
+            "model",
+            "model_not_found",
+        )
+    texts = parse_input(body.get("input"), settings.max_inputs)
+    fmt = body.get("encoding_format") or "float"
+    if fmt not in ENCODING_FORMATS:
+        message = f"encoding_format must be one of {', '.join(ENCODING_FORMATS)}, got {fmt!r}"
+        raise APIError(400, message, "encoding_format")
+    dims = body.get("dimensions")
+    if dims is not None and (isinstance(dims, bool) or dims != config.embedding_dim):
+        raise APIError(
+            400,
+            f"this model returns {config.embedding_dim}-dimensional embeddings and cannot return dimensions={dims!r}",
+            "dimensions",
+            "unsupported_dimensions",
+        )
+    name, instruction = body.get("prompt_name"), body.get("instruction")
+    if name is not None and instruction is not None:
+        raise APIError(400, "pass prompt_name or instruction, not both", "instruction")
+    if instruction is not None:
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise APIError(400, "instruction must be a non-empty string", "instruction")
+        return texts, config.query_prompt(instruction), fmt
+    prompts = {"query": config.query_prompt(), "document": config.document_prompt}
+    if name is not None and name not in prompts:
+        raise APIError(400, f"prompt_name must be one of {', '.join(prompts)}, got {name!r}", "prompt_name")
+    return texts, prompts[name] if name else None, fmt
+
+
+def parse_input(value: Any, max_inputs: int) -> list[str]:
+    """`input` as a list of strings: one string or a non-empty list of them; token ids are refused."""
+    if value is None:
+        raise APIError(400, "you must provide an input parameter", "input", "missing_parameter")
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise APIError(400, f"input must be a string or a list of strings, got {type(value).__name__}", "input")
+    if not value:
+        raise APIError(400, "input must not be an empty list", "input")
+    if len(value) > max_inputs:
+        raise APIError(
+            400, f"input holds {len(value)} texts; at most {max_inputs} per request", "input", "too_many_inputs"
+        )
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in value) or all(isinstance(v, list) for v in value):
+        raise APIError(400, "token-id input is not supported: this model has its own tokenizers; send text", "input")
+    for i, text in enumerate(value):
+        if not isinstance(text, str):
+            raise APIError(400, f"input[{i}] must be a string, got {type(text).__name__}", "input")
+    return value
+
+
+async def read_body(request: Request, limit: int) -> dict[str, Any]:
+    """The JSON object of the request, read at most `limit` bytes far (413 beyond)."""
+    too_big = APIError(413, f"the request body is larger than {limit} bytes", None, "request_too_large")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    try:
+        body = json.loads(b"".join(chunks))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise APIError(400, f"the request body is not valid JSON ({err})") from None
+    if not isinstance(body, dict):
+        raise APIError(400, f"the request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def encode_vector(vector: np.ndarray, fmt: str) -> list[float] | str:
+    if fmt == "base64":  # what the openai client asks for by default: little-endian float32
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return vector.tolist()
+
+
+def create_app(model: Any, settings: Settings) -> FastAPI:
+    """The app serving `model` (a loaded Causal2Vec model, moved to eval mode)."""
+    model.eval()
+    embedder = Embedder(model, settings.dtype, settings.max_batch_size)
+    batcher = MicroBatcher(embedder, settings.max_batch_size, settings.max_wait_ms, settings.max_queue)
+    created = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="Causal2Vec embeddings", lifespan=lifespan)
+    app.state.batcher, app.state.embedder, app.state.settings = batcher, embedder, settings
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, err: APIError) -> JSONResponse:
+        return err.response()
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        return APIError(err.status_code, str(err.detail)).response()
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> JSONResponse:
+        body = await read_body(request, settings.max_body_bytes)
+        texts, prompt, fmt = parse_request(body, settings, model.config)
+        try:
+            result = await batcher.submit(texts, prompt)
+        except Overloaded as err:
+            raise APIError(503, str(err), None, "server_overloaded") from None
+        except Exception as err:
+            logger.exception("embedding failed")
+            raise APIError(500, f"embedding failed: {type(err).__name__}: {err}") from None
+        if isinstance(result, APIError):
+            raise result
+        vectors, tokens = result
+        data = [{"object": "embedding", "index": i, "embedding": encode_vector(v, fmt)} for i, v in enumerate(vectors)]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return JSONResponse({"object": "list", "data": data, "model": settings.served_model_name, "usage": usage})
+
+    def model_card() -> dict[str, Any]:
+        return {"id": settings.served_model_name, "object": "model", "created": created, "owned_by": "causal2vec"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{name:path}")
+    async def one_model(name: str) -> dict[str, Any]:
+        if name != settings.served_model_name:
+            raise APIError(404, f"The model {name!r} does not exist", "model", "model_not_found")
+        return model_card()
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "queued_texts": batcher.queued_texts}
+
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        sizes = {str(k): v for k, v in sorted(embedder.batch_sizes.items())}
+        return {"batches": batcher.batches, "forward_batch_sizes": sizes, "queued_texts": batcher.queued_texts}
+
+    return app

@@ -399,6 +399,22 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
     def tokenizer(self, value: Causal2VecTokenizer) -> None:
         self._tokenizer = value
 
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.from_pretrained`, refusing a checkpoint whose connector weights are missing rather than
+        running with freshly initialised ones (e.g. a folder saved before `connector_norm` existed: its config
+        then needs `"connector_norm": "none"`)."""
+        wanted = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        missing = sorted(k for k in info["missing_keys"] if k.startswith("connector."))
+        if missing:
+            hint = ' (saved before connector_norm existed? set "connector_norm": "none" in its config.json)'
+            raise ValueError(
+                f"checkpoint {args[0] if args else ''} lacks connector weights {missing}"
+                + (hint if "connector.norm.weight" in missing else "")
+            )
+        return (model, info) if wanted else model
+
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         """Save weights, config and remote code, plus the tokenizer and sentence-transformers files."""
         super().save_pretrained(save_directory, *args, **kwargs)

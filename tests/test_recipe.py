@@ -194,3 +194,18 @@ def test_pooling_override_embeds_one_half_of_the_concat(tiny, tmp_path):
         Embedder.from_path(tmp_path, pooling="cls", cache_dir=None)
     with pytest.raises(ValueError, match="no baseline"):
         Embedder.from_path(tmp_path, baseline="eos", pooling="eos", cache_dir=None)
+
+
+def test_a_checkpoint_without_the_connector_norm_is_refused_not_reinitialised(tmp_path):
+    """A folder saved before `connector_norm` existed has no `connector.norm.weight`: loading it with today's default
+    (`rms`) must fail with the fix, not run with a constant gain."""
+    build_random(connector_norm="none").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["connector_norm"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"lacks connector weights \['connector.norm.weight'\].*connector_norm"):
+        Causal2VecModel.from_pretrained(tmp_path)
+    config["connector_norm"] = "none"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    model, info = Causal2VecModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert model.connector.norm is None and not info["missing_keys"]

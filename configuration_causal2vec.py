@@ -18,6 +18,8 @@ POOLINGS = ("contextual_eos", "eos", "contextual", "mean")
 CONNECTOR_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
 CONNECTOR_NORMS = ("rms", "none")
 # encoders whose position ids are offset by padding_idx + 1 (roberta-style): fewer usable positions
+# what a saved config.json that lacks these fields meant: it was written before they existed
+LEGACY_DEFAULTS = {"connector_norm": "none", "decoder_add_bos": False}
 PADDING_OFFSET_POSITIONS = frozenset(
     {
         "camembert",
@@ -132,6 +134,12 @@ class Causal2VecConfig(PreTrainedConfig):
         self._check_positions("decoder", self.decoder, self.decoder_max_length)
         if self.prompt_template.count("{}") != 1:
             raise ValueError(f"prompt_template must contain '{{}}' exactly once, got {self.prompt_template!r}")
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        # a config.json saved before these fields existed keeps the layout it was trained with
+        legacy = {k: v for k, v in LEGACY_DEFAULTS.items() if k not in config_dict and k not in kwargs}
+        return super().from_dict({**config_dict, **legacy}, **kwargs)
 
     def _check(self, name: str, allowed: tuple[str, ...]) -> None:
         value = getattr(self, name)

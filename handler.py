@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from transformers import AutoModel
 
 PARAMETERS = {"prompt_name": str, "prompt": str, "normalize_embeddings": bool, "batch_size": int}
@@ -19,7 +20,7 @@ PARAMETERS = {"prompt_name": str, "prompt": str, "normalize_embeddings": bool, "
 class EndpointHandler:
     def __init__(self, path: str = "") -> None:
         self.model = AutoModel.from_pretrained(path or ".", trust_remote_code=True)
-        self.model.eval()
+        self.model.to("cuda" if torch.cuda.is_available() else "cpu").eval()  # GPU endpoints run on their GPU
 
     def __call__(self, data: dict[str, Any]) -> list[list[float]]:
         if not isinstance(data, dict) or "inputs" not in data:

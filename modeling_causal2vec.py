@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -22,16 +22,16 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
-# EndpointHandler is imported so that transformers copies handler.py (the Inference Endpoints handler) with the
-# remote code: into its module cache when loading, into the folder on `save_pretrained`
 try:
     from .configuration_causal2vec import Causal2VecConfig
-    from .handler import EndpointHandler
     from .tokenization_causal2vec import Causal2VecTokenizer, check_texts
 except ImportError:  # imported from a source checkout rather than as Hub remote code
     from configuration_causal2vec import Causal2VecConfig
-    from handler import EndpointHandler  # noqa: F401
     from tokenization_causal2vec import Causal2VecTokenizer, check_texts
+
+if TYPE_CHECKING:  # never run: transformers finds this relative import and copies handler.py (the Inference
+    # Endpoints handler) with the remote code, into its module cache when loading and into the folder on saving
+    from .handler import EndpointHandler  # noqa: F401
 
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -402,16 +402,14 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
         """`PreTrainedModel.from_pretrained`, refusing a checkpoint whose connector weights are missing rather than
-        running with freshly initialised ones (e.g. a folder saved before `connector_norm` existed: its config
-        then needs `"connector_norm": "none"`)."""
+        running with freshly initialised ones (a config.json that does not match its weights)."""
         wanted = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         missing = sorted(k for k in info["missing_keys"] if k.startswith("connector."))
         if missing:
-            hint = ' (saved before connector_norm existed? set "connector_norm": "none" in its config.json)'
             raise ValueError(
-                f"checkpoint {args[0] if args else ''} lacks connector weights {missing}"
-                + (hint if "connector.norm.weight" in missing else "")
+                f"checkpoint {args[0] if args else ''} lacks connector weights {missing}: its config.json "
+                "(connector_num_layers, connector_norm) does not match its weights"
             )
         return (model, info) if wanted else model
 

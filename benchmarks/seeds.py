@@ -10,7 +10,8 @@ A model is `causal2vec` (the config as it is), a baseline name (`--set baseline=
 bidirectional, incontext, encoder), or `NAME:KEY=VALUE[,KEY=VALUE...]`, a variant with train-config overrides (a
 `baseline=...` among them trains and evaluates that baseline). Each seed sets both `seed` and `model.seed`.
 `from=NAME` (with `eval.pooling=POOLING`) evaluates the runs of a model listed before it another way instead of
-training. `--untrained NAME` evaluates the untrained checkpoint of the config as baseline NAME (seed-independent, once).
+training. `--untrained NAME` evaluates the default untrained checkpoint (`python -m train init`, whatever
+`--config` says) as baseline NAME (seed-independent, once).
 
 Runs live in `OUTPUT/NAME/seed-S/` (the `train fit` folder, with `eval/` beside `model/`). Rerunning is safe: a
 finished run is kept, an unfinished one resumes, an evaluated one is not evaluated again; nothing is overwritten.
@@ -28,9 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from configuration_causal2vec import POOLINGS
 from evaluation.baselines import BASELINES
 from evaluation.tasks import DEV_BATTERY, SELECTION_TASKS
 from train.checkpoint import checkpoints
+from train.config import load_config, resume_conflicts
 from train.fit import summary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,22 +74,37 @@ def parse_model(text: str) -> ModelSpec:
     baseline = pairs.get("baseline")
     if baseline is not None and baseline not in BASELINES:
         raise ValueError(f"model {text!r}: unknown baseline {baseline!r}")
+    if pooling is not None and (pooling not in POOLINGS or baseline is not None):
+        raise ValueError(f"model {text!r}: eval.pooling must be one of {', '.join(POOLINGS)}, without a baseline")
     return ModelSpec(name, overrides, baseline, source, pooling)
+
+
+class RunError(RuntimeError):
+    """One (model, seed) could not be trained or evaluated; the others go on."""
 
 
 def _run(args: list[str]) -> None:
     print("+ python " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
+    if subprocess.run([sys.executable, *args], cwd=ROOT).returncode != 0:
+        raise RunError(f"failed: python {' '.join(args)}")
 
 
 def train(config: str, spec: ModelSpec, seed: int, folder: Path, extra: list[str]) -> None:
-    """Fit one (model, seed) into `folder` unless its export exists; resume an unfinished run."""
+    """Fit one (model, seed) into `folder` unless its export exists (made with this very config: else an error);
+    resume an unfinished run; restart one that died before its first checkpoint."""
+    sets = [*extra, *spec.overrides, f"seed={seed}", f"model.seed={seed}"]  # the seed last: nothing overrides it
+    saved = folder / "train_config.yaml"
+    if saved.is_file():
+        conflicts = resume_conflicts(yaml.safe_load(saved.read_text()), load_config(config, sets))
+        if conflicts:
+            raise RunError(f"{folder} was trained with another config ({'; '.join(conflicts)}): move it away")
     if (folder / "model" / "model.safetensors").is_file():
         return
-    sets = [*spec.overrides, f"seed={seed}", f"model.seed={seed}", *extra]
     args = ["-m", "train", "fit", "--config", config, "--output", str(folder)]
     if checkpoints(folder):
         args.append("--resume")
+    elif folder.exists():
+        args.append("--overwrite")  # died before its first checkpoint: nothing in it worth keeping
     _run(args + [a for s in sets for a in ("--set", s)])
 
 
@@ -168,12 +188,21 @@ def main(argv: list[str] | None = None) -> int:
         specs = [parse_model(m) for m in args.models]
     except ValueError as err:
         parser.error(str(err))
+    for i, spec in enumerate(specs):  # checked before anything trains
+        sources = {s.name: s for s in specs[:i]}
+        if spec.source is not None and spec.source not in sources:
+            parser.error(f"{spec.name}: from={spec.source} must name a model listed before it")
+        if spec.source is not None and sources[spec.source].baseline is not None:
+            parser.error(f"{spec.name}: from={spec.source}, a baseline: pooling ablations apply to Causal2Vec runs")
+    if any(s.split("=")[0] in ("seed", "model.seed") for s in args.set):
+        parser.error("--seeds sets seed and model.seed; do not --set them")
     names = [s.name for s in specs] + [f"{n}-untrained" for n in args.untrained]
     if len(set(names)) != len(names):
         parser.error(f"model names repeat: {names}")
 
     results: dict[str, dict[str, dict[str, Any]]] = {}
     wall: dict[str, float] = {}
+    failures: list[str] = []
     if args.untrained:
         init = args.output / "untrained-init"
         if not args.table_only and not (init / "model.safetensors").is_file():
@@ -186,15 +215,17 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"{name}-untrained"] = aggregate({0: scores(folder)})
     for spec in specs:
         per_seed, walls = {}, []
-        if spec.source is not None and spec.source not in [s.name for s in specs[: specs.index(spec)]]:
-            parser.error(f"{spec.name}: from={spec.source} must name a model listed before it")
         for seed in args.seeds:
             run = args.output / (spec.source or spec.name) / f"seed-{seed}"
             evaluation = args.output / spec.name / f"seed-{seed}" / "eval"
             if not args.table_only:
-                if spec.source is None:
-                    train(args.config, spec, seed, run, args.set)
-                evaluate(run / "model", spec, evaluation, args.threads)
+                try:
+                    if spec.source is None:
+                        train(args.config, spec, seed, run, args.set)
+                    evaluate(run / "model", spec, evaluation, args.threads)
+                except RunError as err:
+                    failures.append(f"{spec.name} seed {seed}: {err}")
+                    print(f"error: {err}", file=sys.stderr, flush=True)
             if (evaluation / "summary.json").is_file():
                 per_seed[seed] = scores(evaluation)
                 walls.append(summary(run).get("wall_time_s") or 0.0)
@@ -206,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.output / "table.md").write_text(text)
     (args.output / "table.json").write_text(json.dumps({"results": results, "train_wall_s": wall}, indent=2) + "\n")
     print(text)
-    return 0
+    if failures:
+        print("not in the table (failed):\n  " + "\n  ".join(failures), file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -106,7 +106,8 @@ def parse_request(body: dict[str, Any], settings: Settings, config: Any) -> tupl
             "model",
             "model_not_found",
         )
-    texts = parse_input(body.get("input"), settings.max_inputs)
+    # a request larger than the whole queue could never be admitted: a 400, not an endless 503
+    texts = parse_input(body.get("input"), min(settings.max_inputs, settings.max_queue))
     fmt = body.get("encoding_format") or "float"
     if fmt not in ENCODING_FORMATS:
         message = f"encoding_format must be one of {', '.join(ENCODING_FORMATS)}, got {fmt!r}"

@@ -196,16 +196,24 @@ def test_pooling_override_embeds_one_half_of_the_concat(tiny, tmp_path):
         Embedder.from_path(tmp_path, baseline="eos", pooling="eos", cache_dir=None)
 
 
-def test_a_checkpoint_without_the_connector_norm_is_refused_not_reinitialised(tmp_path):
-    """A folder saved before `connector_norm` existed has no `connector.norm.weight`: loading it with today's default
-    (`rms`) must fail with the fix, not run with a constant gain."""
+def test_a_checkpoint_saved_before_the_new_fields_loads_as_it_was(tmp_path):
+    """A config.json without `connector_norm` / `decoder_add_bos` (written before they existed) keeps the old layout
+    (no norm, no BOS from the config): same embeddings, no re-initialised weights."""
+    model = build_random(connector_norm="none", decoder_add_bos=False).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["connector_norm"], config["decoder_add_bos"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded, info = Causal2VecModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and loaded.config.connector_norm == "none" and not loaded.config.decoder_add_bos
+    torch.testing.assert_close(torch.from_numpy(loaded.encode(TEXTS)), torch.from_numpy(model.encode(TEXTS)))
+    assert Causal2VecConfig().connector_norm == "rms" and Causal2VecConfig().decoder_add_bos  # new models: the recipe
+
+
+def test_a_checkpoint_missing_connector_weights_is_refused(tmp_path):
     build_random(connector_norm="none").save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    del config["connector_norm"]
+    config["connector_norm"] = "rms"  # says it has a norm its weights lack
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"lacks connector weights \['connector.norm.weight'\].*connector_norm"):
+    with pytest.raises(ValueError, match=r"lacks connector weights \['connector.norm.weight'\]"):
         Causal2VecModel.from_pretrained(tmp_path)
-    config["connector_norm"] = "none"
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    model, info = Causal2VecModel.from_pretrained(tmp_path, output_loading_info=True)
-    assert model.connector.norm is None and not info["missing_keys"]

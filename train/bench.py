@@ -34,7 +34,7 @@ def run_one(config: str, overrides: list[str], steps: int) -> dict:
     from train.data import BatchStream, load_files
     from train.fit import DTYPES, build
     from train.loss import cached_step, plain_step
-    from train.trainable import build_optimizer, set_trainable
+    from train.trainable import build_optimizer, clip_gradients, set_trainable
 
     cfg = load_config(config, overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -50,6 +50,7 @@ def run_one(config: str, overrides: list[str], steps: int) -> dict:
     )
     autocast = partial(torch.autocast, device.type, dtype=DTYPES[cfg.dtype], enabled=cfg.dtype != "fp32")
     step_fn = partial(cached_step, chunk_size=cfg.cached_chunk_size) if cfg.cached_chunk_size else plain_step
+    tokenizer = partial(model.tokenizer, max_length=cfg.max_length) if cfg.max_length else model.tokenizer  # as fit
     pairs = tokens = 0
     elapsed = 0.0
     for i in range(steps + 1):
@@ -57,8 +58,8 @@ def run_one(config: str, overrides: list[str], steps: int) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        loss, n = step_fn(model, model.tokenizer, batch, cfg.temperature, autocast)
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+        loss, n = step_fn(model, tokenizer, batch, cfg.temperature, autocast)
+        clip_gradients(optimizer.param_groups, cfg.max_grad_norm, cfg.clip == "per_part")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":

@@ -143,6 +143,10 @@ class TrainConfig:
             self.schedule in ("cosine", "linear", "constant"),
             f"schedule must be cosine, linear or constant, got {self.schedule!r}",
         )
+        _require(
+            self.connector_only_steps < self.steps,
+            f"connector_only_steps={self.connector_only_steps} must be below steps={self.steps}",
+        )
         _require(self.clip in ("global", "per_part"), f"clip must be global or per_part, got {self.clip!r}")
         _require(self.max_length is None or self.max_length >= 4, f"max_length must be >= 4, got {self.max_length}")
         _require(self.dtype in DTYPE_NAMES, f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}")

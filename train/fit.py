@@ -196,6 +196,11 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
         batch = next(stream)
         loss, tokens = step_fn(net, tokenizer, batch.shard(rank, size), cfg.temperature, autocast)
         loss = _mean(loss)
+        if step <= cfg.connector_only_steps:  # the connector alone: other parts out of the norm and of Adam's moments
+            for g in optimizer.param_groups:
+                if g["name"] != "connector":
+                    for p in g["params"]:
+                        p.grad = None
         grad_norm, part_norms = clip_gradients(optimizer.param_groups, cfg.max_grad_norm, cfg.clip == "per_part")
         if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
             what = f"loss {loss.item()} / grad norm {grad_norm.item()} at step {step} (batch from {batch.source})"

@@ -61,6 +61,25 @@ def test_parquet_with_query_pos_neg_lists_and_instructions(tmp_path):
     assert len(files["shards"]) == 2 and labels["shards"] == "shards (2 parquet files)"
 
 
+def test_a_hub_style_parquet_folder_trains_on_its_train_split_only(tmp_path):
+    """`data/train-*.parquet` next to `data/test-*.parquet` (a downloaded Hub snapshot): test rows never leak in."""
+    data = tmp_path / "snapshot" / "data"
+    data.mkdir(parents=True)
+    Dataset.from_dict(TRIPLETS).to_parquet(data / "train-00000-of-00001.parquet")
+    Dataset.from_dict({k: [f"{x} (test)" for x in v[:3]] for k, v in TRIPLETS.items()}).to_parquet(
+        data / "test-00000-of-00001.parquet"
+    )
+    files, labels = load_data(tmp_path / "snapshot")
+    assert len(files["snapshot"]) == 10 and labels["snapshot"] == "snapshot (1 parquet file)"
+    assert not any("(test)" in row.query for row in files["snapshot"])
+    (data / "train-00000-of-00001.parquet").unlink()
+    with pytest.raises(DataError, match="split\\(s\\) test only; no train split"):
+        load_data(tmp_path / "snapshot")
+    DatasetDict(validation=Dataset.from_dict(TRIPLETS)).save_to_disk(tmp_path / "val-only")
+    with pytest.raises(DataError, match="no 'train' split to train on; splits found: validation"):
+        load_data(tmp_path / "val-only")
+
+
 def test_numbered_negative_columns(tmp_path):
     Dataset.from_dict({**TRIPLETS, "negative_2": [f"other {i}" for i in range(10)]}).save_to_disk(tmp_path / "d")
     files, _ = load_data(tmp_path / "d")

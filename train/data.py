@@ -244,7 +244,7 @@ def load_data(path: Path, spec: str | None = None) -> tuple[dict[str, list[Row]]
         return _one_group(path.name, f"{path.name} (datasets folder)", datasets.load_from_disk(str(path)))
     parquet = [path] if path.suffix == ".parquet" and path.is_file() else []
     if path.is_dir() and not any(path.glob("*.jsonl")):
-        parquet = sorted(path.rglob("*.parquet"))
+        parquet = _train_files(path, sorted(path.rglob("*.parquet")))
     if parquet:
         import datasets
 
@@ -264,12 +264,37 @@ def load_data(path: Path, spec: str | None = None) -> tuple[dict[str, list[Row]]
     return files, {name: f"{name}.jsonl" for name in files}
 
 
+EVAL_SPLITS = ("test", "validation", "valid", "dev", "eval")
+
+
+def _split_name(path: Path, root: Path) -> str | None:
+    """The split a parquet file of a Hub-style folder belongs to (`data/train-00000-of-00001.parquet`,
+    `test/part-0.parquet`), if its name or folder says so."""
+    for part in [*path.relative_to(root).parent.parts, path.stem]:
+        head = re.split(r"[-_.]", part)[0].lower()
+        if head == "train" or head in EVAL_SPLITS:
+            return head
+    return None
+
+
+def _train_files(root: Path, files: list[Path]) -> list[Path]:
+    """The training files of a parquet folder: all of them, or only the train split's when the names show splits
+    (never a test or validation split mixed in)."""
+    splits = {f: _split_name(f, root) for f in files}
+    named = sorted({s for s in splits.values() if s})
+    if not named:
+        return files
+    if "train" not in named:
+        raise DataError(f"{root}: parquet files of the split(s) {', '.join(named)} only; no train split to train on")
+    return [f for f, s in splits.items() if s == "train"]
+
+
 def _one_group(name: str, label: str, ds: object) -> tuple[dict[str, list[Row]], dict[str, str]]:
     import datasets
 
     if isinstance(ds, datasets.DatasetDict):
         splits = list(ds)
-        if "train" not in ds and len(splits) != 1:
+        if "train" not in ds and (len(splits) != 1 or splits[0].lower() in EVAL_SPLITS):
             raise DataError(f"{label}: no 'train' split to train on; splits found: {', '.join(splits)}")
         split = "train" if "train" in ds else splits[0]
         ds, label = ds[split], f"{label}, {split} split"

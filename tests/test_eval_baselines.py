@@ -78,7 +78,7 @@ def test_echo_row_is_the_joint_tokenization_of_the_template(tiny):
     text = "The cat sleeps."
     ids = module.tokenizer([text])["input_ids"][0]
     joint = module.tokenizer.ids([f"Rewrite the sentence: {text}\nRewritten sentence: {text}"])[0]
-    assert ids == joint + [tiny.tokenizer.eos_token_id]
+    assert ids == tiny.tokenizer.decoder_prefix_ids + joint + [tiny.tokenizer.eos_token_id]
 
 
 @pytest.mark.parametrize("family", DECODER_FAMILIES)

@@ -172,6 +172,11 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
             if room < 0:
                 raise ValueError(
                     f"text {i}: its prompt is {len(prompt)} tokens, too long for decoder_max_length={max_length}"
+                    + (
+                        f" (lowered from {self.decoder_max_length} by max_length)"
+                        if max_length < self.decoder_max_length
+                        else ""
+                    )
                 )
             body = body[:room]
             if self.contextual_position == "before_instruction":

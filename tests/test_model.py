@@ -303,7 +303,8 @@ def test_prompt_goes_to_the_decoder_only():
     assert batch["encoder_input_ids"][0].tolist() == tok.encoder_tokenizer(text)["input_ids"]
     prompt_ids = tok.backend_tokenizer.encode(prompt, add_special_tokens=False).ids
     ids, index = batch["input_ids"][0].tolist(), int(batch["contextual_index"][0])
-    assert index == len(prompt_ids) and ids[:index] == prompt_ids, "C sits right after the prompt"
+    head = tok.decoder_prefix_ids  # the BOS
+    assert index == len(head) + len(prompt_ids) and ids[len(head) : index] == prompt_ids, "C right after the prompt"
     with torch.no_grad():
         expected = model(**batch).sentence_embedding[0].numpy()
     np.testing.assert_allclose(model.encode(text, prompt=prompt), expected, atol=1e-6)

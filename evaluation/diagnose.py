@@ -50,9 +50,8 @@ def diagnose(model: Any, texts: list[str], batch_size: int = 16) -> dict[str, fl
             for att in out.attentions:  # (batch, heads, query, key)
                 to_c = att[rows, :, :, cols]  # (batch, heads, query)
                 attn_to_c.append(float((to_c.mean(1) * after).sum() / after.sum().clamp(min=1)))
-            hidden = (
-                torch.stack(out.hidden_states[1:-1]).abs().amax(dim=(0, 3))
-            )  # largest |activation|: (batch, length)
+            # each token's largest |activation| over the inner layers: (batch, length)
+            hidden = torch.stack(out.hidden_states[1:-1]).abs().amax(dim=(0, 3))
             typical = torch.stack([h[a].median() for h, a in zip(hidden, after, strict=True)])
             c_max.append(hidden[rows, cols] / typical)  # C's largest activation over a typical later token's
             last = out.last_hidden_state

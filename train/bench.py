@@ -34,7 +34,7 @@ def run_one(config: str, overrides: list[str], steps: int) -> dict:
     from train.data import BatchStream, load_files
     from train.fit import DTYPES, build
     from train.loss import cached_step, plain_step
-    from train.trainable import build_optimizer, clip_gradients, set_trainable
+    from train.trainable import build_optimizer, clip_gradients, set_trainable, training_tokenizer
 
     cfg = load_config(config, overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -50,7 +50,7 @@ def run_one(config: str, overrides: list[str], steps: int) -> dict:
     )
     autocast = partial(torch.autocast, device.type, dtype=DTYPES[cfg.dtype], enabled=cfg.dtype != "fp32")
     step_fn = partial(cached_step, chunk_size=cfg.cached_chunk_size) if cfg.cached_chunk_size else plain_step
-    tokenizer = partial(model.tokenizer, max_length=cfg.max_length) if cfg.max_length else model.tokenizer  # as fit
+    tokenizer = training_tokenizer(model, cfg)
     pairs = tokens = 0
     elapsed = 0.0
     for i in range(steps + 1):

@@ -26,7 +26,7 @@ from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
 from train.data import BatchStream, load_data
 from train.export import export, merge_lora, read_metrics
 from train.loss import cached_step, plain_step
-from train.trainable import build_optimizer, clip_gradients, set_trainable
+from train.trainable import build_optimizer, clip_gradients, set_trainable, training_tokenizer
 
 logger = logging.getLogger("train")
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -184,8 +184,7 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     autocast = partial(torch.autocast, device.type, dtype=DTYPES[cfg.dtype], enabled=cfg.dtype != "fp32")
     step_fn = partial(cached_step, chunk_size=cfg.cached_chunk_size) if cfg.cached_chunk_size else plain_step
     params = [p for p in module.parameters() if p.requires_grad]
-    # training truncation (`max_length`) is the tokenizer call's; the model and its export keep their own lengths
-    tokenizer = partial(module.tokenizer, max_length=cfg.max_length) if cfg.max_length else module.tokenizer
+    tokenizer = training_tokenizer(module, cfg)
     if rank == 0:
         n_train, n_all = sum(p.numel() for p in params), sum(p.numel() for p in module.parameters())
         logger.info("trainable parameters: %d of %d; %d processes", n_train, n_all, size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import torch
@@ -121,6 +122,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig):
         optimizer, [lr_lambda(cfg, g["name"]) for g in optimizer.param_groups]
     )
     return optimizer, scheduler
+
+
+def training_tokenizer(module: nn.Module, cfg: TrainConfig) -> Any:
+    """The tokenizer call training uses: `module.tokenizer` cut to `max_length` (the model keeps its own lengths)."""
+    return partial(module.tokenizer, max_length=cfg.max_length) if cfg.max_length else module.tokenizer
 
 
 def clip_gradients(

@@ -57,6 +57,12 @@ class Causal2VecConfig(PreTrainedConfig):
             input embeddings (measured when the model is built from pretrained parts), so that C enters the
             decoder at the scale of a real token; `none` leaves the MLP's output as it is (for SmolLM2 an
             untrained connector's output is ~5x smaller than a token embedding).
+        contextual_scale (`float`, defaults to 1.0):
+            With `connector_norm="rms"`, the RMSNorm gain starts at `contextual_scale` times the RMS of the
+            decoder's input embeddings. At 1 C enters at a real token's scale. Larger values make C dominate
+            its own residual stream, so that C's last hidden state keeps the encoder's information through the
+            decoder (pre-norm layers see C's direction, not its size). Used when the model is built from parts;
+            a saved checkpoint keeps its trained gain.
         encoder_pooling (`str`, defaults to `"mean"`):
             How the encoder's token states become one vector: `mean` (masked mean, what sentence encoders
             such as all-MiniLM-L6-v2 were trained with) or `cls` (the first token's state).
@@ -96,6 +102,7 @@ class Causal2VecConfig(PreTrainedConfig):
     connector_output_size: int | None = None
     connector_activation: str = "gelu"
     connector_norm: str = "rms"
+    contextual_scale: float = 1.0
     encoder_pooling: str = "mean"
     contextual_position: str = "before_instruction"
     pooling: str = "contextual_eos"
@@ -123,6 +130,8 @@ class Causal2VecConfig(PreTrainedConfig):
             )
         if self.connector_hidden_size is None:
             self.connector_hidden_size = hidden
+        if not self.contextual_scale > 0:
+            raise ValueError(f"contextual_scale must be > 0, got {self.contextual_scale}")
         if self.connector_num_layers < 1:
             raise ValueError(f"connector_num_layers must be >= 1, got {self.connector_num_layers}")
         if self.encoder_max_length < 3 or self.decoder_max_length < 4:

@@ -192,14 +192,14 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
         return self.decoder.get_input_embeddings()
 
     def match_contextual_scale(self) -> float | None:
-        """Set the connector's RMSNorm gain to the RMS of the decoder's input embeddings (`connector_norm="rms"`),
-        so that C starts at the scale of a real token; returns that RMS (None without the norm)."""
+        """Set the connector's RMSNorm gain to `config.contextual_scale` times the RMS of the decoder's input
+        embeddings (`connector_norm="rms"`); returns that gain (None without the norm)."""
         if self.connector.norm is None:
             return None
-        rms = input_embedding_rms(self.decoder)
+        gain = self.config.contextual_scale * input_embedding_rms(self.decoder)
         with torch.no_grad():
-            self.connector.norm.weight.fill_(rms)
-        return rms
+            self.connector.norm.weight.fill_(gain)
+        return gain
 
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.decoder.set_input_embeddings(value)

@@ -54,6 +54,32 @@ def test_contextual_token_comes_out_at_the_connector_norm_gain(tmp_path):
         Causal2VecConfig(connector_norm="layer")
 
 
+def test_contextual_scale_multiplies_the_gain_and_keeps_c_through_the_decoder():
+    """At a large `contextual_scale` C's last hidden state follows its input: texts whose C inputs differ get last
+    states that differ in the same way (the decoder's updates are small next to C)."""
+    base = build_random()
+    big = build_random(contextual_scale=64.0)
+    assert big.match_contextual_scale() == pytest.approx(64.0 * base.match_contextual_scale())
+    batch = big.tokenizer(TEXTS, return_tensors="pt")
+
+    def c_states(model: Causal2VecModel) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            out = model(**batch)
+        rows = torch.arange(len(TEXTS))
+        return out.contextual_token, out.last_hidden_state[rows, batch["contextual_index"]]
+
+    def pairwise(x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.normalize(x - x.mean(0), dim=-1)
+        return x @ x.T
+
+    for model, close in ((big, True), (base, False)):
+        c_in, c_out = c_states(model)
+        gap = (pairwise(c_in) - pairwise(c_out)).abs().max()
+        assert (gap < 0.1) == close, f"contextual_scale={model.config.contextual_scale}: gap {gap:.3f}"
+    with pytest.raises(ValueError, match="contextual_scale must be > 0"):
+        Causal2VecConfig(contextual_scale=0.0)
+
+
 def _grads(*norms: float) -> list[dict]:
     """One optimizer group per part, each a single parameter whose gradient has the given norm."""
     groups = []

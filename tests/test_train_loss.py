@@ -11,7 +11,7 @@ from conftest import TEXTS
 
 from train.config import load_config
 from train.data import Batch
-from train.loss import cached_step, info_nce, plain_step
+from train.loss import cached_step, contrastive_loss, info_nce, plain_step, step_function
 from train.trainable import LORA_TARGETS, lora_targets, lr_lambda, param_groups, set_trainable
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -28,6 +28,26 @@ def test_info_nce_matches_the_formula():
         expected += -(sims[i] - torch.logsumexp(sims, 0))
     torch.testing.assert_close(loss, expected / 3)
     assert info_nce(p * 2, p, n, 0.01) < 1e-3, "a query equal to its positive wins"
+
+
+def test_half_losses_add_each_half_alone():
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(7, 8, generator=g)  # 3 queries, 3 positives, 1 negative; halves of 4 dimensions
+    plain = contrastive_loss(emb, 3, 3, 0.1)
+    torch.testing.assert_close(plain, info_nce(emb[:3], emb[3:6], emb[6:], 0.1))
+    halves = [info_nce(emb[:3, s], emb[3:6, s], emb[6:, s], 0.1) for s in (slice(0, 4), slice(4, 8))]
+    torch.testing.assert_close(contrastive_loss(emb, 3, 3, 0.1, half_weight=0.5), plain + 0.25 * sum(halves))
+
+
+def test_half_losses_need_the_concatenated_pooling():
+    cfg = load_config("tiny", ["half_loss_weight=1.0"])
+    step_function(cfg, "contextual_eos")
+    with pytest.raises(ValueError, match="half_loss_weight=1.0 needs a Causal2Vec model with pooling contextual_eos"):
+        step_function(cfg, "eos")
+    with pytest.raises(ValueError, match="got baseline eos"):
+        step_function(load_config("tiny", ["half_loss_weight=1.0", "baseline=eos"]), "contextual_eos")
+    with pytest.raises(ValueError, match="half_loss_weight must be >= 0"):
+        load_config("tiny", ["half_loss_weight=-1"])
 
 
 def batch() -> Batch:
@@ -75,6 +95,13 @@ def test_cached_loss_matches_plain_loss(chunk):
     cached, cached_tokens = cached_step(model, model.tokenizer, batch(), 0.05, contextlib.nullcontext, chunk)
     torch.testing.assert_close(cached, loss, atol=1e-5, rtol=1e-5)
     assert cached_tokens == tokens and loss > 0.1
+    assert_same_grads(grads(model), plain)
+    model.zero_grad()  # the half losses too: the same through the cache
+    loss, _ = plain_step(model, model.tokenizer, batch(), 0.05, contextlib.nullcontext, half_weight=0.5)
+    plain = grads(model)
+    model.zero_grad()
+    cached, _ = cached_step(model, model.tokenizer, batch(), 0.05, contextlib.nullcontext, chunk, half_weight=0.5)
+    torch.testing.assert_close(cached, loss, atol=1e-5, rtol=1e-5)
     assert_same_grads(grads(model), plain)
 
 

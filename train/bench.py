@@ -33,7 +33,7 @@ def run_one(config: str, overrides: list[str], steps: int) -> dict:
     from train.config import load_config
     from train.data import BatchStream, load_files
     from train.fit import DTYPES, build
-    from train.loss import cached_step, plain_step
+    from train.loss import step_function
     from train.trainable import build_optimizer, clip_gradients, set_trainable, training_tokenizer
 
     cfg = load_config(config, overrides)
@@ -49,7 +49,7 @@ def run_one(config: str, overrides: list[str], steps: int) -> dict:
         load_files(cfg.data_path()), cfg.batch_size, cfg.hard_negatives, cfg.seed, model.config.query_prompt
     )
     autocast = partial(torch.autocast, device.type, dtype=DTYPES[cfg.dtype], enabled=cfg.dtype != "fp32")
-    step_fn = partial(cached_step, chunk_size=cfg.cached_chunk_size) if cfg.cached_chunk_size else plain_step
+    step_fn = step_function(cfg, getattr(model.config, "pooling", None))
     tokenizer = training_tokenizer(model, cfg)
     pairs = tokens = 0
     elapsed = 0.0

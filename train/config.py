@@ -117,6 +117,7 @@ class TrainConfig:
     document_prompt: str | None = None  # prompt for documents (null: none)
     temperature: float = 0.05
     cached_chunk_size: int = 0  # > 0: GradCache loss, embedding this many texts per forward
+    half_loss_weight: float = 0.0  # > 0: + this x the InfoNCE of C's and of EOS's half alone (train/loss.py)
     # optimisation
     steps: int = 250
     lr_decoder: float = 2e-4
@@ -157,7 +158,7 @@ class TrainConfig:
         for name in ("batch_size", "steps", "save_every", "log_every"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         non_negative = ("hard_negatives", "cached_chunk_size", "warmup_steps", "keep_checkpoints", "weight_decay")
-        non_negative += ("connector_only_steps",)
+        non_negative += ("connector_only_steps", "half_loss_weight")
         for name in (*non_negative, "lr_decoder", "lr_connector", "lr_encoder"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("temperature", "max_grad_norm"):

@@ -25,7 +25,7 @@ from train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
 from train.data import BatchStream, load_data
 from train.export import export, merge_lora, read_metrics
-from train.loss import cached_step, plain_step
+from train.loss import step_function
 from train.trainable import build_optimizer, clip_gradients, set_trainable, training_tokenizer
 
 logger = logging.getLogger("train")
@@ -182,7 +182,7 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     if size > 1:
         net = nn.parallel.DistributedDataParallel(module, find_unused_parameters=cfg.baseline is not None)
     autocast = partial(torch.autocast, device.type, dtype=DTYPES[cfg.dtype], enabled=cfg.dtype != "fp32")
-    step_fn = partial(cached_step, chunk_size=cfg.cached_chunk_size) if cfg.cached_chunk_size else plain_step
+    step_fn = step_function(cfg, getattr(model.config, "pooling", None))
     params = [p for p in module.parameters() if p.requires_grad]
     tokenizer = training_tokenizer(module, cfg)
     if rank == 0:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from train.config import TrainConfig
 from train.data import Batch
 
 
@@ -77,6 +79,19 @@ def info_nce(
     return F.cross_entropy(q @ docs.T / temperature, labels)
 
 
+def contrastive_loss(emb: torch.Tensor, nq: int, npos: int, temperature: float, half_weight: float = 0.0):
+    """InfoNCE of the embeddings `emb` = queries, positives, hard negatives (in that order). `half_weight` > 0
+    adds that weight times the mean InfoNCE of each half of the vectors on its own (`pooling="contextual_eos"`:
+    C's and EOS's last states), so that neither half can leave the work to the other."""
+    parts = (emb[:nq], emb[nq : nq + npos], emb[nq + npos :])
+    loss = info_nce(*parts, temperature)
+    if half_weight:
+        half = emb.shape[1] // 2
+        halves = [info_nce(*(x[:, sl] for x in parts), temperature) for sl in (slice(0, half), slice(half, None))]
+        loss = loss + half_weight * (halves[0] + halves[1]) / 2
+    return loss
+
+
 def embed(model: nn.Module, tokenizer: Callable, texts: Sequence[str], autocast: Callable) -> tuple[torch.Tensor, int]:
     """Embeddings (fp32) of `texts` and their number of decoder tokens."""
     inputs = tokenizer(list(texts), return_tensors="pt").to(next(model.parameters()).device)
@@ -89,11 +104,18 @@ def _texts(batch: Batch) -> tuple[list[str], int, int]:
     return batch.queries + batch.positives + batch.flat_negatives, len(batch.queries), len(batch.positives)
 
 
-def plain_step(model: nn.Module, tokenizer: Callable, batch: Batch, temperature: float, autocast: Callable):
+def plain_step(
+    model: nn.Module,
+    tokenizer: Callable,
+    batch: Batch,
+    temperature: float,
+    autocast: Callable,
+    half_weight: float = 0.0,
+):
     """Embed the shard in one forward, compute the loss and backpropagate. Returns (loss, tokens)."""
     texts, nq, npos = _texts(batch)
     emb, tokens = embed(model, tokenizer, texts, autocast)
-    loss = info_nce(emb[:nq], emb[nq : nq + npos], emb[nq + npos :], temperature)
+    loss = contrastive_loss(emb, nq, npos, temperature, half_weight)
     loss.backward()
     return loss.detach(), tokens
 
@@ -112,7 +134,13 @@ class _RngState:
 
 
 def cached_step(
-    model: nn.Module, tokenizer: Callable, batch: Batch, temperature: float, autocast: Callable, chunk_size: int
+    model: nn.Module,
+    tokenizer: Callable,
+    batch: Batch,
+    temperature: float,
+    autocast: Callable,
+    chunk_size: int,
+    half_weight: float = 0.0,
 ):
     """GradCache: embed chunks without grad, backprop the loss to the cached embeddings, then re-embed each chunk
     with grad (same RNG state as its first pass) and backprop the cached gradients. Memory ~ one chunk.
@@ -130,7 +158,7 @@ def cached_step(
             tokens += n
     after = _RngState()
     emb = torch.cat(cached).requires_grad_()
-    loss = info_nce(emb[:nq], emb[nq : nq + npos], emb[nq + npos :], temperature)
+    loss = contrastive_loss(emb, nq, npos, temperature, half_weight)
     loss.backward()
     grads = emb.grad.split([len(c) for c in chunks])
     no_sync = getattr(model, "no_sync", contextlib.nullcontext)
@@ -141,3 +169,16 @@ def cached_step(
             again.backward(grad)
     after.restore()
     return loss.detach(), tokens
+
+
+def step_function(cfg: TrainConfig, pooling: str | None) -> Callable:
+    """The training step `cfg` asks for: GradCache when `cached_chunk_size` > 0, the half losses when
+    `half_loss_weight` > 0 (only for `pooling="contextual_eos"`, whose vectors are C's and EOS's states)."""
+    if cfg.half_loss_weight and (cfg.baseline is not None or pooling != "contextual_eos"):
+        raise ValueError(
+            f"half_loss_weight={cfg.half_loss_weight} needs a Causal2Vec model with pooling contextual_eos, "
+            f"got {'baseline ' + cfg.baseline if cfg.baseline else 'pooling ' + str(pooling)}"
+        )
+    if cfg.cached_chunk_size:
+        return partial(cached_step, chunk_size=cfg.cached_chunk_size, half_weight=cfg.half_loss_weight)
+    return partial(plain_step, half_weight=cfg.half_loss_weight)

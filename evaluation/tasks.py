@@ -115,12 +115,11 @@ def cross_validate(emb: np.ndarray, labels: list[str], folds: int = 10, seed: in
     if len(emb) != len(labels):
         raise ValueError(f"{len(emb)} embeddings for {len(labels)} labels")
     y = np.array(labels)
-    accs, f1s = [], []
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(emb, y):
-        s = metrics.classification_accuracy(emb[train], list(y[train]), emb[test], list(y[test]), seed=seed)
-        accs.append(s["accuracy"])
-        f1s.append(s["f1"])
-    return {"accuracy": float(np.mean(accs)), "f1": float(np.mean(f1s)), "folds": folds}
+    scores = [
+        metrics.classification_accuracy(emb[train], list(y[train]), emb[test], list(y[test]), seed=seed)
+        for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(emb, y)
+    ]
+    return {**{k: float(np.mean([s[k] for s in scores])) for k in scores[0]}, "folds": folds}
 
 
 def run_classification(

@@ -132,3 +132,15 @@ def test_run_classification_matches_direct_cross_validation(tiny, tmp_path):
     emb = tiny.encode(rows.texts, prompt=tiny.config.query_prompt("Classify"))
     expected = cross_validate(emb, rows.labels, folds=10)
     assert result["accuracy"] == pytest.approx(expected["accuracy"]) and result["f1"] == pytest.approx(expected["f1"])
+
+
+def test_classification_sees_directions_only():
+    """Each embedding's length is ignored (unit length, as cosine), while `accuracy_raw` fits the raw vectors."""
+    rng = np.random.default_rng(0)
+    labels = ["a", "b"] * 40
+    x = rng.normal(size=(80, 16)) + np.array([[3.0] + [0.0] * 15 if y == "a" else [-3.0] + [0.0] * 15 for y in labels])
+    scaled = x * rng.uniform(0.01, 100.0, size=(80, 1))
+    plain = metrics.classification_accuracy(x[:60], labels[:60], x[60:], labels[60:])
+    rescaled = metrics.classification_accuracy(scaled[:60], labels[:60], scaled[60:], labels[60:])
+    assert plain["accuracy"] == rescaled["accuracy"] and plain["f1"] == rescaled["f1"]
+    assert set(plain) == {"accuracy", "f1", "accuracy_raw"} and 0.5 < plain["accuracy_raw"] <= 1.0

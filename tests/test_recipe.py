@@ -35,7 +35,7 @@ def test_prefix_token_is_eos_where_the_decoder_has_no_bos(tiny):
 
 
 def test_contextual_token_comes_out_at_the_connector_norm_gain(tmp_path):
-    model = build_random()
+    model = build_random(contextual_scale=1.0)
     assert model.config.connector_norm == "rms" and model.config.decoder_add_bos
     rms = model.match_contextual_scale()
     assert rms == pytest.approx(input_embedding_rms(model.decoder))
@@ -57,9 +57,10 @@ def test_contextual_token_comes_out_at_the_connector_norm_gain(tmp_path):
 def test_contextual_scale_multiplies_the_gain_and_keeps_c_through_the_decoder():
     """At a large `contextual_scale` C's last hidden state follows its input: texts whose C inputs differ get last
     states that differ in the same way (the decoder's updates are small next to C)."""
-    base = build_random()
-    big = build_random(contextual_scale=64.0)
-    assert big.match_contextual_scale() == pytest.approx(64.0 * base.match_contextual_scale())
+    base = build_random(contextual_scale=1.0)
+    big = build_random()  # the default, 256
+    assert big.config.contextual_scale == 256.0
+    assert big.match_contextual_scale() == pytest.approx(256.0 * base.match_contextual_scale())
     batch = big.tokenizer(TEXTS, return_tensors="pt")
 
     def c_states(model: Causal2VecModel) -> tuple[torch.Tensor, torch.Tensor]:

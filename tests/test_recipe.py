@@ -244,3 +244,23 @@ def test_a_checkpoint_missing_connector_weights_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"lacks connector weights \['connector.norm.weight'\]"):
         Causal2VecModel.from_pretrained(tmp_path)
+
+
+def test_halves_benchmark_scores_each_half_and_rescales_the_gain(tmp_path, capsys):
+    from benchmarks.halves import main as halves_main
+
+    sts = tmp_path / "sts.tsv"
+    rows = [(TEXTS[i], TEXTS[(i + k) % len(TEXTS)], float((i * 7 + k) % 5)) for i in range(len(TEXTS)) for k in (1, 2)]
+    sts.write_text("sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in rows))
+    folder = tmp_path / "m"
+    build_random(contextual_scale=1.0).save_pretrained(folder)
+    results = halves_main(["--model", str(folder), "--data", str(sts), "--pairs", "0", "--scales", "1", "64"])
+    assert set(results) == {1.0, 64.0} and set(results[1.0]) == {"concat", "C", "EOS", "C input"}
+    assert all(-100 <= v <= 100 for r in results.values() for v in r.values())
+    # scaling the gain leaves C's direction, so its cosines, alone (what the decoder makes of it is tested above)
+    assert results[1.0]["C input"] == pytest.approx(results[64.0]["C input"], abs=1e-6)
+    assert f'pairs": {len(rows)}' in capsys.readouterr().out
+    eos = tmp_path / "eos"
+    build_random(pooling="eos").save_pretrained(eos)
+    with pytest.raises(SystemExit):
+        halves_main(["--model", str(eos), "--data", str(sts)])

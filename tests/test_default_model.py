@@ -63,13 +63,13 @@ def test_default_model_loads_and_embeds(default_folder):
     assert emb.shape == (4, 1152)
     assert np.isfinite(emb).all() and len({round(float(v), 4) for v in (emb @ emb.T)[0, 1:]}) == 3
     np.testing.assert_allclose(model.encode(texts, normalize_embeddings=True, batch_size=1), emb, atol=1e-5)
-    # C enters the decoder at the scale of SmolLM2's real tokens (without the connector's norm it is ~5x smaller)
+    # C enters the decoder at contextual_scale (256) times the scale of SmolLM2's real tokens
     batch = model.tokenizer(texts, return_tensors="pt")
     with torch.no_grad():
         c = model.contextual_token(batch["encoder_input_ids"], batch["encoder_attention_mask"])
         tokens = model.get_input_embeddings()(batch["input_ids"])[batch["attention_mask"].bool()]
-    ratio = float(c.norm(dim=-1).mean() / tokens.norm(dim=-1).mean())
-    assert 0.8 < ratio < 1.5, ratio
+    ratio = float(c.norm(dim=-1).mean() / tokens.norm(dim=-1).mean()) / model.config.contextual_scale
+    assert model.config.contextual_scale == 256.0 and 0.8 < ratio < 1.5, ratio
 
 
 def test_readme_serve_command_serves_the_default_model(default_folder):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import torch
 
@@ -42,17 +43,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-queue", type=int, default=d.max_queue, help="texts waiting; beyond this: 503")
     p.add_argument("--max-inputs", type=int, default=d.max_inputs, help="texts per request; beyond this: 400")
     p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="request size; beyond this: 413")
-    p.add_argument("--graceful-s", type=float, default=5.0, help="on shutdown, wait this long for open requests")
+    p.add_argument(
+        "--graceful-s",
+        type=float,
+        default=d.graceful_s,
+        help="on shutdown, queued and running requests get this long to finish, then a 503",
+    )
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    import uvicorn
     from transformers import AutoModel
 
-    from serve.app import create_app
+    from serve.app import create_app, make_server
 
     logging.basicConfig(level=args.log_level.upper())
     if args.threads:
@@ -67,12 +72,16 @@ def main(argv: list[str] | None = None) -> None:
         max_queue=args.max_queue,
         max_inputs=args.max_inputs,
         max_body_bytes=args.max_body_bytes,
+        graceful_s=args.graceful_s,
     )
     logging.getLogger("serve").info("serving %s as %r, dtype %s", args.model, settings.served_model_name, args.dtype)
-    app = create_app(model, settings)
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=args.graceful_s
-    )
+    server = make_server(create_app(model, settings), host=args.host, port=args.port, log_level=args.log_level)
+    try:  # as uvicorn.run does: Ctrl+C ends quietly, a server that could not start (port taken) exits 3
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(3)
 
 
 if __name__ == "__main__":

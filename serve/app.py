@@ -1,16 +1,22 @@
 """The OpenAI-compatible embeddings API (FastAPI) over a `MicroBatcher` that calls `model.encode`.
 
 Routes: `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`, `GET /stats` (batch sizes
-seen). Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, and the right status.
+seen). Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, and the right status; an
+unexpected error is logged with its traceback and answered with a generic 500 that names only an error id.
+`Server` is uvicorn's server with a shutdown that lets queued requests finish (or answers them 503) in time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import json
 import logging
+import reprlib
+import threading
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,15 +24,28 @@ from typing import Any
 
 import numpy as np
 import torch
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from serve.batcher import Job, MicroBatcher, Overloaded
+from serve.batcher import Job, MicroBatcher, Overloaded, Unavailable
 
 logger = logging.getLogger("serve")
 REQUEST_FIELDS = ("input", "model", "encoding_format", "dimensions", "user", "prompt_name", "instruction")
 ENCODING_FORMATS = ("float", "base64")
+ANSWER_S = 2.0  # after `graceful_s`, how long uvicorn waits for the 503 answers to go out before it cancels them
+
+
+class _ShortRepr(reprlib.Repr):
+    """Client values quoted in error messages: bounded in length and depth (a deeply nested value cannot recurse)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring, self.maxother, self.maxlevel = 200, 200, 3
+
+
+short_repr = _ShortRepr().repr
 
 
 @dataclass
@@ -40,10 +59,13 @@ class Settings:
     max_queue: int = 1024  # texts waiting; more gets 503
     max_inputs: int = 2048  # texts per request (OpenAI's limit)
     max_body_bytes: int = 8 * 1024 * 1024
+    graceful_s: float = 5.0  # on shutdown, queued and running requests get this long to finish, then a 503
 
     def __post_init__(self) -> None:
         if self.max_inputs < 1 or self.max_body_bytes < 1:
             raise ValueError(f"max_inputs and max_body_bytes must be >= 1: {self.max_inputs}, {self.max_body_bytes}")
+        if self.graceful_s < 0:
+            raise ValueError(f"graceful_s must be >= 0, got {self.graceful_s}")
 
 
 class APIError(Exception):
@@ -60,14 +82,36 @@ class APIError(Exception):
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 
+def internal_error(what: str, err: BaseException) -> APIError:
+    """Log `err` with its traceback under a fresh error id; a 500 that names only that id (nothing internal)."""
+    error_id = uuid.uuid4().hex[:12]
+    logger.error("%s (error id %s)", what, error_id, exc_info=err)
+    message = f"The server had an error while processing your request (error id {error_id}; see the server log)."
+    return APIError(500, message, None, "internal_error")
+
+
 @dataclass
 class Embedder:
-    """Runs in the batcher's worker thread: one `model.encode` call per distinct prompt among the merged jobs."""
+    """Runs in the batcher's worker thread: one `model.encode` call per distinct prompt among the merged jobs.
+    A prompt group that fails gets the error alone: a 400 for the model's `TypeError`/`ValueError` (e.g. a prompt
+    longer than decoder_max_length), a logged generic 500 for anything else; the other groups are answered."""
 
     model: Any
     dtype: torch.dtype | None
     batch_size: int
     batch_sizes: collections.Counter = field(default_factory=collections.Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # batch_sizes: worker vs event loop
+
+    def stats(self) -> dict[str, int]:
+        """A snapshot of the forward batch sizes seen, `{"size": count}`, safe while the worker adds to them."""
+        with self._lock:
+            sizes = sorted(self.batch_sizes.items())
+        return {str(k): v for k, v in sizes}
+
+    def count(self, n_texts: int) -> None:
+        """Record the forward batch sizes `encode` runs for `n_texts` texts."""
+        with self._lock:
+            self.batch_sizes.update(min(self.batch_size, n_texts - s) for s in range(0, n_texts, self.batch_size))
 
     def __call__(self, jobs: list[Job]) -> list[Any]:
         groups: dict[str | None, list[int]] = {}
@@ -76,14 +120,20 @@ class Embedder:
         results: list[Any] = [None] * len(jobs)
         for prompt, members in groups.items():
             texts = [t for i in members for t in jobs[i].texts]
-            try:  # a bad prompt (e.g. longer than decoder_max_length) fails its own requests only
+            try:  # a failing prompt group fails its own requests only
                 vectors = self.model.encode(texts, prompt=prompt, batch_size=self.batch_size, dtype=self.dtype)
                 tokens = self.model.tokenizer(texts, prompt=prompt or None, padding=False)["input_ids"]
             except (TypeError, ValueError) as err:
+                error = APIError(400, str(err), "instruction" if prompt else "input")
+            except Exception as err:
+                error = internal_error(f"embedding {len(texts)} texts failed", err)
+            else:
+                error = None
+            if error is not None:
                 for i in members:
-                    results[i] = APIError(400, str(err), "instruction" if prompt else "input")
+                    results[i] = error
                 continue
-            self.batch_sizes.update(min(self.batch_size, len(texts) - s) for s in range(0, len(texts), self.batch_size))
+            self.count(len(texts))
             start = 0
             for i in members:
                 end = start + len(jobs[i].texts)
@@ -100,23 +150,21 @@ def parse_request(body: dict[str, Any], settings: Settings, config: Any) -> tupl
     if "model" not in body:
         raise APIError(400, "you must provide a model parameter", "model", "missing_parameter")
     if body["model"] != settings.served_model_name:
-        raise APIError(
-            404,
-            f"The model {body['model']!r} does not exist; this server serves {settings.served_model_name!r}",
-            "model",
-            "model_not_found",
-        )
+        asked, served = short_repr(body["model"]), settings.served_model_name
+        message = f"The model {asked} does not exist; this server serves {served!r}"
+        raise APIError(404, message, "model", "model_not_found")
     # a request larger than the whole queue could never be admitted: a 400, not an endless 503
     texts = parse_input(body.get("input"), min(settings.max_inputs, settings.max_queue))
     fmt = body.get("encoding_format") or "float"
     if fmt not in ENCODING_FORMATS:
-        message = f"encoding_format must be one of {', '.join(ENCODING_FORMATS)}, got {fmt!r}"
+        message = f"encoding_format must be one of {', '.join(ENCODING_FORMATS)}, got {short_repr(fmt)}"
         raise APIError(400, message, "encoding_format")
     dims = body.get("dimensions")
     if dims is not None and (isinstance(dims, bool) or dims != config.embedding_dim):
         raise APIError(
             400,
-            f"this model returns {config.embedding_dim}-dimensional embeddings and cannot return dimensions={dims!r}",
+            f"this model returns {config.embedding_dim}-dimensional embeddings and cannot return "
+            f"dimensions={short_repr(dims)}",
             "dimensions",
             "unsupported_dimensions",
         )
@@ -128,8 +176,8 @@ def parse_request(body: dict[str, Any], settings: Settings, config: Any) -> tupl
             raise APIError(400, "instruction must be a non-empty string", "instruction")
         return texts, config.query_prompt(instruction), fmt
     prompts = {"query": config.query_prompt(), "document": config.document_prompt}
-    if name is not None and name not in prompts:
-        raise APIError(400, f"prompt_name must be one of {', '.join(prompts)}, got {name!r}", "prompt_name")
+    if name is not None and (not isinstance(name, str) or name not in prompts):
+        raise APIError(400, f"prompt_name must be one of {', '.join(prompts)}, got {short_repr(name)}", "prompt_name")
     return texts, prompts[name] if name else None, fmt
 
 
@@ -171,6 +219,8 @@ async def read_body(request: Request, limit: int) -> dict[str, Any]:
         body = json.loads(b"".join(chunks))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise APIError(400, f"the request body is not valid JSON ({err})") from None
+    except RecursionError:
+        raise APIError(400, "the request body is nested too deeply", None, "nested_too_deeply") from None
     if not isinstance(body, dict):
         raise APIError(400, f"the request body must be a JSON object, got {type(body).__name__}")
     return body
@@ -193,7 +243,7 @@ def create_app(model: Any, settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await batcher.start()
         yield
-        await batcher.stop()
+        await batcher.stop(settings.graceful_s)  # at once when `Server.shutdown` has stopped it already
 
     app = FastAPI(title="Causal2Vec embeddings", lifespan=lifespan)
     app.state.batcher, app.state.embedder, app.state.settings = batcher, embedder, settings
@@ -206,6 +256,10 @@ def create_app(model: Any, settings: Settings) -> FastAPI:
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
         return APIError(err.status_code, str(err.detail)).response()
 
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, err: Exception) -> JSONResponse:
+        return internal_error(f"{request.method} {request.url.path} failed", err).response()
+
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> JSONResponse:
         body = await read_body(request, settings.max_body_bytes)
@@ -214,9 +268,10 @@ def create_app(model: Any, settings: Settings) -> FastAPI:
             result = await batcher.submit(texts, prompt)
         except Overloaded as err:
             raise APIError(503, str(err), None, "server_overloaded") from None
+        except Unavailable as err:
+            raise APIError(503, str(err), None, "server_unavailable") from None
         except Exception as err:
-            logger.exception("embedding failed")
-            raise APIError(500, f"embedding failed: {type(err).__name__}: {err}") from None
+            raise internal_error("embedding failed", err) from None
         if isinstance(result, APIError):
             raise result
         vectors, tokens = result
@@ -238,12 +293,41 @@ def create_app(model: Any, settings: Settings) -> FastAPI:
         return model_card()
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "queued_texts": batcher.queued_texts}
+    async def health() -> JSONResponse:
+        """200 while the worker runs; 503 once it has died (the process needs a restart) or shutdown has begun."""
+        if batcher.healthy:
+            return JSONResponse({"status": "ok", "queued_texts": batcher.queued_texts})
+        reason = batcher.failure or ("the server is shutting down" if batcher.closing else "not started")
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
-        sizes = {str(k): v for k, v in sorted(embedder.batch_sizes.items())}
+        sizes = embedder.stats()
         return {"batches": batcher.batches, "forward_batch_sizes": sizes, "queued_texts": batcher.queued_texts}
 
     return app
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server for an app of `create_app`, whose shutdown also stops the app's batcher at once: queued and
+    running requests get `Settings.graceful_s` to finish, then a 503, while uvicorn (stopping to accept connections)
+    waits `ANSWER_S` longer for those answers to go out. Without this, uvicorn would cancel the requests still
+    waiting after its timeout, and its clients would get a bare 500 or a dropped connection."""
+
+    def __init__(self, config: uvicorn.Config, batcher: MicroBatcher, graceful_s: float) -> None:
+        super().__init__(config)
+        self.batcher, self.graceful_s = batcher, graceful_s
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        draining = asyncio.create_task(self.batcher.stop(self.graceful_s))
+        try:
+            await super().shutdown(sockets)
+        finally:
+            await draining
+
+
+def make_server(app: FastAPI, **config: Any) -> Server:
+    """A `Server` for `app` (from `create_app`); `config`: uvicorn.Config's arguments (host, port, log_level...)."""
+    settings: Settings = app.state.settings
+    config["timeout_graceful_shutdown"] = settings.graceful_s + ANSWER_S
+    return Server(uvicorn.Config(app, **config), app.state.batcher, settings.graceful_s)

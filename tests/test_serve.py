@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 import urllib.error
@@ -16,22 +17,23 @@ from typing import Any
 import numpy as np
 import openai
 import pytest
-import uvicorn
 from conftest import TEXTS
 
-from serve.app import Settings, create_app
+from serve.app import Settings, create_app, make_server
 
 NAME = "tiny-c2v"
 
 
 @contextmanager
 def running(model: Any, **limits: Any) -> Iterator[tuple[str, Any]]:
-    """Serve `model` with uvicorn in a thread on a free 127.0.0.1 port; yields (base URL, app)."""
+    """Serve `model` as `python -m serve` does (`make_server`) in a thread on a free 127.0.0.1 port; yields (base
+    URL, app). `app.state.server` and `app.state.thread` are the uvicorn server and its thread."""
     app = create_app(model, Settings(served_model_name=NAME, **limits))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = make_server(app, log_level="warning", lifespan="on")
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    app.state.server, app.state.thread = server, thread
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
@@ -70,6 +72,36 @@ def tiny_model():
 def server(tiny_model):
     with running(tiny_model, max_inputs=8, max_body_bytes=20_000) as (url, app):
         yield url, app
+
+
+def post(url: str, body: dict[str, Any] | bytes) -> tuple[int, dict[str, Any]]:
+    """POST an embeddings request body (a dict as JSON, or raw bytes); (status, JSON answer)."""
+    return raw(url, "/v1/embeddings", body if isinstance(body, bytes) else json.dumps(body).encode())
+
+
+class Held:
+    """Takes the place of a batcher's `embed`: each call records its jobs' prompts, then waits for `release` (the
+    first call also sets `entered`) and runs `then` on the jobs (by default the real embedder)."""
+
+    def __init__(self, batcher: Any, then: Any = None) -> None:
+        self.real = batcher.embed
+        self.then = then or self.real
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.batches: list[list[str | None]] = []
+        batcher.embed = self
+
+    def __call__(self, jobs: list[Any]) -> list[Any]:
+        self.batches.append([job.prompt for job in jobs])
+        self.entered.set()
+        self.release.wait(60)
+        return self.then(jobs)
+
+
+def wait_until(condition: Any, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
 
 
 def vectors(response: Any) -> np.ndarray:
@@ -125,6 +157,9 @@ BAD = [  # (request body, status, words of the message, param)
     ({"model": NAME, "input": "x" * 30_000}, 413, "larger than 20000 bytes", None),
     (b"{not json", 400, "not valid JSON", None),
     (b"[1, 2]", 400, "must be a JSON object", None),
+    (b'{"model": "tiny-c2v", "input": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "nested too deeply", None),
+    ({"model": NAME, "input": "a", "prompt_name": ["query"]}, 400, "got ['query']", "prompt_name"),
+    ({"model": NAME, "input": "a", "encoding_format": [[[["f"]]]]}, 400, "got [[[[...]]]]", None),
 ]
 
 
@@ -132,12 +167,9 @@ def test_bad_input_gets_openai_errors_while_good_requests_are_served(server, tin
     url, _ = server
     expected = tiny_model.encode(TEXTS)
 
-    def send(body: dict[str, Any] | bytes) -> tuple[int, dict[str, Any]]:
-        return raw(url, "/v1/embeddings", body if isinstance(body, bytes) else json.dumps(body).encode())
-
     with ThreadPoolExecutor(8) as pool:
         good = [pool.submit(client(url).embeddings.create, model=NAME, input=TEXTS) for _ in range(3)]
-        answers = list(pool.map(send, [body for body, *_ in BAD]))
+        answers = list(pool.map(lambda body: post(url, body), [body for body, *_ in BAD]))
         for future in good:
             np.testing.assert_allclose(vectors(future.result()), expected, atol=1e-5)
     for (body, status, words, param), (got_status, answer) in zip(BAD, answers, strict=True):
@@ -159,29 +191,19 @@ def test_bad_input_gets_openai_errors_while_good_requests_are_served(server, tin
 
 def test_requests_that_arrive_together_are_batched_and_a_full_queue_gets_503(tiny_model, one_thread):
     with running(tiny_model, max_batch_size=4, max_queue=6, max_wait_ms=50) as (url, app):
-        batcher, embed = app.state.batcher, app.state.batcher.embed
-        entered, release = threading.Event(), threading.Event()
-
-        def held(jobs):  # the real embedder, held until the test has queued what it needs
-            entered.set()
-            release.wait(60)
-            return embed(jobs)
-
-        batcher.embed = held
+        batcher = app.state.batcher
+        held = Held(batcher)  # the real embedder, held until the test has queued what it needs
         api = client(url)
         with ThreadPoolExecutor(8) as pool:
             first = pool.submit(api.embeddings.create, model=NAME, input=TEXTS[:2])
-            assert entered.wait(30)  # the worker holds the first request
+            assert held.entered.wait(30)  # the worker holds the first request
             singles = [pool.submit(api.embeddings.create, model=NAME, input=t) for t in TEXTS]
-            deadline = time.monotonic() + 30
-            while batcher.queued_texts < len(TEXTS):
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+            wait_until(lambda: batcher.queued_texts == len(TEXTS), "the singles are queued")
             with pytest.raises(openai.APIStatusError) as err:  # 5 queued + 2 > max_queue=6
                 api.embeddings.create(model=NAME, input=TEXTS[:2])
             assert err.value.status_code == 503 and "busy" in err.value.message
             assert err.value.response.headers["retry-after"] == "1"
-            release.set()
+            held.release.set()
             np.testing.assert_allclose(vectors(first.result()), tiny_model.encode(TEXTS[:2]), atol=1e-5)
             got = np.concatenate([vectors(f.result()) for f in singles])
         np.testing.assert_allclose(got, tiny_model.encode(TEXTS), atol=1e-5)
@@ -189,3 +211,158 @@ def test_requests_that_arrive_together_are_batched_and_a_full_queue_gets_503(tin
         # the 5 queued singles ran as batches of at most 4 texts: 4 + 1, after the held batch of 2
         assert stats["forward_batch_sizes"] == {"1": 1, "2": 1, "4": 1}, stats
         assert stats["queued_texts"] == 0
+
+
+class FailsOnPrompt:
+    """The real model, except that `encode` raises an internal error for a prompt holding `marker` (a stand-in for
+    e.g. running out of memory on one group's long prompt)."""
+
+    def __init__(self, model: Any, marker: str) -> None:
+        self.model, self.marker = model, marker
+
+    def encode(self, texts: list[str], prompt: str | None = None, **kwargs: Any) -> np.ndarray:
+        if prompt and self.marker in prompt:
+            raise RuntimeError("secret internal detail /opt/weights")
+        return self.model.encode(texts, prompt=prompt, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def test_a_failing_prompt_group_fails_only_its_own_requests_of_a_merged_batch(tiny_model, one_thread, caplog):
+    model = FailsOnPrompt(tiny_model, "BOOM")
+    with running(model, max_batch_size=64, max_wait_ms=50) as (url, app):
+        batcher = app.state.batcher
+        held = Held(batcher)
+        bodies = [  # four prompt groups, merged into one batch behind the held first request
+            {"model": NAME, "input": TEXTS, "prompt_name": "query"},
+            {"model": NAME, "input": TEXTS[:2], "instruction": "BOOM: find the answer"},
+            {"model": NAME, "input": TEXTS[2:], "instruction": "word " * 600},
+            {"model": NAME, "input": TEXTS[1:4]},
+        ]
+        with ThreadPoolExecutor(8) as pool:
+            first = pool.submit(post, url, {"model": NAME, "input": TEXTS[:1]})
+            assert held.entered.wait(30)
+            answers = [pool.submit(post, url, body) for body in bodies]
+            wait_until(lambda: batcher.queued_texts == 5 + 2 + 3 + 3, "the four requests are queued")
+            held.release.set()
+            assert first.result()[0] == 200
+            (s0, query), (s1, internal), (s2, too_long), (s3, plain) = [a.result() for a in answers]
+        assert len(held.batches) == 2 and len(set(held.batches[1])) == 4, held.batches  # one merged batch
+        assert s0 == s3 == 200, (query, plain)
+        np.testing.assert_allclose(
+            [d["embedding"] for d in query["data"]], tiny_model.encode(TEXTS, prompt_name="query"), atol=1e-5
+        )
+        np.testing.assert_allclose([d["embedding"] for d in plain["data"]], tiny_model.encode(TEXTS[1:4]), atol=1e-5)
+        assert s2 == 400 and "too long for decoder_max_length" in too_long["error"]["message"]
+        error = internal["error"]
+        assert (s1, error["type"], error["code"], error["param"]) == (500, "server_error", "internal_error", None)
+        assert "error id" in error["message"] and "secret" not in error["message"]
+        assert "RuntimeError" not in error["message"]
+        error_id = error["message"].split("error id ")[1].split(";")[0]
+        logged = [r for r in caplog.records if error_id in r.getMessage()]
+        assert logged and "secret internal detail" in str(logged[0].exc_info[1])  # the log has what the client has not
+
+        # an error of the whole batch (not one group's): the same generic 500, and the server goes on
+        def broken(jobs: list[Any]) -> list[Any]:
+            raise RuntimeError("secret internal detail /opt/weights")
+
+        batcher.embed = broken
+        status, answer = post(url, {"model": NAME, "input": TEXTS})
+        assert status == 500 and "secret" not in answer["error"]["message"], answer
+        assert "error id" in answer["error"]["message"]
+        batcher.embed = held.real
+        assert post(url, {"model": NAME, "input": TEXTS})[0] == 200
+        assert raw(url, "/health")[0] == 200
+
+
+class WorkerKilled(BaseException):
+    """Not an `Exception`: the batcher's worker does not catch it, and dies."""
+
+
+def test_a_dead_worker_answers_503_and_health_says_so(tiny_model, one_thread):
+    def die(jobs: list[Any]) -> list[Any]:
+        raise WorkerKilled
+
+    with running(tiny_model, max_wait_ms=50) as (url, app):
+        batcher = app.state.batcher
+        assert raw(url, "/health")[0] == 200
+        held = Held(batcher, then=die)
+        with ThreadPoolExecutor(4) as pool:
+            running_request = pool.submit(post, url, {"model": NAME, "input": TEXTS[:2]})
+            assert held.entered.wait(30)
+            queued_request = pool.submit(post, url, {"model": NAME, "input": TEXTS})
+            wait_until(lambda: batcher.queued_texts == len(TEXTS), "the second request is queued")
+            held.release.set()
+            for status, answer in (running_request.result(), queued_request.result()):  # no request hangs
+                assert status == 503 and "worker has stopped" in answer["error"]["message"], answer
+                assert answer["error"]["code"] == "server_unavailable"
+        status, health = raw(url, "/health")
+        assert (status, health["status"]) == (503, "unavailable") and "worker has stopped" in health["reason"]
+        t0 = time.monotonic()
+        status, answer = post(url, {"model": NAME, "input": "a new request"})
+        assert status == 503 and "worker has stopped" in answer["error"]["message"]
+        assert time.monotonic() - t0 < 10  # answered at once, not after a timeout
+        assert raw(url, "/stats")[0] == 200
+
+
+def test_shutdown_lets_queued_requests_finish(tiny_model, one_thread):
+    with running(tiny_model, max_wait_ms=50, max_batch_size=4, graceful_s=30) as (url, app):
+        held = Held(app.state.batcher)
+        with ThreadPoolExecutor(4) as pool:
+            running_request = pool.submit(post, url, {"model": NAME, "input": TEXTS[:2]})
+            assert held.entered.wait(30)
+            queued_request = pool.submit(post, url, {"model": NAME, "input": TEXTS})
+            wait_until(lambda: app.state.batcher.queued_texts == len(TEXTS), "the second request is queued")
+            app.state.server.should_exit = True  # what SIGTERM does
+            wait_until(lambda: app.state.batcher.closing, "shutdown begins")
+            time.sleep(0.2)
+            assert app.state.thread.is_alive()  # waiting for the held forward
+            held.release.set()
+            t0 = time.monotonic()
+            app.state.thread.join(30)
+            assert not app.state.thread.is_alive() and time.monotonic() - t0 < 15  # not the whole 30 s of grace
+            (s1, first), (s2, second) = running_request.result(), queued_request.result()
+        assert s1 == s2 == 200, (first, second)
+        np.testing.assert_allclose([d["embedding"] for d in second["data"]], tiny_model.encode(TEXTS), atol=1e-5)
+
+
+def test_shutdown_answers_what_cannot_finish_in_time_with_503_without_waiting_for_the_forward(tiny_model, one_thread):
+    with running(tiny_model, max_wait_ms=50, graceful_s=1) as (url, app):
+        held = Held(app.state.batcher)
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                running_request = pool.submit(post, url, {"model": NAME, "input": TEXTS[:2]})
+                assert held.entered.wait(30)
+                queued_request = pool.submit(post, url, {"model": NAME, "input": TEXTS})
+                wait_until(lambda: app.state.batcher.queued_texts == len(TEXTS), "the second request is queued")
+                app.state.server.should_exit = True
+                # the forward stays held, yet the server answers both requests and stops: nothing waits on it
+                app.state.thread.join(20)
+                assert not app.state.thread.is_alive(), "the server did not stop while a forward was running"
+                for status, answer in (running_request.result(), queued_request.result()):
+                    assert status == 503 and "shutting down" in answer["error"]["message"], answer
+                    assert answer["error"]["type"] == "server_error"
+        finally:
+            held.release.set()  # let the worker thread end
+
+
+def test_stats_is_a_consistent_snapshot_while_the_worker_counts(tiny_model):
+    """`/stats` reads the batch-size counter from the event loop while the worker thread adds to it. (Under the GIL
+    an unlocked dict copy happens not to tear either; the lock keeps it so without relying on that.)"""
+    embedder = create_app(tiny_model, Settings()).state.embedder
+    embedder.batch_size = 10**9  # every count below adds a new size: the dict grows while it is read
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        counting = threading.Thread(target=lambda: [embedder.count(n) for n in range(1, 20_001)])
+        counting.start()
+        seen = 0
+        while counting.is_alive():
+            snapshot = embedder.stats()
+            assert len(snapshot) >= seen and all(v == 1 for v in snapshot.values())
+            seen = len(snapshot)
+        counting.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert len(embedder.stats()) == 20_000

@@ -117,16 +117,58 @@ def test_bad_cells_name_the_row(tmp_path, columns, message):
 
 
 def test_a_hub_id_that_cannot_be_loaded_says_why(tmp_path):
+    """A bare owner/name with nothing of it here is tried on the Hub; offline, the error gives both readings."""
     script = (
         "import sys; from pathlib import Path; from train.data import load_data\n"
-        "try:\n    load_data(Path('no/such'), 'causal2vec-tests/no-such-dataset:triplet')\n"
+        "try:\n    load_data(Path(sys.argv[1]), 'causal2vec-tests/no-such-dataset:triplet')\n"
         "except Exception as err:\n    print(type(err).__name__, err)\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert proc.stdout.startswith("DataError causal2vec-tests/no-such-dataset:triplet: no such file or folder"), (
-        proc.stdout + proc.stderr[-2000:]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
+    missing = tmp_path / "causal2vec-tests" / "no-such-dataset:triplet"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(missing)], cwd=ROOT, env=env, capture_output=True, text=True
     )
+    out = proc.stdout
+    assert out.startswith("DataError causal2vec-tests/no-such-dataset:triplet: neither a local file or folder ("), (
+        out + proc.stderr[-2000:]
+    )
+    assert f"({missing} does not exist) nor a Hub dataset that could be loaded (" in out
+    assert "check the path, or the dataset id and the network" in out
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("data/tran", "data/ exists locally"),  # a typo under a folder that exists: never a Hub lookup
+        ("./qa/set", "it starts with ./"),
+        ("../qa/set", "it starts with ../"),
+        ("foo/bar.jsonl", "it has a file extension (.jsonl)"),
+        ("foo/train.parquet", "it has a file extension (.parquet)"),
+        ("data/sub/train", "it is not of the form owner/name[:config]"),
+    ],
+)
+def test_a_missing_local_looking_path_says_it_does_not_exist(tmp_path, monkeypatch, spec, reason):
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = (tmp_path / spec).resolve()
+    with pytest.raises(DataError) as err:
+        load_data(path, spec)
+    assert str(err.value) == f"{spec}: no such file or folder ({path} does not exist; not a Hub dataset id: {reason})"
+
+
+def test_an_absolute_path_that_does_not_exist(tmp_path):
+    spec = str(tmp_path / "owner" / "name")
+    with pytest.raises(DataError, match="it starts with /"):
+        load_data(Path(spec), spec)
+
+
+def test_fit_with_a_mistyped_relative_data_path(tmp_path, capsys):
+    """`data=train/dta` (relative to the repository root, whose train/ exists) is a missing path, not a Hub id."""
+    out = tmp_path / "run"
+    assert main(["fit", "--config", "tiny", "--output", str(out), "--set", "data=train/dta"]) == 1
+    err = capsys.readouterr().err
+    assert f"train/dta: no such file or folder ({ROOT / 'train' / 'dta'} does not exist" in err, err
+    assert "train/ exists locally" in err
 
 
 def test_fit_trains_on_a_datasets_folder(tmp_path, one_thread):

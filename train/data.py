@@ -225,12 +225,32 @@ class BatchStream:
 ST_COLUMNS = ("anchor", "positive", "negative")
 C2V_COLUMNS = ("query", "pos", "neg")
 DATASET_MARKERS = ("state.json", "dataset_dict.json")  # what `save_to_disk` writes
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(:[\w.-]+)?$")
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(:[\w.-]+)?$")  # owner/name or owner/name:config
+# a name ending in one of these is a mistyped local file, not a Hub dataset (`owner/name.v2` stays a Hub id)
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow", ".csv", ".tsv", ".txt", ".gz", ".zst", ".bz2", ".xz", ".zip")
+
+
+def local_reason(path: Path, spec: str) -> str | None:
+    """Why `spec` (which resolved to `path`, which does not exist) is read as a local path rather than a Hub id:
+    it starts with ./ ../ / or ~, is not `owner/name[:config]`, has a file extension, or its first component
+    exists locally. None: a bare `owner/name` with no local trace, which is tried as a Hub dataset id."""
+    parts = spec.split("/")
+    if spec.startswith(("/", "~")) or parts[0] in (".", ".."):
+        return f"it starts with {parts[0]}/"
+    if not HUB_ID.match(spec):
+        return "it is not of the form owner/name[:config]"
+    repo = spec.partition(":")[0]
+    if repo.lower().endswith(FILE_SUFFIXES):
+        return f"it has a file extension ({Path(repo).suffix})"
+    if path.parent.exists():  # `path` is `spec` resolved, so its parent is where spec's first component is
+        return f"{parts[0]}/ exists locally"
+    return None
 
 
 def load_data(path: Path, spec: str | None = None) -> tuple[dict[str, list[Row]], dict[str, str]]:
     """Training data from `path`, or from the Hub id `spec` (`owner/name` or `owner/name:config`) when `path`
-    does not exist. Returns `({name: rows}, {name: label for the model card})`.
+    does not exist and `spec` does not look like a local path (`local_reason`). Returns `({name: rows}, {name:
+    label for the model card})`.
 
     `path` is a JSONL file or a folder of them (`load_files`), a folder written by `datasets`' `save_to_disk`,
     or a parquet file or folder of them. A `datasets` dataset gives one group (its `train` split, or its only
@@ -251,14 +271,20 @@ def load_data(path: Path, spec: str | None = None) -> tuple[dict[str, list[Row]]
         ds = datasets.load_dataset("parquet", data_files=[str(p) for p in parquet], split="train")
         name = path.stem
         return _one_group(name, f"{path.name} ({len(parquet)} parquet file{'s' * (len(parquet) > 1)})", ds)
-    if not path.exists() and spec and HUB_ID.match(spec):
+    if not path.exists() and spec:
+        reason = local_reason(path, spec)
+        if reason:
+            raise DataError(f"{spec}: no such file or folder ({path} does not exist; not a Hub dataset id: {reason})")
         import datasets
 
         repo, _, config = spec.partition(":")
         try:
             ds = datasets.load_dataset(repo, config or None)
-        except Exception as err:  # offline, unknown id, gated...: say which and why
-            raise DataError(f"{spec}: no such file or folder, and the Hub dataset could not be loaded ({err})") from err
+        except Exception as err:  # offline, unknown id, gated...: it may as well be a mistyped local path
+            raise DataError(
+                f"{spec}: neither a local file or folder ({path} does not exist) nor a Hub dataset that could be "
+                f"loaded ({type(err).__name__}: {err}); check the path, or the dataset id and the network"
+            ) from err
         return _one_group(repo.split("/")[-1], f"{spec} (Hub dataset)", ds)
     files = load_files(path)
     return files, {name: f"{name}.jsonl" for name in files}

@@ -8,9 +8,7 @@ and the embedding is the concatenation of the last hidden states of C and EOS (`
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +22,16 @@ from transformers.utils import ModelOutput
 
 try:
     from .configuration_causal2vec import Causal2VecConfig
+    from .hub_causal2vec import CARD_FILE, write_card, write_sentence_transformers_files
     from .tokenization_causal2vec import Causal2VecTokenizer, check_texts
 except ImportError:  # imported from a source checkout rather than as Hub remote code
     from configuration_causal2vec import Causal2VecConfig
+    from hub_causal2vec import CARD_FILE, write_card, write_sentence_transformers_files
     from tokenization_causal2vec import Causal2VecTokenizer, check_texts
 
 if TYPE_CHECKING:  # never run: transformers finds this relative import and copies handler.py (the Inference
     # Endpoints handler) with the remote code, into its module cache when loading and into the folder on saving
     from .handler import EndpointHandler  # noqa: F401
-
-
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 class Causal2VecConnector(nn.Module):
@@ -65,6 +62,12 @@ def input_embedding_rms(decoder: nn.Module, samples: int = 4096) -> float:
         return float(embedding(ids).float().pow(2).mean().sqrt())
 
 
+def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `states` (batch, length, hidden) over the positions where `mask` (batch, length) is non-zero."""
+    m = mask.unsqueeze(-1).to(states.dtype)
+    return (states * m).sum(1) / m.sum(1).clamp(min=1)
+
+
 @dataclass
 class Causal2VecOutput(ModelOutput):
     """`sentence_embedding` comes first so that `pipeline("feature-extraction")` returns it."""
@@ -77,7 +80,7 @@ class Causal2VecOutput(ModelOutput):
 
 class EmbedderMixin:
     """`encode()` for any module with `.tokenizer`, `.config.query_prompt()` and a forward that returns
-    `.sentence_embedding` (Causal2VecModel, and the baselines in `evaluation/baselines.py`)."""
+    `.sentence_embedding` (Causal2VecModel, and the baselines in `causal2vec/baselines.py`)."""
 
     @torch.inference_mode()
     def encode(
@@ -207,11 +210,7 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
     def contextual_token(self, encoder_input_ids: torch.Tensor, encoder_attention_mask: torch.Tensor) -> torch.Tensor:
         """Encode the text with the encoder, pool it and map it to one decoder embedding: (batch, hidden)."""
         states = self.encoder(input_ids=encoder_input_ids, attention_mask=encoder_attention_mask).last_hidden_state
-        if self.config.encoder_pooling == "cls":
-            pooled = states[:, 0]
-        else:
-            mask = encoder_attention_mask.unsqueeze(-1).to(states.dtype)
-            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+        pooled = states[:, 0] if self.config.encoder_pooling == "cls" else masked_mean(states, encoder_attention_mask)
         return self.connector(pooled)
 
     def forward(
@@ -336,8 +335,7 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
             return eos_state
         if self.config.pooling == "contextual":
             return c_state
-        mask = real.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1)
+        return masked_mean(hidden, real)
 
     # ---- building, loading and saving -------------------------------------------------------------------
 
@@ -418,10 +416,9 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
         super().save_pretrained(save_directory, *args, **kwargs)
         if self._tokenizer is not None:
             self._tokenizer.save_pretrained(save_directory)
-        write_sentence_transformers_files(Path(save_directory), self.config)
-        card = Path(save_directory) / "README.md"
-        if not card.exists():  # never replace a card someone wrote
-            card.write_text(model_card(self.config), encoding="utf-8")
+        write_sentence_transformers_files(save_directory, self.config)
+        if not (Path(save_directory) / CARD_FILE).exists():  # never replace a card someone wrote
+            write_card(save_directory, self.config)
 
 
 def build_tokenizer(config: Causal2VecConfig, decoder_tokenizer: Any, encoder_tokenizer: Any) -> Causal2VecTokenizer:
@@ -459,115 +456,6 @@ def _special_tokens(tokenizer: Any) -> dict[str, Any]:
     if "pad_token" not in tokens:
         tokens["pad_token"] = tokens.get("eos_token")
     return tokens
-
-
-# the oldest sentence-transformers that loads, encodes and trains an export (checked: 5.4.0, 5.6.0, 5.7.0, 6.0.0,
-# 6.2.0; 5.3.0 lacks the `sentence_transformers.base` modules that modules.json names)
-MIN_SENTENCE_TRANSFORMERS = "5.4.0"
-
-
-def write_sentence_transformers_files(
-    folder: Path, config: Causal2VecConfig, prompts: dict[str, str] | None = None
-) -> None:
-    """Files that let `SentenceTransformer(folder, trust_remote_code=True)` load this model. `prompts` (name ->
-    decoder prompt, e.g. per evaluation task) are added to the `query` and `document` prompts."""
-    files = {
-        "modules.json": [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"}
-        ],
-        "sentence_bert_config.json": {
-            "transformer_task": "feature-extraction",
-            "modality_config": {"text": {"method": "forward", "method_output_name": "sentence_embedding"}},
-            "processing_kwargs": {"text": {"short_encoder_keys": True}},  # see SHORT_ENCODER_KEYS
-            "module_output_name": "sentence_embedding",
-        },
-        "config_sentence_transformers.json": {
-            "model_type": "SentenceTransformer",
-            "prompts": {"query": config.query_prompt(), "document": config.document_prompt, **(prompts or {})},
-            "default_prompt_name": None,
-            "similarity_fn_name": "cosine",
-            "requirements": {"sentence_transformers": f">={MIN_SENTENCE_TRANSFORMERS}"},
-        },
-    }
-    for name, content in files.items():
-        (folder / name).write_text(json.dumps(content, indent=2) + "\n")
-
-
-def model_card(config: Causal2VecConfig, base_models: Sequence[str] = ()) -> str:
-    """The model card (`README.md`): Hub front matter (library, pipeline tag, license, base models that look like
-    Hub ids, tags, widget examples), what the model is, usage and upload. `train/` appends training and results."""
-    hub_bases = [b for b in base_models if _HUB_ID.match(b) and not os.path.exists(b)]
-    front = ["---", "library_name: transformers", "pipeline_tag: feature-extraction", "license: apache-2.0"]
-    if hub_bases:
-        front += ["base_model:"] + [f"- {b}" for b in hub_bases]
-    front += [
-        "tags:",
-        "- causal2vec",
-        "- sentence-transformers",
-        "- feature-extraction",
-        "- text-embeddings",
-        "- custom_code",
-        "widget:",
-        "- text: The Contextual token lets every causal token see the whole text.",
-        "- text: A decoder-only LLM turned into a text embedding model.",
-        "---",
-        "",
-    ]
-    dim = config.embedding_dim
-    body = f"""# Causal2Vec embedding model
-
-A [Causal2Vec](https://arxiv.org/abs/2507.23386) text-embedding model: a BERT-style encoder
-(`{config.encoder.model_type}`) summarises the text into one *Contextual token*, which is placed in front of the
-text in a causal decoder (`{config.decoder.model_type}`); the embedding ({dim} dimensions, pooling
-`{config.pooling}`) concatenates the decoder's last hidden states of the Contextual token and EOS.
-
-Base models: {", ".join(base_models) or "see config.json"}.
-
-## Usage
-
-```python
-from transformers import AutoModel
-model = AutoModel.from_pretrained("PATH_OR_REPO", trust_remote_code=True)
-docs = model.encode(["first document", "second document"], normalize_embeddings=True)
-queries = model.encode(["a question"], prompt_name="query", normalize_embeddings=True)
-```
-
-```python
-from sentence_transformers import SentenceTransformer  # sentence-transformers >= {MIN_SENTENCE_TRANSFORMERS}
-model = SentenceTransformer("PATH_OR_REPO", trust_remote_code=True)
-emb = model.encode(["first document"], prompt_name="query")
-```
-
-Fine-tune it with sentence-transformers' `SentenceTransformerTrainer` (e.g. `MultipleNegativesRankingLoss`) like any
-other sentence-transformers model.
-
-```python
-from transformers import pipeline
-extract = pipeline("feature-extraction", model="PATH_OR_REPO", trust_remote_code=True)
-vector = extract("some text")[0]
-```
-
-Queries carry an instruction: `model.config.query_prompt("Given a claim, retrieve evidence")` gives the prompt
-`{config.prompt_template.format("...")!r}`; the instruction reaches the decoder only.
-
-## Serving, and the Hub widget
-
-The Hub's hosted inference does not run `trust_remote_code` models, so the widget on this page has no backend and
-shows no result; text-embeddings-inference does not run custom code either. The backend is an
-**Inference Endpoint** deployed from this repo: it runs the repo's `handler.py` (`EndpointHandler`), which answers
-`{{"inputs": ["text", ...], "parameters": {{"prompt_name": "query"}}}}` with one embedding per text, equal to
-`model.encode`. The endpoint's widget sends one text and shows its vector; it cannot pass `parameters` (prompts) or
-compare sentences: use the endpoint's HTTP API for those.
-For the OpenAI embeddings API (the `openai` client, LangChain, LlamaIndex, vector databases), serve the folder with
-the Causal2Vec project's `python -m serve --model PATH --port 8000`.
-
-## Upload
-
-```bash
-hf upload USER/NAME PATH_TO_THIS_FOLDER .   # huggingface-cli upload USER/NAME PATH . with older hub clients
-```
-"""
-    return "\n".join(front) + body
 
 
 def _logger_shows_info() -> bool:

@@ -31,8 +31,8 @@ from typing import Any
 
 import yaml
 
+from causal2vec.baselines import BASELINES
 from configuration_causal2vec import POOLINGS
-from evaluation.baselines import BASELINES
 from evaluation.tasks import DEV_BATTERY, SELECTION_TASKS
 from train.checkpoint import checkpoints
 from train.config import load_config, resume_conflicts

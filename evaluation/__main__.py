@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    from evaluation.baselines import BASELINES
+    from causal2vec.baselines import BASELINES
     from evaluation.tasks import DEFAULT_TASKS, DEV_BATTERY, TASKS
 
     parser = argparse.ArgumentParser(
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary_rows(results)))
         print(f"wrote {output}")
         if args.card:
-            from train.card import update_evaluation
+            from evaluation.card import update_evaluation
 
             note = card_note(args)
             print(f"updated {update_evaluation(Path(args.model), summary_rows(results), note)}")

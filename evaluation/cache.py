@@ -10,15 +10,17 @@ from typing import Any
 
 import numpy as np
 
+from hub_causal2vec import CARD_FILE
+
 # Bump when a change to evaluation/ changes the embeddings it makes (layouts, prompts, pooling): old cache
 # entries are then never read again.
 CACHE_VERSION = 2
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx")
-# config, code and tokenizer files: hashed by content (up to SMALL_FILE bytes; larger ones by size and mtime)
-CONTENT_SUFFIXES = (".json", ".py", ".txt", ".model", ".vocab", ".tiktoken", ".spm", ".bpe", ".yaml", ".yml")
+# config, code and tokenizer files: hashed by content (up to SMALL_FILE bytes; larger ones by size and mtime); other
+# files (plots, logs, YAML training records) never change embeddings
+CONTENT_SUFFIXES = (".json", ".py", ".txt", ".model", ".vocab", ".tiktoken", ".spm", ".bpe")
 SMALL_FILE = 64 << 20
-# files that never change embeddings: the model card (rewritten by `run --card`), plots, logs, training state
-IGNORED = ("README.md", "training_config.yaml", "train_config.yaml", "metrics.jsonl")
+IGNORED = (CARD_FILE,)  # the model card: rewritten by `run --card`
 
 
 def _sha(data: bytes) -> str:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from causal2vec.baselines import BASELINES, build_baseline
 from evaluation import data, metrics
-from evaluation.baselines import BASELINES, build_baseline
 from evaluation.data import DEFAULT_DATA
 from evaluation.embedder import DTYPES, load_model
 

@@ -11,13 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from causal2vec import DTYPES
+from causal2vec.card import read_training_config
 from evaluation.cache import EmbeddingCache, embedding_key, folder_fingerprint, module_fingerprint
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the model files live at the repo root, as on the Hub
-    sys.path.insert(0, str(ROOT))
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # sentence-transformers prompt names for the two sides, in order of preference
 ST_PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus")}
 
@@ -28,13 +25,8 @@ def is_causal2vec_folder(path: str | Path) -> bool:
 
 
 def trained_baseline(path: str | Path) -> str | None:
-    """The baseline a `train/` export was fine-tuned as (its `training_config.yaml`), else None."""
-    file = Path(path) / "training_config.yaml"
-    if not file.is_file():
-        return None
-    import yaml
-
-    return (yaml.safe_load(file.read_text()) or {}).get("baseline") or None
+    """The baseline a `train/` export was fine-tuned as (its training config), else None."""
+    return (read_training_config(path) or {}).get("baseline") or None
 
 
 def load_model(path: str | Path, device: str | None = None) -> Any:
@@ -116,7 +108,7 @@ class Embedder:
                 stacklevel=2,
             )
         if baseline:
-            from evaluation.baselines import build_baseline
+            from causal2vec.baselines import build_baseline
 
             if not is_causal2vec_folder(path):
                 raise ValueError(f"--baseline needs a Causal2Vec checkpoint; {path} is not one (no causal2vec config)")

@@ -17,7 +17,6 @@ lists for the card's base models (an untrained `train init` checkpoint: the enco
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +26,16 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta
 from mteb.types import PromptType
 
+from causal2vec.card import read_card_metadata, read_training_config, training_metadata
+from causal2vec.instructions import LOCAL_TO_MTEB, load_instructions
+from causal2vec.parts import DEFAULT_ENCODER
 from evaluation.cache import folder_fingerprint
 from evaluation.embedder import DTYPES, load_model
-from evaluation.tasks import LOCAL_TO_MTEB, load_instructions
 
 if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
     from torch.utils.data import DataLoader
 
-ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # the default encoder, assumed when a folder has no card
 # mteb names of the project's training files (../shared/data/train/<stem>.jsonl; scifact.jsonl is SciFact's train
 # split). snli, wikiqa, trecqa, squad_v2 and agnews have no mteb task of that name.
 TRAINING_FILE_TO_MTEB = {"scifact": "SciFact"}
@@ -48,34 +48,19 @@ def mteb_instructions() -> dict[str, str]:
     return {LOCAL_TO_MTEB[k]: v for k, v in local.items() if k in LOCAL_TO_MTEB}
 
 
-def _card_section(card: str, heading: str) -> str:
-    start = card.find(heading)
-    if start < 0:
-        return ""
-    rest = card[start + len(heading) :]
-    end = re.search(r"^#{1,2} ", rest, flags=re.M)
-    return rest[: end.start()] if end else rest
-
-
 def training_files(folder: str | Path) -> list[str] | None:
-    """The training data files a `train/` export was fine-tuned on, or None when the folder holds no
-    `training_config.yaml` (not fine-tuned here, e.g. `python -m train init`).
+    """The training data files a `train/` export was fine-tuned on, or None when the folder holds no training
+    config (not fine-tuned here, e.g. `python -m train init`).
 
-    From the model card's "Training data" table, else the config's `data` path (a file or a folder of *.jsonl,
+    From the card's metadata (`data_files`), else the config's `data` path (a file or a folder of *.jsonl,
     relative to the repository root as `train/` reads it)."""
-    folder = Path(folder)
-    config = folder / "training_config.yaml"
-    if not config.is_file():
+    config = read_training_config(folder)
+    if config is None:
         return None
-    card = folder / "README.md"
-    if card.is_file():
-        table = _card_section(card.read_text(encoding="utf-8"), "## Training data\n")
-        names = [m.group(1).strip() for m in re.finditer(r"^\|\s*([^|]+?)\s*\|\s*\d+\s*\|\s*$", table, re.M)]
-        if names:
-            return names
-    import yaml
-
-    data = (yaml.safe_load(config.read_text()) or {}).get("data")
+    data_files = training_metadata(folder).get("data_files")
+    if data_files:
+        return list(data_files)
+    data = config.get("data")
     if not data:
         return []
     path = Path(data).expanduser()
@@ -86,14 +71,12 @@ def training_files(folder: str | Path) -> list[str] | None:
 
 
 def base_models(folder: str | Path) -> list[str]:
-    """The Hub ids in the model card's `base_model:` front matter; with no card, the default encoder's."""
-    card = Path(folder) / "README.md"
-    if not card.is_file():
-        return [ENCODER_NAME]
-    text = card.read_text(encoding="utf-8")
-    front = text.split("---", 2)[1] if text.startswith("---") else ""
-    match = re.search(r"^base_model:\s*\n((?:\s*-\s*.+\n)+)", front, flags=re.M)
-    return [line.strip()[1:].strip() for line in match.group(1).splitlines()] if match else []
+    """The Hub ids in the model card's `base_model` metadata; with no card, the default encoder's."""
+    meta = read_card_metadata(folder)
+    if meta is None:
+        return [DEFAULT_ENCODER]
+    bases = meta.get("base_model") or []
+    return [bases] if isinstance(bases, str) else list(bases)
 
 
 def inherited_datasets(names: list[str]) -> set[str]:
@@ -113,7 +96,7 @@ def training_datasets(files: list[str] | None = None, bases: list[str] | None = 
     """mteb names of the data behind a checkpoint: its own training files (those with an mteb twin) plus what its
     pretrained parts (default: the default encoder) were trained on."""
     own = {TRAINING_FILE_TO_MTEB[Path(f).stem] for f in files or () if Path(f).stem in TRAINING_FILE_TO_MTEB}
-    return own | inherited_datasets([ENCODER_NAME] if bases is None else bases)
+    return own | inherited_datasets([DEFAULT_ENCODER] if bases is None else bases)
 
 
 def folder_training_datasets(folder: str | Path) -> set[str]:

@@ -7,8 +7,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from causal2vec.instructions import load_instructions
 from evaluation.embedder import Embedder
-from evaluation.tasks import TASKS, load_instructions, run_task
+from evaluation.tasks import TASKS, run_task
 
 
 def evaluate(

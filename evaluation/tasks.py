@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -14,13 +13,6 @@ import numpy as np
 from evaluation import data, metrics
 from evaluation.cache import file_sha256
 from evaluation.embedder import Embedder
-
-INSTRUCTIONS_FILE = Path(__file__).with_name("instructions.json")
-LOCAL_TO_MTEB = {"stsb": "STSBenchmark", "scifact": "SciFact"}  # local tasks with an mteb twin of that name
-
-
-def load_instructions(path: str | Path = INSTRUCTIONS_FILE) -> dict[str, str]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 @dataclass

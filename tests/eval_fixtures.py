@@ -107,7 +107,7 @@ def make_sentence_transformer(folder: Path, prompts: dict[str, str] | None = Non
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from train.parts import default_encoder_path
+    from causal2vec.parts import default_encoder_path
 
     tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
     config = BertConfig(

@@ -14,8 +14,8 @@ from conftest import ROOT
 from safetensors.torch import load_file
 from transformers import AutoModel
 
+from causal2vec.parts import default_decoder_path
 from train.build import build_model
-from train.parts import default_decoder_path
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import torch
 from conftest import DECODER_FAMILIES, TEXTS
 from eval_fixtures import make_train_data
 
-from evaluation.baselines import BASELINES, build_baseline, full_attention_mask
+from causal2vec.baselines import BASELINES, build_baseline, full_attention_mask
 
 
 @pytest.mark.parametrize("name", BASELINES)

@@ -120,7 +120,7 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 def test_untrained_checkpoint_lists_only_its_encoders_training_data(tiny, tmp_path):
     """As `python -m train init` writes it: a card with the base models, no training config."""
-    from train.card import write_model_card
+    from causal2vec.card import write_model_card
 
     folder = tmp_path / "init"
     tiny.save_pretrained(folder)

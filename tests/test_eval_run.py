@@ -27,7 +27,7 @@ def test_scores_match_direct_computation(tiny, tmp_path):
     root = make_data(tmp_path / "data")
     embedder = Embedder(tiny, cache_dir=None, show_progress_bar=False)
     results = evaluate(embedder, TASKS, root, tmp_path / "out", limit=None)
-    prompt = tiny.config.query_prompt(json.loads(open("evaluation/instructions.json").read())["stsb"])
+    prompt = tiny.config.query_prompt(json.loads(open("causal2vec/instructions.json").read())["stsb"])
     e1 = tiny.encode([r[0] for r in STS_ROWS], prompt=prompt)
     e2 = tiny.encode([r[1] for r in STS_ROWS], prompt=prompt)
     expected = metrics.sts_scores(e1, e2, [r[2] for r in STS_ROWS])["cosine_spearman"]
@@ -105,13 +105,15 @@ def test_cli_on_checkpoint_folder_and_baseline(tiny, tmp_path, capsys):
 
 
 def test_card_gets_the_scores_and_keeps_the_rest(tiny, tmp_path):
-    from train.card import write_model_card
+    from huggingface_hub import ModelCard
+
+    from causal2vec.card import write_model_card
 
     root = make_data(tmp_path / "data")
     folder = tmp_path / "ckpt"
     tiny.save_pretrained(folder)
-    write_model_card(folder, tiny.config, ["random llama", "random bert"], training={"steps": 3})
-    (folder / "README.md").write_text((folder / "README.md").read_text() + "\n![training loss](loss_curve.png)\n")
+    write_model_card(folder, tiny.config, ["random llama", "random bert"], training={"steps": 3}, loss_curve="l.png")
+    (folder / "README.md").write_text((folder / "README.md").read_text() + "\nA note someone added.\n")
     args = ["run", "--model", str(folder), "--data", str(root), "--no-cache", "--card"]
     assert main([*args, "--tasks", "stsb", "trec", "--output", str(tmp_path / "a"), "--limit", "4"]) == 0
     assert main([*args, "--tasks", "stsb", "--output", str(tmp_path / "b")]) == 0  # replaces stsb, keeps trec
@@ -124,9 +126,11 @@ def test_card_gets_the_scores_and_keeps_the_rest(tiny, tmp_path):
     how = "fp32, instructions, seeded subsample of 4"
     assert f"| trec | test | accuracy | {100 * trec['score']:.2f} | {trec['n']} | {how} |" in card
     assert card.count("| stsb |") == 1
-    assert card.rstrip().endswith("![training loss](loss_curve.png)")
-    from huggingface_hub import ModelCard
-
+    assert card.rstrip().endswith("![training loss](l.png)\n\nA note someone added.")
+    assert ModelCard.load(folder / "README.md").data.causal2vec["evaluation"] == [
+        {**{k: trec[k] for k in ("task", "split", "metric", "score", "n")}, "how": how},
+        {**{k: stsb[k] for k in ("task", "split", "metric", "score", "n")}, "how": "fp32, instructions"},
+    ], "the rows are data too"
     data = ModelCard.load(folder / "README.md").data  # the metadata the Hub and mteb read
     assert data.language == ["en"] and data.library_name == "transformers" and data.model_name == "ckpt"
     results = {r.dataset_type: r for r in data.eval_results}
@@ -135,7 +139,7 @@ def test_card_gets_the_scores_and_keeps_the_rest(tiny, tmp_path):
     assert results["stsb"].metric_value == round(100 * stsb["score"], 2) and results["stsb"].dataset_split == "test"
     assert (results["trec"].task_type, results["trec"].metric_type) == ("Classification", "accuracy")
     st_config = json.loads((folder / "config_sentence_transformers.json").read_text())
-    instruction = json.loads((ROOT / "evaluation" / "instructions.json").read_text())["scifact"]
+    instruction = json.loads((ROOT / "causal2vec" / "instructions.json").read_text())["scifact"]
     assert st_config["prompts"]["SciFact"] == tiny.config.query_prompt(instruction)
     assert st_config["prompts"]["query"] == tiny.config.query_prompt()
     assert st_config["requirements"] == {"sentence_transformers": ">=5.4.0"}
@@ -147,7 +151,7 @@ def test_cli_errors(tmp_path):
 
 
 def test_baselines_on_one_decoder_do_not_share_cache_entries(tiny, tmp_path):
-    from evaluation.baselines import build_baseline
+    from causal2vec.baselines import build_baseline
 
     root = make_data(tmp_path / "data")
     eos = evaluate(Embedder(build_baseline("eos", tiny), cache_dir=tmp_path / "c"), ["stsb"], root, None)
@@ -160,9 +164,9 @@ def test_baselines_on_one_decoder_do_not_share_cache_entries(tiny, tmp_path):
 @pytest.mark.slow
 def test_sentence_transformer_folder_and_encoder_baseline_agree(tmp_path):
     """all-MiniLM-L6-v2 loaded by sentence-transformers scores like the default model's "encoder" baseline."""
-    from evaluation.baselines import build_baseline
+    from causal2vec.baselines import build_baseline
+    from causal2vec.parts import default_encoder_path
     from train.build import build_model
-    from train.parts import default_encoder_path
 
     root = make_data(tmp_path / "data")
     st = Embedder.from_path(default_encoder_path(), use_instructions=False, show_progress_bar=False)

@@ -13,7 +13,13 @@ from conftest import ROOT, TEXTS, run_isolated
 
 from train.build import build_random
 
-REMOTE_CODE = ("configuration_causal2vec", "modeling_causal2vec", "tokenization_causal2vec", "handler")
+REMOTE_CODE = (
+    "configuration_causal2vec",
+    "modeling_causal2vec",
+    "tokenization_causal2vec",
+    "hub_causal2vec",
+    "handler",
+)
 
 SCRIPT = textwrap.dedent(
     """
@@ -86,6 +92,7 @@ def test_saved_folder_contents(tiny, tmp_path):
         "sentence_bert_config.json",
         "config_sentence_transformers.json",
     } <= names
+    assert {p.stem for p in tmp_path.glob("*.py")} == set(REMOTE_CODE), "every sibling file ships (and no other)"
     assert not any(n.endswith((".bin", ".pt", ".pth", ".pkl")) for n in names), "no pickles"
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["auto_map"] == {
@@ -178,3 +185,34 @@ def test_remote_code_imports_only_what_a_hub_user_has(name):
     assert not bad, f"{path.name} imports {bad}"
     relative = [module for _, module in _imports(path) if module.startswith(".")]
     assert all(module.lstrip(".") in REMOTE_CODE for module in relative), relative
+
+
+def test_card_metadata_round_trips_through_model_card(tiny, tmp_path):
+    """The card's facts are data: huggingface_hub parses the front matter that the stdlib writer emits."""
+    from huggingface_hub import ModelCard
+
+    from causal2vec.card import write_model_card
+    from hub_causal2vec import METADATA_KEY
+
+    training = {
+        "steps": 6,
+        "lr_encoder": 2e-05,
+        "wall_time_s": 1234.5,
+        "final_loss": float("nan"),
+        "baseline": None,
+        "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
+        "document_prompt": "Passage: ",
+        "note": 'quotes " and colons: yes, # hash, unicode é, true',
+    }
+    data_files = {"snli.jsonl": 40, "qa (datasets folder)": 10}
+    bases = ["HuggingFaceTB/SmolLM2-135M-Instruct", "random bert"]
+    write_model_card(tmp_path, tiny.config, bases, training=training, data_files=data_files, loss_curve="loss.png")
+    data = ModelCard.load(tmp_path / "README.md").data
+    meta = data.get(METADATA_KEY)
+    assert meta["base_models"] == bases and meta["data_files"] == data_files and meta["loss_curve"] == "loss.png"
+    got = meta["training"]
+    assert got.pop("final_loss") != got.get("final_loss")  # NaN comes back as NaN
+    assert got == {k: v for k, v in training.items() if k != "final_loss"}
+    assert isinstance(got["lr_encoder"], float), "YAML 1.1 reads 2e-05 as a string; the writer writes 2.0e-05"
+    assert data.base_model == ["HuggingFaceTB/SmolLM2-135M-Instruct"], "only Hub ids are Hub base models"
+    assert data.library_name == "transformers" and "custom_code" in data.tags and data.language == ["en"]

@@ -270,8 +270,8 @@ def test_cls_encoder_pooling_pads_the_encoder_on_the_right():
     encoder tokenizer was set to, and embeddings do not depend on the decoder's padding side or batch size."""
     from transformers import AutoTokenizer
 
+    from causal2vec.parts import default_decoder_path, default_encoder_path
     from modeling_causal2vec import build_tokenizer
-    from train.parts import default_decoder_path, default_encoder_path
 
     model = build_random(encoder_pooling="cls").eval()
     encoder_tokenizer = AutoTokenizer.from_pretrained(default_encoder_path(), padding_side="left")
@@ -324,7 +324,7 @@ def test_document_prompt(tmp_path):
     """`document_prompt` is what `prompt_name="document"` and sentence-transformers' "document" prompt use."""
     import json
 
-    from modeling_causal2vec import write_sentence_transformers_files
+    from hub_causal2vec import write_sentence_transformers_files
 
     assert build_random().config.document_prompt == ""
     model = build_random(document_prompt="Passage: ").eval()

@@ -12,8 +12,8 @@ import torch
 from conftest import TEXTS
 
 from benchmarks.seeds import aggregate, main, parse_model, table
+from causal2vec.baselines import build_baseline
 from configuration_causal2vec import Causal2VecConfig
-from evaluation.baselines import build_baseline
 from evaluation.diagnose import diagnose
 from evaluation.tasks import DEV_BATTERY, SELECTION_TASKS
 from modeling_causal2vec import Causal2VecModel, input_embedding_rms

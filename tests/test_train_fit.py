@@ -286,7 +286,7 @@ def test_export_merges_lora_and_loads_in_a_fresh_process(tmp_path):
 
 
 def test_baseline_trains_through_the_same_loop(tmp_path, data_dir):
-    pytest.importorskip("evaluation.baselines")
+    pytest.importorskip("causal2vec.baselines")
     out = tmp_path / "mean"
     assert fit(out, data_dir, "--set", "baseline=mean", "--set", "steps=2", "--set", "save_every=2") == 0
     trained = load_file(out / "checkpoints" / "step-000002" / "trainable.safetensors")
@@ -303,7 +303,7 @@ def test_baseline_trains_through_the_same_loop(tmp_path, data_dir):
 
 
 def test_nothing_to_train_is_an_error(tmp_path, data_dir, capsys):
-    pytest.importorskip("evaluation.baselines")
+    pytest.importorskip("causal2vec.baselines")
     assert fit(tmp_path / "enc", data_dir, "--set", "baseline=encoder", "--set", "train_encoder=false") == 1
     assert "nothing to train" in capsys.readouterr().err
 

@@ -27,16 +27,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(args)
     if args.command == "init":
-        import yaml
-
         from train.build import init
+        from train.config import ConfigError, parse_overrides
 
-        fields = {}
-        for item in args.set:
-            key, sep, value = item.partition("=")
-            if not sep:
-                parser.error(f"--set expects KEY=VALUE, got {item!r}")
-            fields[key] = yaml.safe_load(value)
+        try:
+            fields = dict(parse_overrides(args.set))
+        except ConfigError as err:
+            parser.error(str(err))
         try:
             out = init(args.output, args.decoder, args.encoder, args.gguf_file, args.overwrite, fields)
         except (FileExistsError, FileNotFoundError, ValueError) as err:

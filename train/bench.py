@@ -13,7 +13,6 @@ import resource
 import subprocess
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 SETTINGS: dict[str, list[str]] = {
@@ -31,26 +30,19 @@ def run_one(config: str, overrides: list[str], steps: int) -> dict:
     import torch
 
     from train.config import load_config
-    from train.data import BatchStream, load_files
-    from train.fit import DTYPES, build
+    from train.data import load_data
+    from train.fit import autocast_factory, batch_stream, trainable_model
     from train.loss import step_function
-    from train.trainable import build_optimizer, clip_gradients, set_trainable, training_tokenizer
+    from train.trainable import build_optimizer, clip_gradients, training_tokenizer
 
     cfg = load_config(config, overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, _ = build(cfg)
-    torch.manual_seed(cfg.seed)
-    set_trainable(model, cfg)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.to(device).train()
-    optimizer, _ = build_optimizer(model, cfg)
-    stream = BatchStream(
-        load_files(cfg.data_path()), cfg.batch_size, cfg.hard_negatives, cfg.seed, model.config.query_prompt
-    )
-    autocast = partial(torch.autocast, device.type, dtype=DTYPES[cfg.dtype], enabled=cfg.dtype != "fp32")
+    model, module, _, _ = trainable_model(cfg, device)  # as `fit` builds it: baseline, LoRA, checkpointing
+    optimizer, _ = build_optimizer(module, cfg)
+    stream = batch_stream(cfg, model.config, load_data(cfg.data_path(), cfg.data)[0])
+    autocast = autocast_factory(cfg, device)
     step_fn = step_function(cfg, getattr(model.config, "pooling", None))
-    tokenizer = training_tokenizer(model, cfg)
+    tokenizer = training_tokenizer(module, cfg)
     pairs = tokens = 0
     elapsed = 0.0
     for i in range(steps + 1):
@@ -58,7 +50,7 @@ def run_one(config: str, overrides: list[str], steps: int) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        loss, n = step_fn(model, tokenizer, batch, cfg.temperature, autocast)
+        loss, n = step_fn(module, tokenizer, batch, cfg.temperature, autocast)
         clip_gradients(optimizer.param_groups, cfg.max_grad_norm, cfg.clip == "per_part")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -3,32 +3,31 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the model files live at the repo root, as on the Hub
-    sys.path.insert(0, str(ROOT))
+from causal2vec import DTYPES
+from causal2vec.parts import DEFAULT_DECODER, DEFAULT_ENCODER, default_decoder_path, default_encoder_path
+from modeling_causal2vec import Causal2VecModel
 
-from modeling_causal2vec import Causal2VecModel  # noqa: E402
-from train.parts import default_decoder_path, default_encoder_path  # noqa: E402
+
+def check_output(path: str | Path, overwrite: bool) -> Path:
+    """Refuse an output `path` that is a file, or a non-empty folder unless `overwrite`; returns it as a Path."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} is not empty; pass --overwrite to replace what is in it")
+    return out
 
 
 def prepare_output(path: str | Path, overwrite: bool) -> Path:
     """Return `path` as an empty folder; refuse to touch a non-empty one unless `overwrite`."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
+    out = check_output(path, overwrite)
     if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} is not empty; pass --overwrite to replace what is in it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
 
 
 def build_model(
@@ -49,7 +48,7 @@ def build_model(
 
     decoder = decoder or str(default_decoder_path())  # first: converting the GGUF file draws random numbers
     encoder = encoder or str(default_encoder_path())
-    torch_dtype = getattr(torch, DTYPES[dtype])
+    torch_dtype = DTYPES[dtype]
     torch.manual_seed(seed)
     decoder_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     parts = {
@@ -70,19 +69,12 @@ def init(
     overwrite: bool,
     config_kwargs: dict[str, Any],
 ) -> Path:
-    from train.card import write_model_card
+    from causal2vec.card import write_model_card
 
     out = prepare_output(output, overwrite)
     model = build_model(decoder, encoder, gguf_file, **config_kwargs)
     model.save_pretrained(out)
-    write_model_card(
-        out,
-        model.config,
-        base_models=[
-            decoder or "HuggingFaceTB/SmolLM2-135M-Instruct",
-            encoder or "sentence-transformers/all-MiniLM-L6-v2",
-        ],
-    )
+    write_model_card(out, model.config, base_models=[decoder or DEFAULT_DECODER, encoder or DEFAULT_ENCODER])
     return out
 
 
@@ -134,6 +126,6 @@ def build_random(
     dec.setdefault("eos_token_id", decoder_tokenizer.eos_token_id)
     config = Causal2VecConfig(decoder=AutoConfig.for_model(**dec), encoder=AutoConfig.for_model(**enc), **config_kwargs)
     torch.manual_seed(seed)
-    model = Causal2VecModel(config).to(getattr(torch, DTYPES[dtype]))
+    model = Causal2VecModel(config).to(DTYPES[dtype])
     model.tokenizer = build_tokenizer(config, decoder_tokenizer, encoder_tokenizer)
     return model

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from train.loss import world
+from train.distributed import barrier, world
 from train.trainable import trainable_state
 
 
@@ -60,18 +59,13 @@ def save_checkpoint(
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-    _barrier()
+    barrier()
     torch.save(rng_state(), tmp / f"rng-{rank}.pt")
-    _barrier()
+    barrier()
     if rank == 0:
         _save_main(tmp, final, step, model, optimizer, scheduler, data_state, keep, extra)
-    _barrier()
+    barrier()
     return final
-
-
-def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def _save_main(tmp, final, step, model, optimizer, scheduler, data_state, keep, extra) -> None:

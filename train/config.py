@@ -106,7 +106,7 @@ class LoraSettings:
 class TrainConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
-    baseline: str | None = None  # train evaluation.baselines.build_baseline(name, model) instead
+    baseline: str | None = None  # train causal2vec.baselines.build_baseline(name, model) instead
     # data: a JSONL file or a folder of them, a `datasets` save_to_disk folder, parquet file(s) or a Hub dataset id
     # (owner/name[:config]); relative paths are relative to the repository root
     data: str = "../shared/data/train"
@@ -150,6 +150,11 @@ class TrainConfig:
         )
         _require(self.clip in ("global", "per_part"), f"clip must be global or per_part, got {self.clip!r}")
         _require(self.max_length is None or self.max_length >= 4, f"max_length must be >= 4, got {self.max_length}")
+        model_prompt = self.model.config.get("document_prompt")
+        _require(
+            self.document_prompt is None or model_prompt is None or model_prompt == self.document_prompt,
+            f"document_prompt={self.document_prompt!r} differs from model.config.document_prompt={model_prompt!r}",
+        )
         _require(self.dtype in DTYPE_NAMES, f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}")
         _require(
             self.model.dtype == "fp32" or self.dtype == self.model.dtype,

@@ -72,15 +72,11 @@ def export(
     metrics: list[dict[str, Any]],
 ) -> Path:
     """Write `model` (a Causal2VecModel with any LoRA already merged) into `folder`, ready to upload."""
-    from train.card import write_model_card
+    from causal2vec.card import TRAINING_CONFIG_FILE, write_model_card
 
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
-    (folder / "training_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    if metrics:
-        plot_loss(metrics, folder / "loss_curve.png")
-    write_model_card(folder, model.config, base_models, training=training, data_files=data_files)
-    if metrics:
-        with open(folder / "README.md", "a") as f:
-            f.write("\n![training loss](loss_curve.png)\n")
+    (folder / TRAINING_CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+    curve = plot_loss(metrics, folder / "loss_curve.png").name if metrics else None
+    write_model_card(folder, model.config, base_models, training=training, data_files=data_files, loss_curve=curve)
     return folder

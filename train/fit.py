@@ -8,29 +8,28 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
-from train.build import build_model, build_random, prepare_output
+from causal2vec import DTYPES
+from causal2vec.parts import DEFAULT_DECODER, DEFAULT_ENCODER
+from train.build import build_model, build_random, check_output, prepare_output
 from train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
 from train.data import BatchStream, load_data
+from train.distributed import barrier, finish, reduce, setup_distributed
 from train.export import export, merge_lora, read_metrics
 from train.loss import step_function
 from train.trainable import build_optimizer, clip_gradients, set_trainable, training_tokenizer
 
 logger = logging.getLogger("train")
-DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-DEFAULT_BASES = ["HuggingFaceTB/SmolLM2-135M-Instruct", "sentence-transformers/all-MiniLM-L6-v2"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -38,48 +37,26 @@ class TrainingDiverged(RuntimeError):
     either way the run stops before saving anything of that step."""
 
 
-def setup_distributed() -> tuple[int, int, torch.device]:
-    """Join the process group when launched by torchrun / accelerate launch; (rank, world size, device)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_initialized():
-        rank, size = dist.get_rank(), dist.get_world_size()
-    else:
-        rank, size = 0, 1
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    return rank, size, device
-
-
 def build(cfg: TrainConfig) -> tuple[nn.Module, list[str]]:
     """The Causal2Vec model the config describes, and the names of its base models (for the card)."""
     m = cfg.model
+    fields = dict(m.config)
+    if cfg.document_prompt is not None:  # in the model's config: the tokenizer routes it to the decoder, the export
+        fields["document_prompt"] = cfg.document_prompt  # records it
     if m.random:
-        model = build_random(m.decoder, m.encoder, seed=m.seed, dtype=m.dtype, **m.config)
+        model = build_random(m.decoder, m.encoder, seed=m.seed, dtype=m.dtype, **fields)
         return model, [f"random {model.config.decoder.model_type}", f"random {model.config.encoder.model_type}"]
-    model = build_model(m.decoder, m.encoder, m.gguf_file, seed=m.seed, dtype=m.dtype, **m.config)
-    return model, [m.decoder or DEFAULT_BASES[0], m.encoder or DEFAULT_BASES[1]]
+    model = build_model(m.decoder, m.encoder, m.gguf_file, seed=m.seed, dtype=m.dtype, **fields)
+    return model, [m.decoder or DEFAULT_DECODER, m.encoder or DEFAULT_ENCODER]
 
 
 def wrap_baseline(model: nn.Module, name: str | None) -> nn.Module:
-    """`evaluation.baselines.build_baseline(name, model)` (sharing the model's parts), or the model itself."""
+    """`causal2vec.baselines.build_baseline(name, model)` (sharing the model's parts), or the model itself."""
     if not name:
         return model
-    from evaluation.baselines import build_baseline
+    from causal2vec.baselines import build_baseline
 
     return build_baseline(name, model)
-
-
-def _mean(x: torch.Tensor, op: str = "mean") -> torch.Tensor:
-    if dist.is_initialized():
-        x = x.clone()
-        dist.all_reduce(x)
-        if op == "mean":
-            x /= dist.get_world_size()
-    return x
 
 
 def _resume_point(output: Path, cfg: TrainConfig, resume: bool, overwrite: bool, rank: int) -> Path | None:
@@ -100,16 +77,11 @@ def _resume_point(output: Path, cfg: TrainConfig, resume: bool, overwrite: bool,
                 f"{', '.join(sorted(RESUME_SAFE_KEYS))} may change). Differences: {'; '.join(conflicts)}"
             )
         return found[-1]
-    if output.exists() and not output.is_dir():
-        raise FileExistsError(f"{output} exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output} is not empty; pass --overwrite to replace what is in it")
-    if dist.is_initialized():
-        dist.barrier()  # every rank has looked before rank 0 empties the folder
+    check_output(output, overwrite)
+    barrier()  # every rank has looked before rank 0 empties the folder
     if rank == 0:
         prepare_output(output, overwrite)
-    if dist.is_initialized():
-        dist.barrier()
+    barrier()
     return None
 
 
@@ -123,7 +95,7 @@ def _diverged(output: Path, what: str, bar: tqdm) -> TrainingDiverged:
     return TrainingDiverged(f"{what}; stopped without saving it. Last checkpoint: {last[-1] if last else 'none'}")
 
 
-def _trainable_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Module, Any, list[str]]:
+def trainable_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Module, Any, list[str]]:
     """The Causal2Vec model, the module that trains (it or a baseline around it), the peft model (or None) and the
     base model names, with the trainable parameters set, on `device` in train mode."""
     model, bases = build(cfg)
@@ -134,6 +106,16 @@ def _trainable_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module,
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     module.to(device).train()
     return model, module, peft_model, bases
+
+
+def batch_stream(cfg: TrainConfig, config: Any, files: dict[str, list]) -> BatchStream:
+    """The seeded batch stream over `files`, with the model config's query and document prompts."""
+    return BatchStream(files, cfg.batch_size, cfg.hard_negatives, cfg.seed, config.query_prompt, config.document_prompt)
+
+
+def autocast_factory(cfg: TrainConfig, device: torch.device) -> Any:
+    """A new autocast context per call, in the config's dtype (none for fp32)."""
+    return partial(torch.autocast, device.type, dtype=DTYPES[cfg.dtype], enabled=cfg.dtype != "fp32")
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -153,12 +135,10 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({size})")
     ckpt = _resume_point(output, cfg, resume, overwrite, rank)
 
-    model, module, peft_model, bases = _trainable_model(cfg, device)
+    model, module, peft_model, bases = trainable_model(cfg, device)
     optimizer, scheduler = build_optimizer(module, cfg)
     files, labels = load_data(cfg.data_path(), cfg.data)
-    stream = BatchStream(
-        files, cfg.batch_size, cfg.hard_negatives, cfg.seed, model.config.query_prompt, cfg.document_prompt or ""
-    )
+    stream = batch_stream(cfg, model.config, files)
     if rank == 0:
         counts = {name: len(rows) for name, rows in files.items()}
         logger.info("data %s: %s rows; %d batches an epoch", cfg.data_path(), counts, stream.batches_per_epoch)
@@ -181,7 +161,7 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     net = module
     if size > 1:
         net = nn.parallel.DistributedDataParallel(module, find_unused_parameters=cfg.baseline is not None)
-    autocast = partial(torch.autocast, device.type, dtype=DTYPES[cfg.dtype], enabled=cfg.dtype != "fp32")
+    autocast = autocast_factory(cfg, device)
     step_fn = step_function(cfg, getattr(model.config, "pooling", None))
     params = [p for p in module.parameters() if p.requires_grad]
     tokenizer = training_tokenizer(module, cfg)
@@ -194,7 +174,7 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
         t0 = time.perf_counter()
         batch = next(stream)
         loss, tokens = step_fn(net, tokenizer, batch.shard(rank, size), cfg.temperature, autocast)
-        loss = _mean(loss)
+        loss = reduce(loss)
         if step <= cfg.connector_only_steps:  # the connector alone: other parts out of the norm and of Adam's moments
             for g in optimizer.param_groups:
                 if g["name"] != "connector":
@@ -211,7 +191,7 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
             raise _diverged(output, f"non-finite weights after the update of step {step} ({batch.source})", bar)
         dt = time.perf_counter() - t0
         train_time += dt
-        tokens = int(_mean(torch.tensor(float(tokens), device=loss.device), op="sum"))
+        tokens = int(reduce(torch.tensor(float(tokens), device=loss.device), op="sum"))
         record = {
             "step": step,
             "loss": loss.item(),
@@ -242,9 +222,7 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     if rank == 0:
         data_files = {labels[name]: len(rows) for name, rows in files.items()}
         _export(model, peft_model, cfg, bases, data_files, folder, size, train_time, wall_time())
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    finish()
     return folder
 
 

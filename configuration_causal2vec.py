@@ -7,16 +7,21 @@ the pooled encoder output to one *Contextual token*, and the causal decoder that
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-ENCODER_POOLINGS = ("mean", "cls")
-CONTEXTUAL_POSITIONS = ("before_instruction", "before_text")
-POOLINGS = ("contextual_eos", "eos", "contextual", "mean")
-CONNECTOR_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
-CONNECTOR_NORMS = ("rms", "none")
+EncoderPooling = Literal["mean", "cls"]
+ContextualPosition = Literal["before_instruction", "before_text"]
+Pooling = Literal["contextual_eos", "eos", "contextual", "mean"]
+ConnectorActivation = Literal["gelu", "relu", "silu", "tanh"]
+ConnectorNorm = Literal["rms", "none"]
+ENCODER_POOLINGS = get_args(EncoderPooling)
+CONTEXTUAL_POSITIONS = get_args(ContextualPosition)
+POOLINGS = get_args(Pooling)
+CONNECTOR_ACTIVATIONS = get_args(ConnectorActivation)
+CONNECTOR_NORMS = get_args(ConnectorNorm)
 # encoders whose position ids are offset by padding_idx + 1 (roberta-style): fewer usable positions
 # what a saved config.json that lacks these fields meant: it was written before they existed
 LEGACY_DEFAULTS = {"connector_norm": "none", "decoder_add_bos": False, "contextual_scale": 1.0}
@@ -101,12 +106,12 @@ class Causal2VecConfig(PreTrainedConfig):
     connector_num_layers: int = 2
     connector_hidden_size: int | None = None
     connector_output_size: int | None = None
-    connector_activation: str = "gelu"
-    connector_norm: str = "rms"
+    connector_activation: ConnectorActivation = "gelu"
+    connector_norm: ConnectorNorm = "rms"
     contextual_scale: float = 256.0
-    encoder_pooling: str = "mean"
-    contextual_position: str = "before_instruction"
-    pooling: str = "contextual_eos"
+    encoder_pooling: EncoderPooling = "mean"
+    contextual_position: ContextualPosition = "before_instruction"
+    pooling: Pooling = "contextual_eos"
     decoder_add_bos: bool = True
     encoder_max_length: int = 512
     decoder_max_length: int = 512
@@ -116,11 +121,15 @@ class Causal2VecConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        self._check("encoder_pooling", ENCODER_POOLINGS)
-        self._check("contextual_position", CONTEXTUAL_POSITIONS)
-        self._check("pooling", POOLINGS)
-        self._check("connector_activation", CONNECTOR_ACTIVATIONS)
-        self._check("connector_norm", CONNECTOR_NORMS)
+        # checked here, not by transformers' `@strict`: that lives in huggingface_hub, which remote code may not import
+        for name, allowed in (
+            ("encoder_pooling", ENCODER_POOLINGS),
+            ("contextual_position", CONTEXTUAL_POSITIONS),
+            ("pooling", POOLINGS),
+            ("connector_activation", CONNECTOR_ACTIVATIONS),
+            ("connector_norm", CONNECTOR_NORMS),
+        ):
+            self._check(name, allowed)
         hidden = self.decoder.hidden_size
         if self.connector_output_size is None:
             self.connector_output_size = hidden

@@ -177,17 +177,17 @@ class Causal2VecPreTrainedModel(PreTrainedModel):
 
 
 class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
+    # Checks of input values (ids within the vocabulary, C's slot within its row) read tensors back to the host,
+    # which waits for an accelerator: None runs them on CPU inputs only, True on every device, False never.
+    check_input_values: bool | None = None
+
     def __init__(self, config: Causal2VecConfig):
         super().__init__(config)
         self.encoder = AutoModel.from_config(config.encoder)
         if getattr(self.encoder, "pooler", None) is not None:
             self.encoder.pooler = None  # unused: Causal2Vec pools the token states itself
         self.connector = Causal2VecConnector(config)
-        self.decoder = AutoModel.from_config(config.decoder)
-        # layers that device_map="auto" must keep whole: the parts' own
-        self._no_split_modules = sorted(
-            set(self.encoder._no_split_modules or []) | set(self.decoder._no_split_modules or [])
-        )
+        self.decoder = AutoModel.from_config(config.decoder)  # post_init collects the parts' _no_split_modules
         self._tokenizer: Causal2VecTokenizer | None = None
         self.post_init()
 
@@ -255,7 +255,7 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
         real = attention_mask.bool()
         is_c = real & (rank == contextual_index.to(rank.device).view(-1, 1))
         is_eos = real & (rank == (attention_mask.sum(1, keepdim=True) - 1))
-        if not bool(is_c.any(1).all()):
+        if self._checks_values(input_ids) and not bool(is_c.any(1).all()):
             raise ValueError("contextual_index points outside a row's tokens")
 
         c = self.contextual_token(encoder_input_ids, encoder_attention_mask)
@@ -285,7 +285,8 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
         encoder_attention_mask: torch.Tensor,
         contextual_index: torch.Tensor,
     ) -> None:
-        """Cheap shape and range checks, so that bad input fails here with its name, not deep inside torch."""
+        """Shape checks, and range checks where `check_input_values` says, so that bad input fails here with its
+        name, not deep inside torch (or in a device-side assert)."""
         for name, ids in (("input_ids", input_ids), ("encoder_input_ids", encoder_input_ids)):
             if ids.dim() != 2:
                 raise ValueError(f"{name} must be 2-D (batch, length), got shape {tuple(ids.shape)}")
@@ -301,6 +302,8 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
         ):
             if mask.shape != ids.shape:
                 raise ValueError(f"{name} has shape {tuple(mask.shape)} but its ids have {tuple(ids.shape)}")
+        if not self._checks_values(input_ids):
+            return
         for name, ids, part in (
             ("input_ids", input_ids, self.decoder),
             ("encoder_input_ids", encoder_input_ids, self.encoder),
@@ -311,6 +314,10 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
                     f"{name} holds ids outside [0, {vocab}) (min {int(ids.min())}, max {int(ids.max())}): "
                     "were they made by this model's tokenizer?"
                 )
+
+    def _checks_values(self, input_ids: torch.Tensor) -> bool:
+        """Whether to run the checks that read input values (see `check_input_values`)."""
+        return input_ids.device.type == "cpu" if self.check_input_values is None else self.check_input_values
 
     def _empty_output(self, input_ids: torch.Tensor) -> Causal2VecOutput:
         """The output for a batch of zero texts."""
@@ -351,10 +358,11 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
     ) -> Causal2VecModel:
         """Build a new (untrained-connector) Causal2Vec model from any pretrained decoder and encoder.
 
-        `decoder`/`encoder` are paths or loaded models (a causal LM's head is dropped); tokenizers default to
-        the ones stored with each part. `decoder_kwargs` go to the decoder's `from_pretrained` (e.g.
-        `gguf_file`). `config_kwargs` set `Causal2VecConfig` fields. The tokenizer is attached as
-        `model.tokenizer` and saved by `save_pretrained`.
+        `decoder`/`encoder` are paths or loaded models (a causal LM's head is dropped); loaded models become the
+        new model's parts as they are (shared, not copied; an encoder's pooler is dropped), so memory holds one
+        copy of the weights. Tokenizers default to the ones stored with each part. `decoder_kwargs` go to the
+        decoder's `from_pretrained` (e.g. `gguf_file`). `config_kwargs` set `Causal2VecConfig` fields. The
+        tokenizer is attached as `model.tokenizer` and saved by `save_pretrained`.
         """
         decoder_kwargs = decoder_kwargs or {}
         if not isinstance(decoder, PreTrainedModel):
@@ -365,16 +373,19 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
             encoder = AutoModel.from_pretrained(encoder)
         if decoder_tokenizer is None or encoder_tokenizer is None:
             raise ValueError("pass decoder_tokenizer and encoder_tokenizer along with loaded models")
-        decoder = decoder.base_model  # drop an LM head if any
+        decoder, encoder = decoder.base_model, encoder.base_model  # drop an LM head if any
         config = Causal2VecConfig(
             encoder=_portable_config(encoder.config), decoder=_portable_config(decoder.config), **config_kwargs
         )
-        model = cls(config)
-        model.decoder.load_state_dict(decoder.state_dict())
-        missing, unexpected = model.encoder.load_state_dict(encoder.base_model.state_dict(), strict=False)
-        unexpected = [k for k in unexpected if not k.startswith("pooler.")]
-        if missing or unexpected:
-            raise ValueError(f"encoder weights do not fit: missing {missing}, unexpected {unexpected}")
+        with torch.device("meta"):  # the frame only, no weights: the parts are used as they are, not copied
+            model = cls(config)
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused, as in __init__
+        model.encoder, model.decoder = encoder, decoder
+        model.connector = Causal2VecConnector(config)
+        for module in (model.connector, model.connector.norm):
+            if module is not None:
+                model._init_weights(module)
         model.match_contextual_scale()
         model.tokenizer = build_tokenizer(config, decoder_tokenizer, encoder_tokenizer)
         return model

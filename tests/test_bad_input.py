@@ -105,6 +105,25 @@ def test_forward_checks_shapes_and_ids(tiny, change, message):
         tiny(**{**batch, **change(batch)})
 
 
+def test_value_checks_stay_off_the_accelerator_hot_path(tiny, monkeypatch):
+    """Range checks read tensors back to the host (a wait on an accelerator): CPU inputs by default, or as set."""
+    batch = _batch(tiny)
+    bad = {**batch, "input_ids": batch["input_ids"] + 10**6}
+    reads = []
+    monkeypatch.setattr(torch.Tensor, "__int__", lambda t: reads.append(1) or t.item())
+    tiny(**batch)
+    assert reads, "CPU inputs are checked"
+    tiny.check_input_values = False
+    reads.clear()
+    tiny(**batch)
+    assert not reads, "no host read of input values when the checks are off (the default on an accelerator)"
+    with pytest.raises(IndexError):  # torch's own error, not ours
+        tiny(**bad)
+    tiny.check_input_values = True
+    with pytest.raises(ValueError, match="input_ids holds ids outside"):
+        tiny(**bad)
+
+
 def test_one_row_with_two_contextual_indices(tiny):
     batch = _batch(tiny, ["a cat"])
     with pytest.raises(ValueError, match="input_ids has 1 rows.*contextual_index 2 values"):

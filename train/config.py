@@ -30,6 +30,8 @@ def _check_types(obj: Any, where: str = "") -> None:
         setattr(obj, f.name, _coerce(getattr(obj, f.name), hints[f.name], where + f.name))
 
 
+# hand-written: YAML 1.1 reads `1e-4` as a string and `1e3` as a float; huggingface_hub's strict dataclasses check
+# values against their annotations but do not coerce them
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:

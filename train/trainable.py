@@ -94,6 +94,8 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+# hand-written: transformers.get_scheduler has no per-part delay (connector_only_steps), and its warmup gives the
+# first step lr 0 where this one gives lr / (warmup + 1)
 def lr_lambda(cfg: TrainConfig, part: str = "connector"):
     """Linear warmup over `warmup_steps`, then cosine/linear decay to 0 at `steps` (or constant). Parts other than
     the connector wait `connector_only_steps` (lr 0) and then warm up."""

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
+from causal2vec import DTYPES
+
 ROOT = Path(__file__).resolve().parent.parent
 STSB_TEST = ROOT.parent / "shared" / "data" / "eval" / "stsb" / "test.tsv"
-DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def stsb_sentences(path: Path) -> list[str]:
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Hub-ready Causal2Vec folder")
     parser.add_argument("--data", type=Path, default=STSB_TEST, help="STS TSV (sentence1, sentence2, score)")
-    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=sorted(DTYPES))
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["bf16", "fp32"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N sentences (0 = all)")

@@ -1,0 +1,40 @@
+"""The layers import downwards only: remote code <- causal2vec <- train, evaluation (never each other)."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+from conftest import ROOT
+
+# package -> top-level project modules it must not import
+FORBIDDEN = {
+    "train": {"evaluation", "serve", "benchmarks"},
+    "evaluation": {"train", "serve", "benchmarks"},
+    "causal2vec": {"train", "evaluation", "serve", "benchmarks"},
+}
+
+
+def _imported(path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_packages_import_only_the_layers_above(package):
+    bad = {
+        str(path.relative_to(ROOT)): sorted(_imported(path) & FORBIDDEN[package])
+        for path in (ROOT / package).rglob("*.py")
+    }
+    assert not {k: v for k, v in bad.items() if v}
+
+
+def test_no_sys_path_edits():
+    """The project is installed (`pip install -e .`): nothing puts folders on sys.path."""
+    files = [p for p in ROOT.rglob("*.py") if ".venv" not in p.parts and p.name != "test_layout.py"]
+    assert not [str(p.relative_to(ROOT)) for p in files if "sys.path.insert" in p.read_text(errors="replace")]

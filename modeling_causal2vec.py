@@ -164,12 +164,21 @@ class Causal2VecPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, Causal2VecConnector):
+        connector = getattr(self, "connector", None)
+        layers = list(getattr(connector, "layers", ()))
+        if any(module is layer for layer in layers):
+            # each layer on its own: transformers visits parameter-holding modules, never the connector itself
             std = getattr(self.config.decoder, "initializer_range", 0.02)
-            for layer in module.layers:
-                nn.init.normal_(layer.weight, std=std)
-                nn.init.zeros_(layer.bias)
-        elif module is getattr(getattr(self, "connector", None), "norm", None):
+            if self.config.connector_init == "isometric":
+                # orthonormal columns in every layer (widths never shrink: checked by the config) make the chain an
+                # isometry where the activation is linear around 0; the first layer's entries at RMS `std` keep the
+                # pre-activations there (TREC on all-MiniLM-L6-v2 through it: 86.2 against 86.6 alone; at 4x, 83.8)
+                first = module is layers[0]
+                nn.init.orthogonal_(module.weight, gain=std * module.out_features**0.5 if first else 1.0)
+            else:
+                nn.init.normal_(module.weight, std=std)
+            nn.init.zeros_(module.bias)
+        elif module is getattr(connector, "norm", None):
             # C at a random decoder's embedding scale (RMS ~ initializer_range); from_parts measures a pretrained one
             nn.init.constant_(module.weight, getattr(self.config.decoder, "initializer_range", 0.02))
         else:
@@ -383,9 +392,7 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
             encoder.pooler = None  # unused, as in __init__
         model.encoder, model.decoder = encoder, decoder
         model.connector = Causal2VecConnector(config)
-        for module in (model.connector, model.connector.norm):
-            if module is not None:
-                model._init_weights(module)
+        model.connector.apply(model._init_weights)  # as post_init initialises it
         model.match_contextual_scale()
         model.tokenizer = build_tokenizer(config, decoder_tokenizer, encoder_tokenizer)
         return model

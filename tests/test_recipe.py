@@ -81,6 +81,34 @@ def test_contextual_scale_multiplies_the_gain_and_keeps_c_through_the_decoder():
         Causal2VecConfig(contextual_scale=0.0)
 
 
+def test_isometric_connector_init_keeps_the_encoders_angles():
+    """`connector_init="isometric"`: C's cosines start equal to the pooled encoder vectors' (the default `normal`
+    MLP distorts them); widths that shrink or an activation with no linear regime are refused."""
+
+    def gap(model: Causal2VecModel) -> float:
+        # pooled vectors of norm 3 (all-MiniLM-L6-v2's mean-pooled states have norm ~6 in 384 dimensions): where
+        # the first layer's outputs (~0.02 x 3) sit in GELU's linear regime
+        x = torch.nn.functional.normalize(torch.randn(16, model.config.encoder.hidden_size), dim=-1) * 3
+        with torch.no_grad():
+            c = model.connector(x)
+        cos = [torch.nn.functional.normalize(v, dim=-1) for v in (x, c)]
+        return float((cos[0] @ cos[0].T - cos[1] @ cos[1].T).abs().max())
+
+    torch.manual_seed(0)
+    iso, normal = build_random(connector_init="isometric"), build_random()
+    assert normal.config.connector_init == "normal"
+    first = iso.connector.layers[0].weight
+    torch.testing.assert_close(first.T @ first, torch.eye(first.shape[1]) * first.pow(2).sum(0).mean())
+    assert gap(iso) < 0.1 < 0.3 < gap(normal), (gap(iso), gap(normal))
+    enc = iso.config.encoder.hidden_size
+    with pytest.raises(ValueError, match="widths that never shrink"):
+        Causal2VecConfig(connector_init="isometric", encoder={"hidden_size": enc}, connector_hidden_size=enc - 1)
+    with pytest.raises(ValueError, match="activation linear around 0"):
+        Causal2VecConfig(connector_init="isometric", connector_activation="relu")
+    with pytest.raises(ValueError, match="Unknown connector_init 'xavier'"):
+        Causal2VecConfig(connector_init="xavier")
+
+
 def _grads(*norms: float) -> list[dict]:
     """One optimizer group per part, each a single parameter whose gradient has the given norm."""
     groups = []

@@ -292,3 +292,30 @@ def test_halves_benchmark_scores_each_half_and_rescales_the_gain(tmp_path, capsy
     build_random(pooling="eos").save_pretrained(eos)
     with pytest.raises(SystemExit):
         halves_main(["--model", str(eos), "--data", str(sts)])
+
+
+def test_connector_init_benchmark_scores_encoder_and_fresh_connectors(tmp_path, capsys):
+    from benchmarks.connector_init import main as connector_init_main
+
+    sts = tmp_path / "sts.tsv"
+    rows = [(TEXTS[i], TEXTS[(i + k) % len(TEXTS)], float((i * 7 + k) % 5)) for i in range(len(TEXTS)) for k in (1, 2)]
+    sts.write_text("sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in rows))
+    trec = tmp_path / "trec"
+    trec.mkdir()
+    for split, n in (("train", 12), ("test", 6)):
+        lines = [f"{TEXTS[i % len(TEXTS)]} {i}\t{'AB'[i % 2]}\n" for i in range(n)]
+        (trec / f"{split}.tsv").write_text("text\tlabel\n" + "".join(lines))
+    folder = tmp_path / "m"
+    model = build_random()
+    model.save_pretrained(folder)
+    args = ["--model", str(folder), "--sts", str(sts), "--trec", str(trec), "--draws", "2", "--threads", "1"]
+    results = connector_init_main(args)
+    draws = {f"{init} #{seed}" for init in ("normal", "isometric") for seed in (0, 1)}
+    assert set(results) == {"encoder alone", "checkpoint's connector", *draws}
+    assert all(-100 <= v <= 100 for r in results.values() for v in r.values())
+    assert results["normal #0"] != results["normal #1"]  # two draws
+    assert connector_init_main(args) == results  # each draw is seeded
+    # the benchmark swaps connectors in and out: the checkpoint's is left as it was
+    loaded = Causal2VecModel.from_pretrained(folder)
+    torch.testing.assert_close(loaded.connector.layers[0].weight, model.connector.layers[0].weight)
+    assert "isometric #1: sts" in capsys.readouterr().out

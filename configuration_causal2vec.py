@@ -70,7 +70,7 @@ class Causal2VecConfig(PreTrainedConfig):
             How a new connector's Linear layers start. `normal`: weights ~ N(0, decoder initializer_range), biases 0.
             `isometric`: the chain maps the pooled encoder vector onto a random subspace keeping all its angles
             (orthonormal columns in every layer, the first one's entries at the same scale as `normal`; biases 0),
-            so C's cosines start equal to the encoder's; a normal(0.02) MLP loses 3-8 TREC points of
+            so C's cosines start equal to the encoder's; a normal(0.02) MLP loses 4-6 TREC points of
             all-MiniLM-L6-v2 depending on the draw (README, "Does it work?"). Needs widths that never shrink from the
             encoder's hidden size and a `gelu`, `silu` or `tanh` activation. Used when a connector is created; a saved
             checkpoint keeps its weights.

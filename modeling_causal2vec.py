@@ -172,7 +172,8 @@ class Causal2VecPreTrainedModel(PreTrainedModel):
             if self.config.connector_init == "isometric":
                 # orthonormal columns in every layer (widths never shrink: checked by the config) make the chain an
                 # isometry where the activation is linear around 0; the first layer's entries at RMS `std` keep the
-                # pre-activations there (TREC on all-MiniLM-L6-v2 through it: 86.2 against 86.6 alone; at 4x, 83.8)
+                # pre-activations near there (`python -m benchmarks.connector_init`: TREC on all-MiniLM-L6-v2 through
+                # it 86.6-86.8, alone 86.6, through `normal` draws 80.2-82.2)
                 first = module is layers[0]
                 nn.init.orthogonal_(module.weight, gain=std * module.out_features**0.5 if first else 1.0)
             else:

@@ -217,11 +217,14 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.decoder.set_input_embeddings(value)
 
+    def encoder_pooled(self, encoder_input_ids: torch.Tensor, encoder_attention_mask: torch.Tensor) -> torch.Tensor:
+        """Encode the text with the encoder and pool it (`encoder_pooling`): what the connector reads."""
+        states = self.encoder(input_ids=encoder_input_ids, attention_mask=encoder_attention_mask).last_hidden_state
+        return states[:, 0] if self.config.encoder_pooling == "cls" else masked_mean(states, encoder_attention_mask)
+
     def contextual_token(self, encoder_input_ids: torch.Tensor, encoder_attention_mask: torch.Tensor) -> torch.Tensor:
         """Encode the text with the encoder, pool it and map it to one decoder embedding: (batch, hidden)."""
-        states = self.encoder(input_ids=encoder_input_ids, attention_mask=encoder_attention_mask).last_hidden_state
-        pooled = states[:, 0] if self.config.encoder_pooling == "cls" else masked_mean(states, encoder_attention_mask)
-        return self.connector(pooled)
+        return self.connector(self.encoder_pooled(encoder_input_ids, encoder_attention_mask))
 
     def forward(
         self,

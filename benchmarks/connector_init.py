@@ -30,13 +30,7 @@ def pooled(model, texts: list[str], batch_size: int = 64) -> torch.Tensor:
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
             batch = model.tokenizer(texts[i : i + batch_size], return_tensors="pt")
-            ids, mask = batch["encoder_input_ids"], batch["encoder_attention_mask"]
-            states = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-            if model.config.encoder_pooling == "cls":
-                out.append(states[:, 0])
-            else:
-                m = mask.unsqueeze(-1).to(states.dtype)
-                out.append((states * m).sum(1) / m.sum(1).clamp(min=1))
+            out.append(model.encoder_pooled(batch["encoder_input_ids"], batch["encoder_attention_mask"]))
     return torch.cat(out).float()
 
 

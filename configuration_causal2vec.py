@@ -46,6 +46,22 @@ PADDING_OFFSET_POSITIONS = frozenset(
 )
 
 
+# The fields only the contextual-token path reads (connector, C's place, pooling over C/EOS): the baselines of
+# `causal2vec.baselines`, which share the decoder and encoder but not the connector, embed the same whatever they are.
+CONTEXTUAL_TOKEN_FIELDS = (
+    "connector_num_layers",
+    "connector_hidden_size",
+    "connector_output_size",
+    "connector_activation",
+    "connector_norm",
+    "connector_init",
+    "contextual_scale",
+    "encoder_pooling",
+    "contextual_position",
+    "pooling",
+)
+
+
 class Causal2VecConfig(PreTrainedConfig):
     r"""
     Args:

@@ -11,6 +11,8 @@ from conftest import DECODER_FAMILIES, TEXTS
 from eval_fixtures import make_train_data
 
 from causal2vec.baselines import BASELINES, build_baseline, full_attention_mask
+from configuration_causal2vec import CONTEXTUAL_TOKEN_FIELDS
+from train.build import build_random
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -28,6 +30,36 @@ def test_interface_and_shared_weights(tiny, name):
     else:
         assert module.decoder is tiny.decoder  # the same weights, not a copy
         assert module.config.embedding_dim == tiny.config.decoder.hidden_size
+
+
+# a value other than the default for every contextual-token field (the test fails if a field is missing here)
+OTHER_CONTEXTUAL = {
+    "connector_num_layers": 3,
+    "connector_hidden_size": 28,  # isometric needs widths that never shrink: 24 -> 28 -> 28 -> 32
+    "connector_output_size": 32,  # must be the tiny decoder's width: the same as the default
+    "connector_activation": "silu",
+    "connector_norm": "none",
+    "connector_init": "isometric",
+    "contextual_scale": 1.0,
+    "encoder_pooling": "cls",
+    "contextual_position": "before_text",
+    "pooling": "eos",
+}
+
+
+def test_baselines_ignore_the_contextual_token_fields(tiny, one_thread):
+    """What `train.config.BASELINE_SAFE_KEYS` relies on: a baseline embeds the same whatever those fields are."""
+    assert set(OTHER_CONTEXTUAL) == set(CONTEXTUAL_TOKEN_FIELDS)
+    other = build_random(seed=1, **OTHER_CONTEXTUAL)
+    other.decoder.load_state_dict(tiny.decoder.state_dict())
+    other.encoder.load_state_dict(tiny.encoder.state_dict())
+    mine, theirs = tiny.encode(TEXTS[:2]), other.encode(TEXTS[:2])  # the Causal2Vec model does change
+    assert mine.shape != theirs.shape or not np.allclose(mine, theirs, atol=1e-3)
+    prompt = tiny.config.query_prompt("Find it")
+    for name in BASELINES:
+        a = build_baseline(name, tiny).encode(TEXTS, prompt=prompt)
+        b = build_baseline(name, other).encode(TEXTS, prompt=prompt)
+        np.testing.assert_array_equal(a, b, err_msg=name)
 
 
 @pytest.mark.parametrize("name", ["eos", "mean", "echo", "bidirectional", "incontext"])

@@ -9,16 +9,17 @@ import math
 
 import pytest
 import torch
+import yaml
 from conftest import TEXTS
 
-from benchmarks.seeds import aggregate, main, parse_model, table
+from benchmarks.seeds import RunError, aggregate, main, parse_model, table, train
 from causal2vec.baselines import build_baseline
 from configuration_causal2vec import Causal2VecConfig
 from evaluation.diagnose import diagnose
 from evaluation.tasks import DEV_BATTERY, SELECTION_TASKS
 from modeling_causal2vec import Causal2VecModel, input_embedding_rms
 from train.build import build_random
-from train.config import ConfigError, load_config
+from train.config import ConfigError, load_config, resume_conflicts
 from train.trainable import build_optimizer, clip_gradients, lr_lambda, set_trainable
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -145,6 +146,30 @@ def test_connector_only_steps_hold_the_other_parts():
     assert lrs["decoder"] == lrs["encoder"] == 0 and lrs["connector"] > 0
     with pytest.raises(ConfigError, match="clip must be global or per_part"):
         load_config("tiny", ["clip=parts"])
+
+
+def test_a_baseline_run_survives_a_change_of_the_contextual_token_recipe(tmp_path):
+    """Pinning e.g. `connector_init` in a recipe keeps its baseline runs: they never read it (tested in
+    test_eval_baselines); a Causal2Vec run, or a change a baseline does read, is still refused."""
+    before = ["model.config.connector_init=normal", "lr_connector=1e-4"]
+    after = ["model.config.connector_init=isometric", "lr_connector=1e-5"]
+    for baseline, conflicts in (("mean", []), (None, ["lr_connector", "model.config.connector_init"])):
+        extra = [f"baseline={baseline}"] if baseline else []
+        saved = load_config("tiny", [*before, *extra]).to_dict()
+        found = resume_conflicts(saved, load_config("tiny", [*after, *extra]))
+        assert [c.split(":")[0] for c in found] == conflicts
+    saved = load_config("tiny", [*before, "baseline=mean"]).to_dict()
+    assert resume_conflicts(saved, load_config("tiny", [*after, "baseline=eos"]))  # another baseline
+    assert resume_conflicts(saved, load_config("tiny", [*after, "baseline=mean", "lr_decoder=0.5"]))
+    # benchmarks.seeds reuses the finished run instead of refusing it (or training again)
+    folder = tmp_path / "mean" / "seed-0"
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "model.safetensors").write_bytes(b"")
+    sets = [*before, "baseline=mean", "seed=0", "model.seed=0"]
+    (folder / "train_config.yaml").write_text(yaml.safe_dump(load_config("tiny", sets).to_dict()))
+    train("tiny", parse_model("mean"), 0, folder, after)
+    with pytest.raises(RunError, match="trained with another config"):
+        train("tiny", parse_model("mean"), 0, folder, [*after, "lr_decoder=0.5"])
 
 
 def test_baseline_tokenizers_honour_a_lower_max_length(tiny):

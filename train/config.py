@@ -11,11 +11,15 @@ from typing import Any
 
 import yaml
 
+from configuration_causal2vec import CONTEXTUAL_TOKEN_FIELDS
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DTYPE_NAMES = ("bf16", "fp32")  # no fp16: it would need a GradScaler; bf16 is what we document
 # keys a resumed run may change: they do not affect what the next step computes
 RESUME_SAFE_KEYS = frozenset({"save_every", "keep_checkpoints", "log_every"})
+# keys a baseline run ignores as well (it has no connector), so a recipe change there keeps its runs reusable
+BASELINE_SAFE_KEYS = frozenset({"lr_connector", *(f"model.config.{f}" for f in CONTEXTUAL_TOKEN_FIELDS)})
 
 
 class ConfigError(ValueError):
@@ -192,17 +196,21 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def resume_conflicts(saved: dict[str, Any], current: TrainConfig) -> list[str]:
     """`key: saved -> now` for each (dotted) key whose value differs between a checkpoint's config and `current`;
-    keys the saved config lacks count at their default; `RESUME_SAFE_KEYS` may change."""
+    keys the saved config lacks count at their default; `RESUME_SAFE_KEYS` may change, and `BASELINE_SAFE_KEYS`
+    too when both train the same baseline."""
     try:
         old = flatten(_build(TrainConfig, saved).to_dict())
     except ConfigError as err:
         return [f"the saved config is not valid now ({err})"]
     new = flatten(current.to_dict())
     unset = "(unset)"
+    safe = RESUME_SAFE_KEYS | (
+        BASELINE_SAFE_KEYS if current.baseline and old.get("baseline") == current.baseline else set()
+    )
     return [
         f"{k}: {old.get(k, unset)!r} -> {new.get(k, unset)!r}"
         for k in sorted(set(old) | set(new))
-        if k not in RESUME_SAFE_KEYS and old.get(k, unset) != new.get(k, unset)
+        if k not in safe and old.get(k, unset) != new.get(k, unset)
     ]
 
 

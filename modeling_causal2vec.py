@@ -155,6 +155,20 @@ class EmbedderMixin:
         return out.cpu().numpy() if convert_to_numpy else list(out.cpu())
 
 
+def init_connector_layer(layer: nn.Linear, config: Causal2VecConfig, first: bool) -> None:
+    """Initialise one connector Linear as `config.connector_init` says (`first`: the layer that reads the encoder)."""
+    std = getattr(config.decoder, "initializer_range", 0.02)
+    if config.connector_init == "isometric":
+        # orthonormal columns in every layer (widths never shrink: checked by the config) make the chain an isometry
+        # where the activation is linear around 0; the first layer's entries at RMS `std` keep the pre-activations
+        # near there (`python -m benchmarks.connector_init`: TREC on all-MiniLM-L6-v2 through it 86.6-86.8, alone
+        # 86.6, through `normal` draws 80.2-82.2)
+        nn.init.orthogonal_(layer.weight, gain=std * layer.out_features**0.5 if first else 1.0)
+    else:
+        nn.init.normal_(layer.weight, std=std)
+    nn.init.zeros_(layer.bias)
+
+
 class Causal2VecPreTrainedModel(PreTrainedModel):
     config_class = Causal2VecConfig
     base_model_prefix = "causal2vec"
@@ -168,17 +182,7 @@ class Causal2VecPreTrainedModel(PreTrainedModel):
         layers = list(getattr(connector, "layers", ()))
         if any(module is layer for layer in layers):
             # each layer on its own: transformers visits parameter-holding modules, never the connector itself
-            std = getattr(self.config.decoder, "initializer_range", 0.02)
-            if self.config.connector_init == "isometric":
-                # orthonormal columns in every layer (widths never shrink: checked by the config) make the chain an
-                # isometry where the activation is linear around 0; the first layer's entries at RMS `std` keep the
-                # pre-activations near there (`python -m benchmarks.connector_init`: TREC on all-MiniLM-L6-v2 through
-                # it 86.6-86.8, alone 86.6, through `normal` draws 80.2-82.2)
-                first = module is layers[0]
-                nn.init.orthogonal_(module.weight, gain=std * module.out_features**0.5 if first else 1.0)
-            else:
-                nn.init.normal_(module.weight, std=std)
-            nn.init.zeros_(module.bias)
+            init_connector_layer(module, self.config, first=module is layers[0])
         elif module is getattr(connector, "norm", None):
             # C at a random decoder's embedding scale (RMS ~ initializer_range); from_parts measures a pretrained one
             nn.init.constant_(module.weight, getattr(self.config.decoder, "initializer_range", 0.02))

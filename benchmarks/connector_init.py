@@ -11,6 +11,7 @@ TREC (2,000 training questions, all 500 test questions) by default: settings are
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -35,17 +36,16 @@ def pooled(model, texts: list[str], batch_size: int = 64) -> torch.Tensor:
 
 
 def fresh_connector(model, init: str, seed: int) -> torch.nn.Module:
-    """A new connector like the checkpoint's, initialised by the model's own `_init_weights` with `init`."""
-    saved, old_init = model.connector, model.config.connector_init
+    """A new connector like the checkpoint's, each layer initialised as the model would with `init`."""
+    from modeling_causal2vec import init_connector_layer
+
     torch.manual_seed(seed)
-    try:
-        model.config.connector_init = init
-        model.connector = type(saved)(model.config)
-        for layer in model.connector.layers:
-            model._init_weights(layer)
-        return model.connector
-    finally:
-        model.connector, model.config.connector_init = saved, old_init
+    connector = type(model.connector)(model.config)
+    config = copy.copy(model.config)
+    config.connector_init = init
+    for i, layer in enumerate(connector.layers):
+        init_connector_layer(layer, config, first=i == 0)
+    return connector
 
 
 def score(

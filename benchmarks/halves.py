@@ -4,8 +4,11 @@ for several multiples of the connector's RMSNorm gain (`contextual_scale`, appli
 
     python -m benchmarks.halves --model runs/default-init --scales 1 4 16 64 256 1024 --pairs 300
     python -m benchmarks.halves --model runs/default/model              # a trained checkpoint as it is
+    python -m benchmarks.halves --model runs/default/model --tasks stsb-dev trec mr   # through the dev battery
 
 STS-B dev by default: settings are chosen on it. Pairs are taken evenly spaced from the file (`--pairs 0`: all).
+`--tasks` instead runs dev-battery tasks (`evaluation run --battery`'s sizes, instructions and embedding cache) on
+each view, so its concat scores are the battery's own and the halves come from the same cached embeddings.
 """
 
 from __future__ import annotations
@@ -17,11 +20,56 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.data import read_sts
+from evaluation.data import DEFAULT_DATA, read_sts
+from evaluation.embedder import Embedder
 from evaluation.metrics import sts_scores
+from evaluation.tasks import DEV_BATTERY, TASKS, run_task
 
 ROOT = Path(__file__).resolve().parent.parent
 STSB_DEV = ROOT.parent / "shared" / "data" / "eval" / "stsb" / "dev.tsv"
+
+
+VIEWS = ("concat", "C", "EOS", "C input")
+
+
+class ViewEmbedder(Embedder):
+    """The battery's embedder for a Causal2Vec checkpoint, keeping one view of its embedding: the concatenation,
+    C's or EOS's half of it (the same forward and cache entries), or C as it enters the decoder."""
+
+    def __init__(self, base: Embedder, view: str):
+        super().__init__(base.model, base.model_id, dtype=base.dtype, batch_size=base.batch_size)
+        self.cache, self.view, self.base = base.cache, view, base
+
+    def embed(self, texts: list[str], instruction: str | None = None, desc: str = "") -> np.ndarray:
+        if self.view == "C input":  # the encoder never sees the prompt: it goes to the decoder only
+            return np.concatenate([c_input(self.model, texts[i : i + 64]) for i in range(0, len(texts), 64)])
+        emb = self.base.embed(texts, instruction, desc)
+        hidden = self.model.config.decoder.hidden_size
+        return {"concat": emb, "C": emb[:, :hidden], "EOS": emb[:, hidden:]}[self.view]
+
+
+def c_input(model, texts: list[str]) -> np.ndarray:
+    """The connector's output for `texts`: the contextual token as it enters the decoder."""
+    batch = model.tokenizer(texts, return_tensors="pt")
+    with torch.no_grad():
+        return model.contextual_token(batch["encoder_input_ids"], batch["encoder_attention_mask"]).float().numpy()
+
+
+def battery_views(path: str, tasks: list[str], data: Path, cache: Path | None) -> dict[str, dict[str, float]]:
+    """Main score x100 of each dev-battery task in `tasks` for each view of the checkpoint at `path`."""
+    from causal2vec.instructions import load_instructions
+
+    base = Embedder.from_path(path, cache_dir=cache, dtype="bf16", show_progress_bar=False)
+    instructions = load_instructions()
+    out: dict[str, dict[str, float]] = {}
+    for view in VIEWS:
+        embedder = ViewEmbedder(base, view)
+        for task in tasks:
+            limit, corpus = DEV_BATTERY[task]
+            result = run_task(TASKS[task], embedder, data, instructions, limit, corpus, 0)
+            out.setdefault(view, {})[task] = 100 * next(iter(result["scores"].values()))[0]["main_score"]
+        print(f"{view}: " + "  ".join(f"{t} {v:.2f}" for t, v in out[view].items()), flush=True)
+    return out
 
 
 def halves(model, pairs: tuple[list[str], list[str], list[float]], batch_size: int = 32) -> dict[str, float]:
@@ -32,13 +80,7 @@ def halves(model, pairs: tuple[list[str], list[str], list[float]], batch_size: i
     out = {"concat": emb[0], "C": emb[0][:, :hidden], "EOS": emb[0][:, hidden:]}
     other = {"concat": emb[1], "C": emb[1][:, :hidden], "EOS": emb[1][:, hidden:]}
     scores = {k: 100 * sts_scores(out[k], other[k], gold)["cosine_spearman"] for k in out}
-
-    def c_input(texts: list[str]) -> np.ndarray:
-        batch = model.tokenizer(texts, return_tensors="pt")
-        with torch.no_grad():
-            return model.contextual_token(batch["encoder_input_ids"], batch["encoder_attention_mask"]).float().numpy()
-
-    scores["C input"] = 100 * sts_scores(c_input(a), c_input(b), gold)["cosine_spearman"]
+    scores["C input"] = 100 * sts_scores(c_input(model, a), c_input(model, b), gold)["cosine_spearman"]
     return scores
 
 
@@ -49,6 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pairs", type=int, default=300, help="evenly spaced pairs (0 = all)")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0], help="multiples of the checkpoint's gain")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tasks", nargs="+", choices=list(DEV_BATTERY), help="dev-battery tasks instead of --data")
+    parser.add_argument("--eval-data", type=Path, default=DEFAULT_DATA, help="data root of the --tasks")
+    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "eval-cache", help="embedding cache of --tasks")
     args = parser.parse_args(argv)
 
     from transformers import AutoModel
@@ -57,6 +102,12 @@ def main(argv: list[str] | None = None) -> dict:
     model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
     if model.config.pooling != "contextual_eos":
         parser.error(f"{args.model} pools with {model.config.pooling!r}: halves need pooling contextual_eos")
+    if args.tasks:
+        if args.scales != [1.0]:
+            parser.error("--tasks scores the checkpoint as it is: no --scales")
+        results = battery_views(args.model, args.tasks, args.eval_data, args.cache)
+        print(json.dumps({"model": args.model, "results": results}))
+        return results
     if model.connector.norm is None and args.scales != [1.0]:
         parser.error(f"{args.model} has no connector RMSNorm (connector_norm none): --scales needs its gain")
     sts = read_sts(args.data)

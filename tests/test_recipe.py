@@ -319,6 +319,37 @@ def test_halves_benchmark_scores_each_half_and_rescales_the_gain(tmp_path, capsy
         halves_main(["--model", str(eos), "--data", str(sts)])
 
 
+def test_halves_through_the_battery_match_the_battery_and_the_poolings(tmp_path, one_thread):
+    """`benchmarks.halves --tasks`: the concat view scores what `evaluation run` does, the C and EOS views what the
+    checkpoint scores with `pooling` contextual / eos, and C input what the STS mode measures."""
+    from benchmarks.halves import main as halves_main
+    from causal2vec.instructions import load_instructions
+    from evaluation.embedder import Embedder
+    from evaluation.tasks import TASKS, run_task
+
+    root = tmp_path / "eval"
+    (root / "stsb").mkdir(parents=True)
+    rows = [(TEXTS[i], TEXTS[(i + k) % len(TEXTS)], float((i * 7 + k) % 5)) for i in range(len(TEXTS)) for k in (1, 2)]
+    sts = root / "stsb" / "dev.tsv"
+    sts.write_text("sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in rows))
+    folder = tmp_path / "m"
+    build_random().save_pretrained(folder)
+    args = ["--model", str(folder), "--tasks", "stsb-dev", "--eval-data", str(root), "--cache", str(tmp_path / "c")]
+    views = halves_main(args)
+    assert set(views) == {"concat", "C", "EOS", "C input"}
+
+    def battery(pooling: str | None) -> float:
+        embedder = Embedder.from_path(folder, pooling=pooling, dtype="bf16", show_progress_bar=False)
+        result = run_task(TASKS["stsb-dev"], embedder, root, load_instructions())
+        return 100 * result["scores"]["dev"][0]["main_score"]
+
+    assert views["concat"]["stsb-dev"] == pytest.approx(battery(None), abs=1e-6)
+    assert views["C"]["stsb-dev"] == pytest.approx(battery("contextual"), abs=0.5)  # bf16: one forward or another
+    assert views["EOS"]["stsb-dev"] == pytest.approx(battery("eos"), abs=0.5)
+    plain = halves_main(["--model", str(folder), "--data", str(sts), "--pairs", "0"])
+    assert views["C input"]["stsb-dev"] == pytest.approx(plain[1.0]["C input"], abs=1e-6)
+
+
 def test_connector_init_benchmark_scores_encoder_and_fresh_connectors(tmp_path, capsys):
     from benchmarks.connector_init import main as connector_init_main
 
@@ -340,7 +371,7 @@ def test_connector_init_benchmark_scores_encoder_and_fresh_connectors(tmp_path, 
     assert all(-100 <= v <= 100 for r in results.values() for v in r.values())
     assert results["normal #0"] != results["normal #1"]  # two draws
     assert connector_init_main(args) == results  # each draw is seeded
-    # the benchmark swaps connectors in and out: the checkpoint's is left as it was
+    # fresh connectors leave the checkpoint's as it was
     loaded = Causal2VecModel.from_pretrained(folder)
     torch.testing.assert_close(loaded.connector.layers[0].weight, model.connector.layers[0].weight)
     assert "isometric #1: sts" in capsys.readouterr().out

@@ -18,11 +18,9 @@ from pathlib import Path
 
 import torch
 
-from evaluation.data import read_classification, read_sts
+from evaluation.data import DEFAULT_DATA, read_classification, read_sts
 from evaluation.metrics import classification_accuracy, sts_scores
 from evaluation.tasks import DEV_BATTERY, _sample
-
-EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "eval"
 
 
 def pooled(model, texts: list[str], batch_size: int = 64) -> torch.Tensor:
@@ -61,8 +59,8 @@ def score(
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Causal2Vec folder (its encoder, tokenizer and connector)")
-    parser.add_argument("--sts", type=Path, default=EVAL / "stsb" / "dev.tsv", help="STS TSV")
-    parser.add_argument("--trec", type=Path, default=EVAL / "trec", help="folder with train.tsv and test.tsv")
+    parser.add_argument("--sts", type=Path, default=DEFAULT_DATA / "stsb" / "dev.tsv", help="STS TSV")
+    parser.add_argument("--trec", type=Path, default=DEFAULT_DATA / "trec", help="folder with train.tsv and test.tsv")
     parser.add_argument("--draws", type=int, default=3, help="seeds per connector_init")
     parser.add_argument("--limit", type=int, default=DEV_BATTERY["trec"][0], help="training questions (0: all)")
     parser.add_argument("--threads", type=int, default=2)

@@ -26,7 +26,7 @@ from evaluation.metrics import sts_scores
 from evaluation.tasks import DEV_BATTERY, TASKS, run_task
 
 ROOT = Path(__file__).resolve().parent.parent
-STSB_DEV = ROOT.parent / "shared" / "data" / "eval" / "stsb" / "dev.tsv"
+STSB_DEV = DEFAULT_DATA / "stsb" / "dev.tsv"
 
 
 VIEWS = ("concat", "C", "EOS", "C input")
@@ -55,11 +55,10 @@ def c_input(model, texts: list[str]) -> np.ndarray:
         return model.contextual_token(batch["encoder_input_ids"], batch["encoder_attention_mask"]).float().numpy()
 
 
-def battery_views(path: str, tasks: list[str], data: Path, cache: Path | None) -> dict[str, dict[str, float]]:
-    """Main score x100 of each dev-battery task in `tasks` for each view of the checkpoint at `path`."""
+def battery_views(base: Embedder, tasks: list[str], data: Path) -> dict[str, dict[str, float]]:
+    """Main score x100 of each dev-battery task in `tasks` for each view of the checkpoint `base` embeds with."""
     from causal2vec.instructions import load_instructions
 
-    base = Embedder.from_path(path, cache_dir=cache, dtype="bf16", show_progress_bar=False)
     instructions = load_instructions()
     out: dict[str, dict[str, float]] = {}
     for view in VIEWS:
@@ -99,13 +98,19 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers import AutoModel
 
     torch.set_num_threads(args.threads)
-    model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
+    # --tasks: the battery's own loader, so that the cache keys (and cached embeddings) are `evaluation run`'s
+    base = (
+        Embedder.from_path(args.model, cache_dir=args.cache, dtype="bf16", show_progress_bar=False)
+        if args.tasks
+        else None
+    )
+    model = base.model if base else AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
     if model.config.pooling != "contextual_eos":
         parser.error(f"{args.model} pools with {model.config.pooling!r}: halves need pooling contextual_eos")
     if args.tasks:
         if args.scales != [1.0]:
             parser.error("--tasks scores the checkpoint as it is: no --scales")
-        results = battery_views(args.model, args.tasks, args.eval_data, args.cache)
+        results = battery_views(base, args.tasks, args.eval_data)
         print(json.dumps({"model": args.model, "results": results}))
         return results
     if model.connector.norm is None and args.scales != [1.0]:

@@ -20,7 +20,7 @@ import torch
 
 from evaluation.data import DEFAULT_DATA, read_classification, read_sts
 from evaluation.metrics import classification_accuracy, sts_scores
-from evaluation.tasks import DEV_BATTERY, _sample
+from evaluation.tasks import DEV_BATTERY, sample_indices
 
 
 def pooled(model, texts: list[str], batch_size: int = 64) -> torch.Tensor:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
     sts = read_sts(args.sts)
     train, test = read_classification(args.trec / "train.tsv"), read_classification(args.trec / "test.tsv")
-    keep = _sample(len(train.texts), args.limit or None, 0)
+    keep = sample_indices(len(train.texts), args.limit or None, 0)
     texts = {
         "a": sts.sentences1,
         "b": sts.sentences2,

@@ -37,8 +37,10 @@ class ViewEmbedder(Embedder):
     C's or EOS's half of it (the same forward and cache entries), or C as it enters the decoder."""
 
     def __init__(self, base: Embedder, view: str):
-        super().__init__(base.model, base.model_id, dtype=base.dtype, batch_size=base.batch_size)
-        self.cache, self.view, self.base = base.cache, view, base
+        super().__init__(
+            base.model, base.model_id, cache_dir=base.cache.folder, dtype=base.dtype, batch_size=base.batch_size
+        )
+        self.view, self.base = view, base
 
     def embed(self, texts: list[str], instruction: str | None = None, desc: str = "") -> np.ndarray:
         if self.view == "C input":  # the encoder never sees the prompt: it goes to the decoder only

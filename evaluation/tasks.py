@@ -49,7 +49,7 @@ DEV_BATTERY: dict[str, tuple[int | None, int | None]] = {
 SELECTION_TASKS = ("stsb-dev",)
 
 
-def _sample(n: int, limit: int | None, seed: int) -> list[int]:
+def sample_indices(n: int, limit: int | None, seed: int) -> list[int]:
     """Indices of a seeded sample of `limit` items out of `n` (all, in order, when no limit)."""
     if not limit or limit >= n:
         return list(range(n))
@@ -59,7 +59,7 @@ def _sample(n: int, limit: int | None, seed: int) -> list[int]:
 def run_sts(embedder: Embedder, path: Path, instruction: str | None, limit: int | None = None, seed: int = 0) -> dict:
     """Spearman of cosine similarity; both sentences get the instruction (symmetric task)."""
     sts = data.read_sts(path)
-    keep = _sample(len(sts.scores), limit, seed)
+    keep = sample_indices(len(sts.scores), limit, seed)
     s1 = [sts.sentences1[i] for i in keep]
     s2 = [sts.sentences2[i] for i in keep]
     texts = list(dict.fromkeys(s1 + s2))
@@ -82,7 +82,7 @@ def run_retrieval(
     of the kept queries plus a seeded sample of the others."""
     beir = data.read_beir(folder, split)
     qids = sorted(beir.queries)
-    qids = [qids[i] for i in _sample(len(qids), limit, seed)]
+    qids = [qids[i] for i in sample_indices(len(qids), limit, seed)]
     doc_ids = list(beir.corpus)
     if corpus_limit and corpus_limit < len(doc_ids):
         judged = {d for q in qids for d in beir.qrels[q]}
@@ -127,7 +127,7 @@ def run_classification(
     One fit on the whole training split (or on k-1 folds), not mteb v2's protocol (see RESULTS.md)."""
     if "data" in files:
         full = data.read_classification(files["data"])
-        keep = _sample(len(full.texts), limit, seed)
+        keep = sample_indices(len(full.texts), limit, seed)
         texts, labels = [full.texts[i] for i in keep], [full.labels[i] for i in keep]
         emb = embedder.embed(texts, instruction, desc=f"{files['data'].name}")
         return {**cross_validate(emb, labels, folds, seed), "num_samples": len(texts)}
@@ -136,8 +136,8 @@ def run_classification(
     unknown = sorted(set(test.labels) - set(train.labels))
     if unknown:
         raise data.DataError(f"{files['test']}: labels {unknown} never occur in {files['train']}")
-    tr = _sample(len(train.texts), limit, seed)
-    te = _sample(len(test.texts), limit, seed)
+    tr = sample_indices(len(train.texts), limit, seed)
+    te = sample_indices(len(test.texts), limit, seed)
     train_x = embedder.embed([train.texts[i] for i in tr], instruction, desc=f"{files['train'].name}")
     test_x = embedder.embed([test.texts[i] for i in te], instruction, desc=f"{files['test'].name}")
     scores = metrics.classification_accuracy(

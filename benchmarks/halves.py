@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evaluation.cache import DEFAULT_CACHE
 from evaluation.data import DEFAULT_DATA, read_sts
 from evaluation.embedder import Embedder
 from evaluation.metrics import sts_scores
 from evaluation.tasks import DEV_BATTERY, TASKS, run_task
 
-ROOT = Path(__file__).resolve().parent.parent
 STSB_DEV = DEFAULT_DATA / "stsb" / "dev.tsv"
 
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tasks", nargs="+", choices=list(DEV_BATTERY), help="dev-battery tasks instead of --data")
     parser.add_argument("--eval-data", type=Path, default=DEFAULT_DATA, help="data root of the --tasks")
-    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "eval-cache", help="embedding cache of --tasks")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache of --tasks")
     args = parser.parse_args(argv)
 
     from transformers import AutoModel

@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from evaluation.cache import DEFAULT_CACHE
 from evaluation.data import DEFAULT_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data root (default {DEFAULT_DATA})")
     p.add_argument("--output", type=Path, help="results folder (default runs/eval/<model>[-<baseline>]-<dtype>)")
-    p.add_argument("--cache", type=Path, default=ROOT / "runs" / "eval-cache", help="embedding cache folder")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache folder")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--batch-size", type=int, default=32)

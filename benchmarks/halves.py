@@ -45,9 +45,13 @@ class ViewEmbedder(Embedder):
     def embed(self, texts: list[str], instruction: str | None = None, desc: str = "") -> np.ndarray:
         if self.view == "C input":  # the encoder never sees the prompt: it goes to the decoder only
             return np.concatenate([c_input(self.model, texts[i : i + 64]) for i in range(0, len(texts), 64)])
-        emb = self.base.embed(texts, instruction, desc)
-        hidden = self.model.config.decoder.hidden_size
-        return {"concat": emb, "C": emb[:, :hidden], "EOS": emb[:, hidden:]}[self.view]
+        return split_views(self.base.embed(texts, instruction, desc), self.model)[self.view]
+
+
+def split_views(emb: np.ndarray, model) -> dict[str, np.ndarray]:
+    """The concatenated embedding and each half of it: C's last state, then EOS's."""
+    hidden = model.config.decoder.hidden_size
+    return {"concat": emb, "C": emb[:, :hidden], "EOS": emb[:, hidden:]}
 
 
 def c_input(model, texts: list[str]) -> np.ndarray:
@@ -76,10 +80,7 @@ def battery_views(base: Embedder, tasks: list[str], data: Path) -> dict[str, dic
 def halves(model, pairs: tuple[list[str], list[str], list[float]], batch_size: int = 32) -> dict[str, float]:
     """Spearman x100 of the concatenation and of each half, and of the connector's output (C as input)."""
     a, b, gold = pairs
-    emb = [model.encode(t, batch_size=batch_size, dtype=torch.bfloat16) for t in (a, b)]
-    hidden = model.config.decoder.hidden_size
-    out = {"concat": emb[0], "C": emb[0][:, :hidden], "EOS": emb[0][:, hidden:]}
-    other = {"concat": emb[1], "C": emb[1][:, :hidden], "EOS": emb[1][:, hidden:]}
+    out, other = (split_views(model.encode(t, batch_size=batch_size, dtype=torch.bfloat16), model) for t in (a, b))
     scores = {k: 100 * sts_scores(out[k], other[k], gold)["cosine_spearman"] for k in out}
     scores["C input"] = 100 * sts_scores(c_input(model, a), c_input(model, b), gold)["cosine_spearman"]
     return scores

@@ -102,12 +102,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     # --tasks: the battery's own loader, so that the cache keys (and cached embeddings) are `evaluation run`'s
-    base = (
-        Embedder.from_path(args.model, cache_dir=args.cache, dtype="bf16", show_progress_bar=False)
-        if args.tasks
-        else None
-    )
-    model = base.model if base else AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
+    if args.tasks:
+        base = Embedder.from_path(args.model, cache_dir=args.cache, dtype="bf16", show_progress_bar=False)
+        model = base.model
+    else:
+        model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
     if model.config.pooling != "contextual_eos":
         parser.error(f"{args.model} pools with {model.config.pooling!r}: halves need pooling contextual_eos")
     if args.tasks:

@@ -15,9 +15,7 @@ import sys
 from pathlib import Path
 
 from evaluation.cache import DEFAULT_CACHE
-from evaluation.data import DEFAULT_DATA
-
-ROOT = Path(__file__).resolve().parent.parent
+from evaluation.data import DEFAULT_DATA, ROOT
 
 
 def main(argv: list[str] | None = None) -> int:

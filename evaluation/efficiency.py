@@ -22,10 +22,9 @@ import torch
 
 from causal2vec.baselines import BASELINES, build_baseline
 from evaluation import data, metrics
-from evaluation.data import DEFAULT_DATA
+from evaluation.data import DEFAULT_DATA, ROOT
 from evaluation.embedder import DTYPES, load_model
 
-ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("causal2vec", *BASELINES)
 
 

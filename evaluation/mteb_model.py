@@ -30,6 +30,7 @@ from causal2vec.card import read_card_metadata, read_training_config, training_m
 from causal2vec.instructions import LOCAL_TO_MTEB, load_instructions
 from causal2vec.parts import DEFAULT_ENCODER
 from evaluation.cache import folder_fingerprint
+from evaluation.data import ROOT
 from evaluation.embedder import DTYPES, load_model
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 # mteb names of the project's training files (../shared/data/train/<stem>.jsonl; scifact.jsonl is SciFact's train
 # split). snli, wikiqa, trecqa, squad_v2 and agnews have no mteb task of that name.
 TRAINING_FILE_TO_MTEB = {"scifact": "SciFact"}
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def mteb_instructions() -> dict[str, str]:

@@ -23,7 +23,7 @@ bash scripts/setup.sh
 source .venv/bin/activate
 
 if [ ! -f "$INIT/model.safetensors" ]; then
-  python -m train init --output "$INIT"
+  python -m train init --config train/configs/default.yaml --output "$INIT"   # what the recipe starts from
 fi
 
 if [ -f "$OUT/model/model.safetensors" ]; then

@@ -16,20 +16,21 @@ from transformers import AutoModel
 
 from causal2vec.parts import default_decoder_path
 from train.build import build_model
+from train.config import load_config
 
 pytestmark = pytest.mark.slow
 
 
-def init_cli(folder: Path) -> subprocess.CompletedProcess:
-    """`python -m train init --output FOLDER`, as a user runs it."""
-    cmd = [sys.executable, "-m", "train", "init", "--output", str(folder)]
+def init_cli(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m train init --output FOLDER ARGS`, as a user runs it."""
+    cmd = [sys.executable, "-m", "train", "init", "--output", str(folder), *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def default_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("default") / "c2v"
-    proc = init_cli(folder)
+    proc = init_cli(folder, "--config", "default")  # what run.sh builds: the default recipe's starting point
     assert proc.returncode == 0, proc.stderr[-3000:]
     return folder
 
@@ -38,7 +39,9 @@ def test_init_writes_the_root_recipe(default_folder):
     made = json.loads((default_folder / "config.json").read_text())
     recipe = json.loads((ROOT / "config.json").read_text())
     made.pop("transformers_version"), recipe.pop("transformers_version")
-    assert made == recipe, "config.json at the repo root is what `python -m train init` builds"
+    assert made == recipe, "config.json at the repo root is what `python -m train init --config default` builds"
+    pinned = load_config("default").model.config
+    assert pinned and all(made[key] == value for key, value in pinned.items()), "the recipe's pinned fields"
     card = (default_folder / "README.md").read_text()
     assert "base_model:\n- HuggingFaceTB/SmolLM2-135M-Instruct\n- sentence-transformers/all-MiniLM-L6-v2" in card
 
@@ -63,13 +66,13 @@ def test_default_model_loads_and_embeds(default_folder):
     assert emb.shape == (4, 1152)
     assert np.isfinite(emb).all() and len({round(float(v), 4) for v in (emb @ emb.T)[0, 1:]}) == 3
     np.testing.assert_allclose(model.encode(texts, normalize_embeddings=True, batch_size=1), emb, atol=1e-5)
-    # C enters the decoder at contextual_scale (256) times the scale of SmolLM2's real tokens
+    # C enters the decoder at contextual_scale (the recipe's 1024) times the scale of SmolLM2's real tokens
     batch = model.tokenizer(texts, return_tensors="pt")
     with torch.no_grad():
         c = model.contextual_token(batch["encoder_input_ids"], batch["encoder_attention_mask"])
         tokens = model.get_input_embeddings()(batch["input_ids"])[batch["attention_mask"].bool()]
     ratio = float(c.norm(dim=-1).mean() / tokens.norm(dim=-1).mean()) / model.config.contextual_scale
-    assert model.config.contextual_scale == 256.0 and 0.8 < ratio < 1.5, ratio
+    assert model.config.contextual_scale == 1024.0 and 0.8 < ratio < 1.5, ratio
 
 
 def test_readme_serve_command_serves_the_default_model(default_folder):

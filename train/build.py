@@ -1,4 +1,5 @@
-"""`python -m train init`: assemble an untrained Causal2Vec checkpoint from a decoder and an encoder."""
+"""`python -m train init`: assemble an untrained Causal2Vec checkpoint from a decoder and an encoder (by default, or
+as a train config describes it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from causal2vec import DTYPES
 from causal2vec.parts import DEFAULT_DECODER, DEFAULT_ENCODER, default_decoder_path, default_encoder_path
 from modeling_causal2vec import Causal2VecModel
+from train.config import TrainConfig
 
 
 def check_output(path: str | Path, overwrite: bool) -> Path:
@@ -61,20 +63,16 @@ def build_model(
     return model.to(torch_dtype)
 
 
-def init(
-    output: str,
-    decoder: str | None,
-    encoder: str | None,
-    gguf_file: str | None,
-    overwrite: bool,
-    config_kwargs: dict[str, Any],
-) -> Path:
+def init(output: str, cfg: TrainConfig, overwrite: bool = False) -> Path:
+    """Write the untrained checkpoint that `cfg` (a train config; only its `model` section and `document_prompt`
+    are read) starts from, with a model card naming its base models."""
     from causal2vec.card import write_model_card
 
-    out = prepare_output(output, overwrite)
-    model = build_model(decoder, encoder, gguf_file, **config_kwargs)
+    out = check_output(output, overwrite)
+    model, base_models = build(cfg)  # before touching `output`: a bad config leaves it as it was
+    out = prepare_output(out, overwrite)
     model.save_pretrained(out)
-    write_model_card(out, model.config, base_models=[decoder or DEFAULT_DECODER, encoder or DEFAULT_ENCODER])
+    write_model_card(out, model.config, base_models=base_models)
     return out
 
 
@@ -129,3 +127,16 @@ def build_random(
     model = Causal2VecModel(config).to(DTYPES[dtype])
     model.tokenizer = build_tokenizer(config, decoder_tokenizer, encoder_tokenizer)
     return model
+
+
+def build(cfg: TrainConfig) -> tuple[Causal2VecModel, list[str]]:
+    """The untrained Causal2Vec model a train config describes, and the names of its base models (for the card)."""
+    m = cfg.model
+    fields = dict(m.config)
+    if cfg.document_prompt is not None:  # in the model's config: the tokenizer routes it to the decoder, the export
+        fields["document_prompt"] = cfg.document_prompt  # records it
+    if m.random:
+        model = build_random(m.decoder, m.encoder, seed=m.seed, dtype=m.dtype, **fields)
+        return model, [f"random {model.config.decoder.model_type}", f"random {model.config.encoder.model_type}"]
+    model = build_model(m.decoder, m.encoder, m.gguf_file, seed=m.seed, dtype=m.dtype, **fields)
+    return model, [m.decoder or DEFAULT_DECODER, m.encoder or DEFAULT_ENCODER]

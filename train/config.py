@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from transformers import PreTrainedConfig
 
-from configuration_causal2vec import CONTEXTUAL_TOKEN_FIELDS
+from configuration_causal2vec import CONTEXTUAL_TOKEN_FIELDS, Causal2VecConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -20,6 +21,13 @@ DTYPE_NAMES = ("bf16", "fp32")  # no fp16: it would need a GradScaler; bf16 is w
 RESUME_SAFE_KEYS = frozenset({"save_every", "keep_checkpoints", "log_every"})
 # keys a baseline run ignores as well (it has no connector), so a recipe change there keeps its runs reusable
 BASELINE_SAFE_KEYS = frozenset({"lr_connector", *(f"model.config.{f}" for f in CONTEXTUAL_TOKEN_FIELDS)})
+# what `model.config` may set: Causal2VecConfig's own fields (transformers' would accept a typo and ignore it); the
+# parts come from `model.decoder` / `model.encoder`
+MODEL_CONFIG_FIELDS = frozenset(
+    {f.name for f in dataclasses.fields(Causal2VecConfig)}
+    - {f.name for f in dataclasses.fields(PreTrainedConfig)}
+    - {"encoder", "decoder"}
+)
 
 
 class ConfigError(ValueError):
@@ -91,6 +99,12 @@ class ModelSettings:
     def __post_init__(self) -> None:
         _check_types(self, "model.")
         _require(self.dtype in DTYPE_NAMES, f"model.dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}")
+        unknown = sorted(set(self.config) - MODEL_CONFIG_FIELDS)
+        _require(
+            not unknown,
+            f"unknown Causal2VecConfig field(s) in model.config: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(MODEL_CONFIG_FIELDS))})",
+        )
 
 
 @dataclass

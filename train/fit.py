@@ -19,8 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from causal2vec import DTYPES
-from causal2vec.parts import DEFAULT_DECODER, DEFAULT_ENCODER
-from train.build import build_model, build_random, check_output, prepare_output
+from train.build import build, check_output, prepare_output
 from train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
 from train.data import BatchStream, load_data
@@ -35,19 +34,6 @@ logger = logging.getLogger("train")
 class TrainingDiverged(RuntimeError):
     """The loss or gradient norm became NaN/inf (the update is not applied), or an update made weights non-finite;
     either way the run stops before saving anything of that step."""
-
-
-def build(cfg: TrainConfig) -> tuple[nn.Module, list[str]]:
-    """The Causal2Vec model the config describes, and the names of its base models (for the card)."""
-    m = cfg.model
-    fields = dict(m.config)
-    if cfg.document_prompt is not None:  # in the model's config: the tokenizer routes it to the decoder, the export
-        fields["document_prompt"] = cfg.document_prompt  # records it
-    if m.random:
-        model = build_random(m.decoder, m.encoder, seed=m.seed, dtype=m.dtype, **fields)
-        return model, [f"random {model.config.decoder.model_type}", f"random {model.config.encoder.model_type}"]
-    model = build_model(m.decoder, m.encoder, m.gguf_file, seed=m.seed, dtype=m.dtype, **fields)
-    return model, [m.decoder or DEFAULT_DECODER, m.encoder or DEFAULT_ENCODER]
 
 
 def wrap_baseline(model: nn.Module, name: str | None) -> nn.Module:

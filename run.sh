@@ -8,7 +8,7 @@
 #   OUT=runs/mine bash run.sh      # another run folder
 #   FIT_ARGS="--set steps=600 --set batch_size=16" bash run.sh   # any train config override (a smoke run: steps=5)
 #
-# Rerunning is safe: an existing untrained checkpoint is reused, an unfinished training run resumes from its
+# Rerunning is safe: an existing untrained checkpoint is reused (if it is the recipe's; else run.sh stops and says so), an unfinished training run resumes from its
 # last checkpoint, a finished one is not retrained, and nothing is overwritten. Several seeds and the baselines,
 # like for like: python -m benchmarks.seeds (README, "Does it work?").
 set -euo pipefail
@@ -24,6 +24,16 @@ source .venv/bin/activate
 
 if [ ! -f "$INIT/model.safetensors" ]; then
   python -m train init --config train/configs/default.yaml --output "$INIT"   # what the recipe starts from
+else  # reused only if it is that (an older run.sh built it with the class defaults)
+  python - "$INIT/config.json" config.json <<'PY'
+import json, sys
+made, recipe = (json.load(open(path)) for path in sys.argv[1:])
+for config in (made, recipe):
+    config.pop("transformers_version", None)
+if made != recipe:
+    sys.exit(f"{sys.argv[1]} is not what train/configs/default.yaml starts from (config.json at the repository root): "
+             "move it away, or set INIT=another/folder")
+PY
 fi
 
 if [ -f "$OUT/model/model.safetensors" ]; then

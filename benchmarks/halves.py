@@ -2,7 +2,7 @@
 alone, of EOS's alone, and of the contextual token as it enters the decoder (the connector's output), optionally
 for several multiples of the connector's RMSNorm gain (`contextual_scale`, applied to the checkpoint's gain).
 
-    python -m benchmarks.halves --model runs/default-init --scales 1 4 16 64 256 1024 --pairs 300
+    python -m benchmarks.halves --model runs/init-scale1 --scales 1 4 16 64 256 1024 --pairs 300   # built at scale 1
     python -m benchmarks.halves --model runs/default/model              # a trained checkpoint as it is
     python -m benchmarks.halves --model runs/default/model --tasks stsb-dev trec mr   # through the dev battery
 

@@ -112,6 +112,14 @@ def test_readme_serve_command_serves_the_default_model(default_folder):
     np.testing.assert_allclose(np.array([d.embedding for d in docs.data]), model.encode(texts), atol=1e-5)
 
 
+def test_init_without_config_keeps_the_class_defaults(tmp_path):
+    """Plain `train init` (no --config): Causal2VecConfig's own defaults, whatever default.yaml pins."""
+    proc = init_cli(tmp_path / "plain", "--set", "pooling=eos")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert (config["connector_init"], config["contextual_scale"], config["pooling"]) == ("normal", 256.0, "eos")
+
+
 def test_init_refuses_to_overwrite(default_folder):
     proc = init_cli(default_folder)
     assert proc.returncode != 0 and "pass --overwrite" in proc.stderr

@@ -55,8 +55,8 @@ def test_two_processes_match_one(tmp_path):
     assert w1.keys() == w2.keys()
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], atol=2e-5, rtol=1e-4, msg=k)
+    from train.build import build
     from train.config import load_config
-    from train.fit import build
 
     initial = build(load_config("tiny"))[0].state_dict()
     moved = {k for k in w1 if (w1[k] - initial[k]).abs().max() > 1e-3}

@@ -142,6 +142,8 @@ def test_overwrite_replaces_a_non_empty_output(tmp_path, data_dir):
         (["--set", "model.dtype=bf16"], "needs autocast in the same dtype"),
         (["--set", "lora.dropout=x"], "lora.dropout must be a number"),
         (["--set", "model.config.contextual_scal=64"], "unknown Causal2VecConfig field(s) in model.config"),
+        (["--set", "model.config.contextual_scale=big"], "model.config.contextual_scale must be a number, got 'big'"),
+        (["--set", "model.config.decoder=/x"], "model.config.decoder: set model.decoder instead"),
     ],
 )
 def test_bad_config_is_a_clean_error(tmp_path, capsys, args, message):
@@ -155,13 +157,15 @@ def test_init_builds_what_a_train_config_starts_from(tmp_path, capsys):
     """`train init --config C` writes the untrained checkpoint `train fit --config C` starts from (its `model`
     section), `--set` overriding the config's fields; a bad field is refused before the folder is touched."""
     out = tmp_path / "init"
-    assert main(["init", "--config", "tiny", "--output", str(out), "--set", "pooling=eos"]) == 0
+    sets = ["--set", "pooling=eos", "--set", "contextual_scale=1e3"]
+    assert main(["init", "--config", "tiny", "--output", str(out), *sets]) == 0
     config = json.loads((out / "config.json").read_text())
     assert (config["decoder_max_length"], config["pooling"], config["decoder"]["hidden_size"]) == (48, "eos", 32)
+    assert config["contextual_scale"] == 1000.0  # a YAML 1.1 string, read as the number it is
     from train.build import build
     from train.config import load_config
 
-    built, _ = build(load_config("tiny", ["model.config.pooling=eos"]))
+    built, _ = build(load_config("tiny", ["model.config.pooling=eos", "model.config.contextual_scale=1000"]))
     saved = load_file(out / "model.safetensors")
     for name, tensor in built.state_dict().items():  # same seed, same weights
         torch.testing.assert_close(saved[name], tensor, rtol=0, atol=0)
@@ -173,6 +177,9 @@ def test_init_builds_what_a_train_config_starts_from(tmp_path, capsys):
     bad = ["--overwrite", "--set", "contextual_position=nowhere"]  # refused by Causal2VecConfig, at build time
     assert main(["init", "--config", "tiny", "--output", str(out), *bad]) == 1
     assert "contextual_position" in capsys.readouterr().err and (out / "notes.txt").is_file()
+    with pytest.raises(SystemExit):  # a random model has no decoder folder to take
+        main(["init", "--config", "tiny", "--output", str(tmp_path / "other"), "--decoder", str(tmp_path)])
+    assert "builds a random model" in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
 def test_config_numbers_are_checked_and_coerced():
@@ -247,8 +254,8 @@ def test_read_metrics_drops_only_a_truncated_last_line(tmp_path, caplog):
 
 def test_bf16_base_trains_fp32_weights(tmp_path, data_dir):
     """`model.dtype: bf16` loads the parts in bf16; what trains (LoRA, connector, encoder) is fp32."""
+    from train.build import build
     from train.config import load_config
-    from train.fit import build
     from train.trainable import set_trainable
 
     cfg = load_config("tiny", ["model.dtype=bf16", "dtype=bf16"])
@@ -281,9 +288,9 @@ LOAD = textwrap.dedent(
 
 
 def test_export_merges_lora_and_loads_in_a_fresh_process(tmp_path):
+    from train.build import build
     from train.config import load_config
     from train.export import export, merge_lora
-    from train.fit import build
     from train.trainable import set_trainable
 
     cfg = load_config("tiny")

@@ -42,12 +42,16 @@ def run_init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     try:
         parse_overrides(args.set)  # its message names the user's --set, not the model.config key it becomes
-        cfg = load_config(args.config, [f"model.config.{item}" for item in args.set])
+        cfg = load_config(args.config, [f"model.config.{item.strip()}" for item in args.set])
     except ConfigError as err:
         parser.error(str(err))
-    for key in ("decoder", "encoder", "gguf_file"):  # paths as given, not YAML-parsed
-        if getattr(args, key) is not None:
-            setattr(cfg.model, key, getattr(args, key))
+    paths = {key: getattr(args, key) for key in ("decoder", "encoder", "gguf_file") if getattr(args, key) is not None}
+    if paths and cfg.model.random:
+        parser.error(f"--config {args.config} builds a random model: --decoder/--encoder/--gguf-file do not apply")
+    if "decoder" in paths:  # a new decoder does not inherit the config's GGUF file name
+        cfg.model.gguf_file = paths.get("gguf_file")
+    for key, value in paths.items():  # paths as given, not YAML-parsed
+        setattr(cfg.model, key, value)
     try:
         out = init(args.output, cfg, args.overwrite)
     except (FileExistsError, FileNotFoundError, ValueError) as err:

@@ -28,6 +28,16 @@ MODEL_CONFIG_FIELDS = frozenset(
     - {f.name for f in dataclasses.fields(PreTrainedConfig)}
     - {"encoder", "decoder"}
 )
+PART_KEYS = {"encoder": "model.encoder", "decoder": "model.decoder", "dtype": "model.dtype"}  # where these go instead
+
+
+def _model_config_hints() -> dict[str, Any]:
+    """The annotations of MODEL_CONFIG_FIELDS, evaluated in their module (`typing.get_type_hints` would also
+    evaluate PreTrainedConfig's, which name modules it does not import)."""
+    import configuration_causal2vec
+
+    own = Causal2VecConfig.__annotations__
+    return {name: eval(own[name], vars(configuration_causal2vec)) for name in MODEL_CONFIG_FIELDS}
 
 
 class ConfigError(ValueError):
@@ -99,12 +109,18 @@ class ModelSettings:
     def __post_init__(self) -> None:
         _check_types(self, "model.")
         _require(self.dtype in DTYPE_NAMES, f"model.dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}")
+        for key in sorted(set(self.config) & set(PART_KEYS)):
+            raise ConfigError(f"model.config.{key}: set {PART_KEYS[key]} instead")
         unknown = sorted(set(self.config) - MODEL_CONFIG_FIELDS)
         _require(
             not unknown,
             f"unknown Causal2VecConfig field(s) in model.config: {', '.join(unknown)} "
             f"(known: {', '.join(sorted(MODEL_CONFIG_FIELDS))})",
         )
+        hints = _model_config_hints()
+        for key, value in self.config.items():  # Causal2VecConfig checks its Literal and str options itself
+            if hints[key] in (bool, int, float, int | None):
+                self.config[key] = _coerce(value, hints[key], f"model.config.{key}")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Embeddings stay bit-equal (CPU, fp32) across refactors: tiny seeded checkpoints, built from random parts with
 `build_random` and with `build_model` (the `from_parts` path, connector drawn from the seed), embedded as Causal2Vec
-in several layouts and as each baseline, against `tests/data/reference_embeddings.safetensors`.
+in several layouts and as each baseline, against `tests/data/reference_embeddings.json`.
 
 The reference was made by `python tests/test_same_embeddings.py` on the code before issue 10's refactor (commit
 0f10b6c, with its imports pointed at `evaluation.baselines` and `train.parts`). Bitwise equality holds for the
@@ -12,18 +12,20 @@ Issue 10 changed one random draw: `from_parts` now builds the model's frame on t
 connector's weights (before, a full random decoder and encoder were drawn first, then overwritten). The from_parts
 path therefore sets the connector's Linear weights from a seeded generator of its own before embedding (the same in
 the reference), and compares the RMSNorm gain (measured from the decoder, not drawn) with the reference's
-`parts_gain`. The file holds embeddings only, no weights.
+`parts_gain`. The file holds embeddings only, no weights: JSON (float32 values written as Python floats, which
+read back bit-exactly), so no weight-format file is tracked.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 from train.build import TINY_DECODER
 
-REFERENCE = Path(__file__).with_name("data") / "reference_embeddings.safetensors"
+REFERENCE = Path(__file__).with_name("data") / "reference_embeddings.json"
 TEXTS = ["A man is playing a guitar on stage.", "The cat sleeps.", "x"]
 LAYOUTS = {
     "default": {},
@@ -73,11 +75,9 @@ def compute(tmp: Path) -> tuple[dict[str, torch.Tensor], float]:
 
 
 def test_embeddings_equal_the_reference(tmp_path):
-    from safetensors import safe_open
-
-    with safe_open(REFERENCE, "pt") as f:
-        meta = f.metadata()
-        want = {k: f.get_tensor(k) for k in f.keys()}
+    reference = json.loads(REFERENCE.read_text())
+    meta = reference["metadata"]
+    want = {k: torch.tensor(v, dtype=torch.float32) for k, v in reference["embeddings"].items()}
     got, gain = compute(tmp_path)
     assert sorted(got) == sorted(want)
     exact = meta["torch_version"] == torch.__version__ and meta["cpu_capability"] == cpu_capability()
@@ -100,11 +100,10 @@ def cpu_capability() -> str:
 if __name__ == "__main__":  # write the reference (only on code whose embeddings are known good)
     import tempfile
 
-    from safetensors.torch import save_file
-
     with tempfile.TemporaryDirectory() as tmp:
         tensors, gain = compute(Path(tmp))
     REFERENCE.parent.mkdir(exist_ok=True)
     meta = {"torch_version": torch.__version__, "cpu_capability": cpu_capability(), "parts_gain": repr(gain)}
-    save_file({k: v.contiguous() for k, v in tensors.items()}, REFERENCE, metadata=meta)
+    embeddings = {k: v.tolist() for k, v in sorted(tensors.items())}
+    REFERENCE.write_text(json.dumps({"metadata": meta, "embeddings": embeddings}, indent=1) + "\n")
     print(f"wrote {REFERENCE}: {len(tensors)} tensors")

@@ -8,9 +8,10 @@
 #   OUT=runs/mine bash run.sh      # another run folder
 #   FIT_ARGS="--set steps=600 --set batch_size=16" bash run.sh   # any train config override (a smoke run: steps=5)
 #
-# Rerunning is safe: an existing untrained checkpoint is reused (if it is the recipe's; else run.sh stops and says so), an unfinished training run resumes from its
-# last checkpoint, a finished one is not retrained, and nothing is overwritten. Several seeds and the baselines,
-# like for like: python -m benchmarks.seeds (README, "Does it work?").
+# Rerunning is safe: an existing untrained checkpoint is reused (if it is the recipe's; else run.sh stops and says
+# so), an unfinished training run resumes from its last checkpoint, a finished one is not retrained, and nothing
+# is overwritten. Several seeds and the baselines, like for like: python -m benchmarks.seeds (README, "Does it
+# work?").
 set -euo pipefail
 cd "$(dirname "$0")"
 

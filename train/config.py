@@ -21,23 +21,25 @@ DTYPE_NAMES = ("bf16", "fp32")  # no fp16: it would need a GradScaler; bf16 is w
 RESUME_SAFE_KEYS = frozenset({"save_every", "keep_checkpoints", "log_every"})
 # keys a baseline run ignores as well (it has no connector), so a recipe change there keeps its runs reusable
 BASELINE_SAFE_KEYS = frozenset({"lr_connector", *(f"model.config.{f}" for f in CONTEXTUAL_TOKEN_FIELDS)})
-# what `model.config` may set: Causal2VecConfig's own fields (transformers' would accept a typo and ignore it); the
-# parts come from `model.decoder` / `model.encoder`
-MODEL_CONFIG_FIELDS = frozenset(
-    {f.name for f in dataclasses.fields(Causal2VecConfig)}
-    - {f.name for f in dataclasses.fields(PreTrainedConfig)}
-    - {"encoder", "decoder"}
-)
 PART_KEYS = {"encoder": "model.encoder", "decoder": "model.decoder", "dtype": "model.dtype"}  # where these go instead
 
 
 def _model_config_hints() -> dict[str, Any]:
-    """The annotations of MODEL_CONFIG_FIELDS, evaluated in their module (`typing.get_type_hints` would also
-    evaluate PreTrainedConfig's, which name modules it does not import)."""
+    """Causal2VecConfig's own fields (not PreTrainedConfig's, not the parts) and their annotations, evaluated in
+    their module (`typing.get_type_hints` would also evaluate PreTrainedConfig's, which name modules it does not
+    import)."""
     import configuration_causal2vec
 
     own = Causal2VecConfig.__annotations__
-    return {name: eval(own[name], vars(configuration_causal2vec)) for name in MODEL_CONFIG_FIELDS}
+    inherited = {f.name for f in dataclasses.fields(PreTrainedConfig)} | {"encoder", "decoder"}
+    names = [f.name for f in dataclasses.fields(Causal2VecConfig) if f.name not in inherited]
+    return {name: eval(own[name], vars(configuration_causal2vec)) for name in names}
+
+
+# what `model.config` may set, and the types its numbers are checked against: transformers' config would accept a
+# typo and ignore it; the parts come from `model.decoder` / `model.encoder`
+MODEL_CONFIG_HINTS = _model_config_hints()
+MODEL_CONFIG_FIELDS = frozenset(MODEL_CONFIG_HINTS)
 
 
 class ConfigError(ValueError):
@@ -117,10 +119,9 @@ class ModelSettings:
             f"unknown Causal2VecConfig field(s) in model.config: {', '.join(unknown)} "
             f"(known: {', '.join(sorted(MODEL_CONFIG_FIELDS))})",
         )
-        hints = _model_config_hints()
         for key, value in self.config.items():  # Causal2VecConfig checks its Literal and str options itself
-            if hints[key] in (bool, int, float, int | None):
-                self.config[key] = _coerce(value, hints[key], f"model.config.{key}")
+            if MODEL_CONFIG_HINTS[key] in (bool, int, float, int | None):
+                self.config[key] = _coerce(value, MODEL_CONFIG_HINTS[key], f"model.config.{key}")
 
 
 @dataclass

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from causal2vec import DTYPES
+from evaluation.data import DEFAULT_DATA
 
-ROOT = Path(__file__).resolve().parent.parent
-STSB_TEST = ROOT.parent / "shared" / "data" / "eval" / "stsb" / "test.tsv"
+STSB_TEST = DEFAULT_DATA / "stsb" / "test.tsv"
 
 
 def stsb_sentences(path: Path) -> list[str]:

@@ -31,14 +31,13 @@ from typing import Any
 
 import yaml
 
+from causal2vec import REPO_ROOT
 from causal2vec.baselines import BASELINES
 from configuration_causal2vec import POOLINGS
 from evaluation.tasks import DEV_BATTERY, SELECTION_TASKS
 from train.checkpoint import checkpoints
 from train.config import load_config, resume_conflicts
 from train.fit import summary
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -85,7 +84,7 @@ class RunError(RuntimeError):
 
 def _run(args: list[str]) -> None:
     print("+ python " + " ".join(args), flush=True)
-    if subprocess.run([sys.executable, *args], cwd=ROOT).returncode != 0:
+    if subprocess.run([sys.executable, *args], cwd=REPO_ROOT).returncode != 0:
         raise RunError(f"failed: python {' '.join(args)}")
 
 
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=["causal2vec", "eos", "mean", "echo", "bidirectional"])
     parser.add_argument("--untrained", nargs="*", default=[], help="baselines evaluated untrained (e.g. encoder)")
-    parser.add_argument("--output", type=Path, default=ROOT / "runs" / "seeds")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "runs" / "seeds")
     parser.add_argument("--threads", type=int, help="torch CPU threads for evaluation")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     parser.add_argument("--table-only", action="store_true", help="train and evaluate nothing: table what exists")

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.encode_speed import STSB_TEST, stsb_sentences
+from causal2vec import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 FALLBACK = ["A man is playing a guitar.", "The stock market fell sharply on Monday.", "A cat sleeps on the mat."]
 
 
@@ -46,7 +46,7 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "serve", "--model", str(args.model), "--port", str(port), "--dtype", args.dtype]
     cmd += ["--threads", str(args.threads), "--max-batch-size", str(args.max_batch_size)]
     cmd += ["--max-wait-ms", str(args.max_wait_ms), "--served-model-name", "bench", "--log-level", "warning"]
-    server = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(cmd, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + args.start_timeout
     while True:
         if server.poll() is not None:

@@ -14,8 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+from causal2vec import REPO_ROOT
 from evaluation.cache import DEFAULT_CACHE
-from evaluation.data import DEFAULT_DATA, ROOT
+from evaluation.data import DEFAULT_DATA
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
         name = Path(args.model).resolve().name + (f"-{args.baseline}" if args.baseline else "") + f"-{args.dtype}"
         name += f"-{args.pooling}-pooling" if args.pooling else ""
-        output = args.output or ROOT / "runs" / "eval" / name
+        output = args.output or REPO_ROOT / "runs" / "eval" / name
         embedder = Embedder.from_path(
             args.model,
             baseline=args.baseline,

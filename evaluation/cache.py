@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.data import ROOT
+from causal2vec import REPO_ROOT
 from hub_causal2vec import CARD_FILE
 
 # Bump when a change to evaluation/ changes the embeddings it makes (layouts, prompts, pooling): old cache
 # entries are then never read again.
 CACHE_VERSION = 2
-DEFAULT_CACHE = ROOT / "runs" / "eval-cache"  # `--cache` of every CLI
+DEFAULT_CACHE = REPO_ROOT / "runs" / "eval-cache"  # `--cache` of every CLI
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx")
 # config, code and tokenizer files: hashed by content (up to SMALL_FILE bytes; larger ones by size and mtime); other
 # files (plots, logs, YAML training records) never change embeddings

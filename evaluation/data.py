@@ -11,8 +11,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "eval"
+from causal2vec import SHARED_DATA
+
+DEFAULT_DATA = SHARED_DATA / "eval"
 
 
 class DataError(ValueError):

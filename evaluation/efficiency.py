@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from causal2vec import REPO_ROOT
 from causal2vec.baselines import BASELINES, build_baseline
 from evaluation import data, metrics
-from evaluation.data import DEFAULT_DATA, ROOT
+from evaluation.data import DEFAULT_DATA
 from evaluation.embedder import DTYPES, load_model
 
 METHODS = ("causal2vec", *BASELINES)
@@ -294,7 +295,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="Causal2Vec checkpoint folder")
-    p.add_argument("--output", type=Path, default=ROOT / "runs" / "efficiency", help="folder for efficiency.json")
+    p.add_argument("--output", type=Path, default=REPO_ROOT / "runs" / "efficiency", help="folder for efficiency.json")
     p.add_argument("--chart", type=Path, help="PNG path (default <output>/efficiency.png)")
     p.add_argument("--title", help="chart title (default: the model folder's name)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)

@@ -26,11 +26,11 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta
 from mteb.types import PromptType
 
+from causal2vec import REPO_ROOT
 from causal2vec.card import read_card_metadata, read_training_config, training_metadata
 from causal2vec.instructions import LOCAL_TO_MTEB, load_instructions
 from causal2vec.parts import DEFAULT_ENCODER
 from evaluation.cache import folder_fingerprint
-from evaluation.data import ROOT
 from evaluation.embedder import DTYPES, load_model
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def training_files(folder: str | Path) -> list[str] | None:
     if not data:
         return []
     path = Path(data).expanduser()
-    path = path if path.is_absolute() else ROOT / path
+    path = path if path.is_absolute() else REPO_ROOT / path
     if path.is_dir():
         return sorted(p.name for p in path.glob("*.jsonl"))
     return [path.name]

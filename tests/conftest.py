@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import torch
 
+from causal2vec import REPO_ROOT, SHARED_DATA
 from train.build import TINY_DECODER
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_TRAIN = ROOT.parent / "shared" / "data" / "train"
+SHARED_TRAIN = SHARED_DATA / "train"
 
 TEXTS = [
     "A man is playing a guitar on stage.",
@@ -57,7 +57,7 @@ def one_thread():
 # The project is installed (`pip install -e .`), so even `python -I` could import its modules from the checkout: an
 # isolated script refuses them, so that remote code must come from the checkpoint folder as on a user's machine.
 PROJECT_MODULES = sorted(
-    {p.stem for p in ROOT.glob("*.py")} | {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests"}
+    {p.stem for p in REPO_ROOT.glob("*.py")} | {p.parent.name for p in REPO_ROOT.glob("*/__init__.py")} - {"tests"}
 )
 BLOCK_PROJECT = f"""import sys
 class _BlockProject:

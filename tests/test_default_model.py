@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
 from safetensors.torch import load_file
 from transformers import AutoModel
 
+from causal2vec import REPO_ROOT
 from causal2vec.parts import default_decoder_path
 from train.build import build_model
 from train.config import load_config
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 def init_cli(folder: Path, *args: str) -> subprocess.CompletedProcess:
     """`python -m train init --output FOLDER ARGS`, as a user runs it."""
     cmd = [sys.executable, "-m", "train", "init", "--output", str(folder), *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def default_folder(tmp_path_factory):
 
 def test_init_writes_the_root_recipe(default_folder):
     made = json.loads((default_folder / "config.json").read_text())
-    recipe = json.loads((ROOT / "config.json").read_text())
+    recipe = json.loads((REPO_ROOT / "config.json").read_text())
     made.pop("transformers_version"), recipe.pop("transformers_version")
     assert made == recipe, "config.json at the repo root is what `python -m train init --config default` builds"
     pinned = load_config("default").model.config
@@ -87,7 +87,7 @@ def test_readme_serve_command_serves_the_default_model(default_folder):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "serve", "--model", str(default_folder), "--port", str(port), "--threads", "2"]
-    server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         while True:

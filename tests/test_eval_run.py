@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from eval_fixtures import STS_ROWS, make_data
 
+from causal2vec import REPO_ROOT
 from evaluation import metrics
 from evaluation.__main__ import main
 from evaluation.embedder import Embedder
@@ -139,7 +139,7 @@ def test_card_gets_the_scores_and_keeps_the_rest(tiny, tmp_path):
     assert results["stsb"].metric_value == round(100 * stsb["score"], 2) and results["stsb"].dataset_split == "test"
     assert (results["trec"].task_type, results["trec"].metric_type) == ("Classification", "accuracy")
     st_config = json.loads((folder / "config_sentence_transformers.json").read_text())
-    instruction = json.loads((ROOT / "causal2vec" / "instructions.json").read_text())["scifact"]
+    instruction = json.loads((REPO_ROOT / "causal2vec" / "instructions.json").read_text())["scifact"]
     assert st_config["prompts"]["SciFact"] == tiny.config.query_prompt(instruction)
     assert st_config["prompts"]["query"] == tiny.config.query_prompt()
     assert st_config["requirements"] == {"sentence_transformers": ">=5.4.0"}

@@ -9,8 +9,9 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import ROOT, TEXTS, run_isolated
+from conftest import TEXTS, run_isolated
 
+from causal2vec import REPO_ROOT
 from train.build import build_random
 
 REMOTE_CODE = (
@@ -180,7 +181,7 @@ def _imports(path) -> list[tuple[int, str]]:
 def test_remote_code_imports_only_what_a_hub_user_has(name):
     """Remote code may import torch, transformers, safetensors, the standard library and its sibling files."""
     allowed = {"torch", "transformers", "safetensors", *sys.stdlib_module_names, *REMOTE_CODE}
-    path = ROOT / f"{name}.py"
+    path = REPO_ROOT / f"{name}.py"
     bad = [(line, module) for line, module in _imports(path) if module.lstrip(".").split(".")[0] not in allowed]
     assert not bad, f"{path.name} imports {bad}"
     relative = [module for _, module in _imports(path) if module.startswith(".")]

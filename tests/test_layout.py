@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 
 import pytest
-from conftest import ROOT
+
+from causal2vec import REPO_ROOT
 
 # package -> top-level project modules it must not import
 FORBIDDEN = {
@@ -28,13 +29,13 @@ def _imported(path) -> set[str]:
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_packages_import_only_the_layers_above(package):
     bad = {
-        str(path.relative_to(ROOT)): sorted(_imported(path) & FORBIDDEN[package])
-        for path in (ROOT / package).rglob("*.py")
+        str(path.relative_to(REPO_ROOT)): sorted(_imported(path) & FORBIDDEN[package])
+        for path in (REPO_ROOT / package).rglob("*.py")
     }
     assert not {k: v for k, v in bad.items() if v}
 
 
 def test_no_sys_path_edits():
     """The project is installed (`pip install -e .`): nothing puts folders on sys.path."""
-    files = [p for p in ROOT.rglob("*.py") if ".venv" not in p.parts and p.name != "test_layout.py"]
-    assert not [str(p.relative_to(ROOT)) for p in files if "sys.path.insert" in p.read_text(errors="replace")]
+    files = [p for p in REPO_ROOT.rglob("*.py") if ".venv" not in p.parts and p.name != "test_layout.py"]
+    assert not [str(p.relative_to(REPO_ROOT)) for p in files if "sys.path.insert" in p.read_text(errors="replace")]

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 from datasets import Dataset, DatasetDict
 
+from causal2vec import REPO_ROOT
 from train.__main__ import main
 from train.data import DataError, Row, load_data
 
@@ -126,7 +126,7 @@ def test_a_hub_id_that_cannot_be_loaded_says_why(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
     missing = tmp_path / "causal2vec-tests" / "no-such-dataset:triplet"
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(missing)], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-c", script, str(missing)], cwd=REPO_ROOT, env=env, capture_output=True, text=True
     )
     out = proc.stdout
     assert out.startswith("DataError causal2vec-tests/no-such-dataset:triplet: neither a local file or folder ("), (
@@ -167,7 +167,7 @@ def test_fit_with_a_mistyped_relative_data_path(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["fit", "--config", "tiny", "--output", str(out), "--set", "data=train/dta"]) == 1
     err = capsys.readouterr().err
-    assert f"train/dta: no such file or folder ({ROOT / 'train' / 'dta'} does not exist" in err, err
+    assert f"train/dta: no such file or folder ({REPO_ROOT / 'train' / 'dta'} does not exist" in err, err
     assert "train/ exists locally" in err
 
 

@@ -13,7 +13,7 @@ import torch
 from conftest import SHARED_TRAIN
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parent.parent
+from causal2vec import REPO_ROOT
 
 # no dropout: each rank draws its own masks, so only a dropout-free run can match one process exactly
 COMMON = [
@@ -32,7 +32,7 @@ def run(output: Path, data: Path, nproc: int, *extra: str) -> list[dict]:
     sets = [a for s in [*COMMON, f"data={data}", *extra] for a in ("--set", s)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [*launcher, "-m", "train", "fit", "--config", "tiny", "--output", str(output), *sets]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
 

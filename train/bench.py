@@ -79,13 +79,15 @@ def main(args: argparse.Namespace) -> int:
     if args.only:
         print(json.dumps(run_one(args.config, [*common, *SETTINGS[args.only]], args.steps)))
         return 0
+    from causal2vec import REPO_ROOT
+
     results = {}
     print(f"{'setting':<18} {'pairs/s':>8} {'tokens/s':>9} {'s/step':>7} {'peak MiB':>9}", flush=True)
     for name in SETTINGS:
         cmd = [sys.executable, "-m", "train", "bench", "--only", name, "--config", args.config]
         cmd += ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
         cmd += [a for s in args.set for a in ("--set", s)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
         if proc.returncode != 0:
             print(f"{name:<18} failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
             continue

@@ -12,9 +12,9 @@ from typing import Any
 import yaml
 from transformers import PreTrainedConfig
 
+from causal2vec import REPO_ROOT
 from configuration_causal2vec import CONTEXTUAL_TOKEN_FIELDS, Causal2VecConfig
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DTYPE_NAMES = ("bf16", "fp32")  # no fp16: it would need a GradScaler; bf16 is what we document
 # keys a resumed run may change: they do not affect what the next step computes
@@ -208,7 +208,7 @@ class TrainConfig:
 
     def data_path(self) -> Path:
         path = Path(self.data).expanduser()
-        return path if path.is_absolute() else (ROOT / path).resolve()
+        return path if path.is_absolute() else (REPO_ROOT / path).resolve()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

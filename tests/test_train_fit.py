@@ -182,6 +182,22 @@ def test_init_builds_what_a_train_config_starts_from(tmp_path, capsys):
     assert "builds a random model" in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
+def test_init_seed_is_the_one_train_fit_starts_from(tmp_path):
+    """`train init --seed S` draws what `train fit --set model.seed=S` starts from, and another seed draws other
+    weights (the connector's; here the whole random model's too)."""
+    from train.build import build
+    from train.config import load_config
+
+    assert main(["init", "--config", "tiny", "--output", str(tmp_path / "s3"), "--seed", "3"]) == 0
+    assert main(["init", "--config", "tiny", "--output", str(tmp_path / "s0")]) == 0
+    built, _ = build(load_config("tiny", ["model.seed=3"]))
+    seed3, seed0 = load_file(tmp_path / "s3" / "model.safetensors"), load_file(tmp_path / "s0" / "model.safetensors")
+    for name, tensor in built.state_dict().items():
+        torch.testing.assert_close(seed3[name], tensor, rtol=0, atol=0)
+    connector = [name for name in seed3 if name.startswith("connector.layers.") and name.endswith("weight")]
+    assert connector and all(not torch.equal(seed3[name], seed0[name]) for name in connector)
+
+
 def test_config_numbers_are_checked_and_coerced():
     from train.config import load_config
 

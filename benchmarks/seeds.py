@@ -15,7 +15,9 @@ training. `--untrained NAME` evaluates the default untrained checkpoint (`python
 
 Runs live in `OUTPUT/NAME/seed-S/` (the `train fit` folder, with `eval/` beside `model/`). Rerunning is safe: a
 finished run is kept, an unfinished one resumes, an evaluated one is not evaluated again; nothing is overwritten.
-The table goes to stdout and to `OUTPUT/table.md` / `OUTPUT/table.json`.
+The table goes to stdout and to `OUTPUT/table.md` / `OUTPUT/table.json`: the models of this command.
+
+    python -m benchmarks.seeds --table-only           # every model evaluated in OUTPUT, by any command (stdout)
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ def parse_model(text: str) -> ModelSpec:
     if pooling is not None and (pooling not in POOLINGS or baseline is not None):
         raise ValueError(f"model {text!r}: eval.pooling must be one of {', '.join(POOLINGS)}, without a baseline")
     return ModelSpec(name, overrides, baseline, source, pooling)
+
+
+DEFAULT_MODELS = ("causal2vec", "eos", "mean", "echo", "bidirectional")
 
 
 class RunError(RuntimeError):
@@ -170,23 +175,54 @@ def table(results: dict[str, dict[str, dict[str, Any]]], wall: dict[str, float])
     return "\n".join(lines) + "\n" + note
 
 
+def tabled(output: Path, seeds: list[int] | None = None) -> dict[str, dict[int, dict[str, float]]]:
+    """Every evaluated (model, seed) under `output`, by model folder, whatever command made it: model -> seed ->
+    scores (`seeds` keeps only those)."""
+    found: dict[str, dict[int, dict[str, float]]] = {}
+    for model in sorted(p for p in output.iterdir() if p.is_dir()) if output.is_dir() else []:
+        if (model / "summary.json").is_file():  # NAME-untrained: once, no seed
+            found[model.name] = {0: scores(model)}
+            continue
+        per_seed = {}
+        for run in model.glob("seed-*"):
+            seed = run.name.removeprefix("seed-")
+            if seed.isdigit() and (seeds is None or int(seed) in seeds) and (run / "eval" / "summary.json").is_file():
+                per_seed[int(seed)] = scores(run / "eval")
+        if per_seed:
+            found[model.name] = dict(sorted(per_seed.items()))
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.seeds", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", default="default", help="train config (YAML file or a name in train/configs/)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--models", nargs="+", default=["causal2vec", "eos", "mean", "echo", "bidirectional"])
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 2 (--table-only alone: every seed found)")
+    parser.add_argument(
+        "--models", nargs="+", help=f"default: {' '.join(DEFAULT_MODELS)} (--table-only alone: every model in OUTPUT)"
+    )
     parser.add_argument("--untrained", nargs="*", default=[], help="baselines evaluated untrained (e.g. encoder)")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "runs" / "seeds")
     parser.add_argument("--threads", type=int, help="torch CPU threads for evaluation")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     parser.add_argument("--table-only", action="store_true", help="train and evaluate nothing: table what exists")
     args = parser.parse_args(argv)
+    if args.table_only and args.models is None and not args.untrained:
+        found = tabled(args.output, args.seeds)
+        walls = {
+            name: [summary(args.output / name / f"seed-{s}").get("wall_time_s") for s in runs]
+            for name, runs in found.items()
+        }
+        wall = {name: statistics.fmean(w) for name, w in walls.items() if w and None not in w}
+        text = table({name: aggregate(per_seed) for name, per_seed in found.items()}, wall)
+        print(text if found else f"nothing evaluated in {args.output}")
+        return 0
     try:
-        specs = [parse_model(m) for m in args.models]
+        specs = [parse_model(m) for m in args.models or DEFAULT_MODELS]
     except ValueError as err:
         parser.error(str(err))
+    args.seeds = args.seeds or [0, 1, 2]
     for i, spec in enumerate(specs):  # checked before anything trains
         sources = {s.name: s for s in specs[:i]}
         if spec.source is not None and spec.source not in sources:

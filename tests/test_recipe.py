@@ -223,7 +223,7 @@ def test_aggregate_mean_std_worst_and_dev_average():
     assert f"{agg[first]['mean']:.2f} ± 1.00 ({per_seed[0][first]:.2f})" in text and "| 12 |" in text
 
 
-def test_seeds_command_trains_evaluates_and_resumes(tmp_path, data_dir):
+def test_seeds_command_trains_evaluates_and_resumes(tmp_path, data_dir, capsys):
     out = tmp_path / "seeds"
     models = ["causal2vec", "eos-pool:from=causal2vec,eval.pooling=eos"]
     args = ["--config", "tiny", "--seeds", "0", "1", "--models", *models, "--output", str(out), "--threads", "1"]
@@ -247,6 +247,15 @@ def test_seeds_command_trains_evaluates_and_resumes(tmp_path, data_dir):
     again = [(r / "model" / "model.safetensors").stat().st_mtime for r in runs]
     again += [(r / "eval" / "summary.json").stat().st_mtime for r in runs]
     assert again == stamps
+    capsys.readouterr()
+    (out / "table.md").unlink()
+    assert main(["--table-only", "--output", str(out), "--seeds", "1"]) == 0  # every model found, by any command
+    rows = {line.split(" | ")[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    assert set(rows) == {"| model", "| causal2vec", "| eos-pool"} and not (out / "table.md").exists()
+    one = aggregate({1: {r["task"]: 100 * r["score"] for r in summary["results"]}})
+    assert rows["| causal2vec"].startswith(f"| causal2vec | 1 | {one['stsb-dev']['mean']:.2f} ± 0.00")
+    assert main(["--table-only", "--output", str(tmp_path / "none")]) == 0
+    assert "nothing evaluated" in capsys.readouterr().out
 
 
 def test_diagnose_command_on_a_saved_folder(tiny, tmp_path, capsys):

@@ -81,6 +81,7 @@ def parse_model(text: str) -> ModelSpec:
 
 
 DEFAULT_MODELS = ("causal2vec", "eos", "mean", "echo", "bidirectional")
+DEFAULT_SEEDS = (0, 1, 2)
 
 
 class RunError(RuntimeError):
@@ -175,6 +176,12 @@ def table(results: dict[str, dict[str, dict[str, Any]]], wall: dict[str, float])
     return "\n".join(lines) + "\n" + note
 
 
+def train_wall(runs: list[Path]) -> float | None:
+    """Mean training wall time of these run folders; None if one has no metrics (e.g. trained elsewhere)."""
+    walls = [summary(run).get("wall_time_s") for run in runs]
+    return statistics.fmean(walls) if walls and None not in walls else None
+
+
 def tabled(output: Path, seeds: list[int] | None = None) -> dict[str, dict[int, dict[str, float]]]:
     """Every evaluated (model, seed) under `output`, by model folder, whatever command made it: model -> seed ->
     scores (`seeds` keeps only those)."""
@@ -198,7 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.seeds", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", default="default", help="train config (YAML file or a name in train/configs/)")
-    parser.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 2 (--table-only alone: every seed found)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help=f"default: {' '.join(map(str, DEFAULT_SEEDS))} (--table-only alone: every seed found)",
+    )
     parser.add_argument(
         "--models", nargs="+", help=f"default: {' '.join(DEFAULT_MODELS)} (--table-only alone: every model in OUTPUT)"
     )
@@ -210,11 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.table_only and args.models is None and not args.untrained:
         found = tabled(args.output, args.seeds)
-        walls = {
-            name: [summary(args.output / name / f"seed-{s}").get("wall_time_s") for s in runs]
-            for name, runs in found.items()
-        }
-        wall = {name: statistics.fmean(w) for name, w in walls.items() if w and None not in w}
+        walls = {name: train_wall([args.output / name / f"seed-{s}" for s in runs]) for name, runs in found.items()}
+        wall = {name: w for name, w in walls.items() if w is not None}
         text = table({name: aggregate(per_seed) for name, per_seed in found.items()}, wall)
         print(text if found else f"nothing evaluated in {args.output}")
         return 0
@@ -222,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = [parse_model(m) for m in args.models or DEFAULT_MODELS]
     except ValueError as err:
         parser.error(str(err))
-    args.seeds = args.seeds or [0, 1, 2]
+    args.seeds = args.seeds or list(DEFAULT_SEEDS)
     for i, spec in enumerate(specs):  # checked before anything trains
         sources = {s.name: s for s in specs[:i]}
         if spec.source is not None and spec.source not in sources:
@@ -249,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             if (folder / "summary.json").is_file():
                 results[f"{name}-untrained"] = aggregate({0: scores(folder)})
     for spec in specs:
-        per_seed, walls = {}, []
+        per_seed, runs = {}, []
         for seed in args.seeds:
             run = args.output / (spec.source or spec.name) / f"seed-{seed}"
             evaluation = args.output / spec.name / f"seed-{seed}" / "eval"
@@ -263,10 +272,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"error: {err}", file=sys.stderr, flush=True)
             if (evaluation / "summary.json").is_file():
                 per_seed[seed] = scores(evaluation)
-                walls.append(summary(run).get("wall_time_s") or 0.0)
+                runs.append(run)
         if per_seed:
             results[spec.name] = aggregate(per_seed)
-            wall[spec.name] = statistics.fmean(walls)
+            wall_s = train_wall(runs)
+            if wall_s is not None:
+                wall[spec.name] = wall_s
     text = table(results, wall)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "table.md").write_text(text)

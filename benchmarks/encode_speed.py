@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from causal2vec import DTYPES
+from causal2vec.dtypes import DTYPES
 from evaluation.data import DEFAULT_DATA
 
 STSB_TEST = DEFAULT_DATA / "stsb" / "test.tsv"

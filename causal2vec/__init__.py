@@ -7,14 +7,12 @@ never each other.
 - `parts`: the default model's pretrained parts (paths and Hub names)
 - `instructions`: the task instructions, as named prompts in a checkpoint's sentence-transformers config
 - `card`: the model card of a checkpoint with its training and evaluation metadata (written by `hub_causal2vec`)
-- `DTYPES`: dtype names of the command lines -> torch dtypes
+- `dtypes`: `DTYPES`, dtype names of the command lines -> torch dtypes (a submodule, so that importing this
+  package for its paths, as `evaluation/data.py` and `cache.py` do, does not import torch)
 - `REPO_ROOT`, `SHARED_DATA`: the checkout, and the project's data beside it (`../shared/data`, read in place)
 """
 
 from pathlib import Path
 
-import torch
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"  # never copied into the checkout
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

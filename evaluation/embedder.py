@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from causal2vec import DTYPES
 from causal2vec.card import read_training_config
+from causal2vec.dtypes import DTYPES
 from evaluation.cache import EmbeddingCache, embedding_key, folder_fingerprint, module_fingerprint
 
 # sentence-transformers prompt names for the two sides, in order of preference

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 
 import pytest
 
@@ -39,3 +41,12 @@ def test_no_sys_path_edits():
     """The project is installed (`pip install -e .`): nothing puts folders on sys.path."""
     files = [p for p in REPO_ROOT.rglob("*.py") if ".venv" not in p.parts and p.name != "test_layout.py"]
     assert not [str(p.relative_to(REPO_ROOT)) for p in files if "sys.path.insert" in p.read_text(errors="replace")]
+
+
+def test_paths_and_data_readers_import_without_torch():
+    """`causal2vec`'s paths and the evaluation data and cache readers load without torch (`DTYPES` lives in
+    `causal2vec.dtypes`), so a table or a data check does not pay torch's import."""
+    code = "import sys, causal2vec, evaluation.data, evaluation.cache; print(sorted({'torch'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

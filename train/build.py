@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from causal2vec import DTYPES
+from causal2vec.dtypes import DTYPES
 from causal2vec.parts import DEFAULT_DECODER, DEFAULT_ENCODER, default_decoder_path, default_encoder_path
 from modeling_causal2vec import Causal2VecModel
 from train.config import TrainConfig

@@ -18,7 +18,7 @@ import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
-from causal2vec import DTYPES
+from causal2vec.dtypes import DTYPES
 from train.build import build, check_output, prepare_output
 from train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
 from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts

@@ -8,34 +8,33 @@
 #   OUT=runs/mine bash run.sh      # another run folder
 #   FIT_ARGS="--set steps=600 --set batch_size=16" bash run.sh   # any train config override (a smoke run: steps=5)
 #
-# Rerunning is safe: an existing untrained checkpoint is reused (if it is the recipe's; else run.sh stops and says
-# so), an unfinished training run resumes from its last checkpoint, a finished one is not retrained, and nothing
-# is overwritten. Several seeds and the baselines, like for like: python -m benchmarks.seeds (README, "Does it
-# work?").
+# FIT_ARGS' model.* overrides (e.g. --set model.config.pooling=eos) build the untrained checkpoint too ($OUT-init).
+# Rerunning is safe: an existing untrained checkpoint is reused if it is what the recipe builds (config and weights;
+# else run.sh stops and says what differs), an unfinished training run resumes from its last checkpoint, a finished
+# one is not retrained, and nothing is overwritten. Several seeds and the baselines, like for like:
+# python -m benchmarks.seeds (README, "Does it work?").
 set -euo pipefail
 cd "$(dirname "$0")"
 
 OUT=${OUT:-runs/default}
-INIT=${INIT:-runs/default-init}
+INIT=${INIT:-$OUT-init}
 read -r -a FIT_EXTRA <<< "${FIT_ARGS:-}"
+INIT_SETS=()  # FIT_ARGS' model.* and document_prompt overrides: the untrained model is the one fit starts from
+for ((i = 0; i < ${#FIT_EXTRA[@]}; i++)); do
+  case ${FIT_EXTRA[i]} in
+    --set) item=${FIT_EXTRA[i + 1]:-} ;;
+    --set=*) item=${FIT_EXTRA[i]#--set=} ;;
+    *) continue ;;
+  esac
+  if [[ $item == model.* || $item == document_prompt=* ]]; then INIT_SETS+=(--set "$item"); fi
+done
 
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 source .venv/bin/activate
 
-if [ ! -f "$INIT/model.safetensors" ]; then
-  python -m train init --config train/configs/default.yaml --output "$INIT"   # what the recipe starts from
-else  # reused only if it is that (an older run.sh built it with the class defaults)
-  python - "$INIT/config.json" config.json <<'PY'
-import json, sys
-made, recipe = (json.load(open(path)) for path in sys.argv[1:])
-for config in (made, recipe):
-    config.pop("transformers_version", None)
-if made != recipe:
-    sys.exit(f"{sys.argv[1]} is not what train/configs/default.yaml starts from (config.json at the repository root): "
-             "move it away, or set INIT=another/folder")
-PY
-fi
+# what the recipe starts from; an existing $INIT is kept only if it is exactly that, else this stops and says why
+python -m train init --config train/configs/default.yaml --output "$INIT" --reuse "${INIT_SETS[@]}"
 
 if [ -f "$OUT/model/model.safetensors" ]; then
   echo "$OUT/model exists: not retraining (move it away to train again)"

@@ -369,3 +369,28 @@ def test_training_truncation_is_not_the_exported_length(run, data_dir, tmp_path)
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["decoder_max_length"] == config["encoder_max_length"] == 48  # tiny.yaml's model lengths
     assert "max_length: 28" in (out / "model" / "training_config.yaml").read_text()
+
+
+def test_init_reuse_keeps_the_same_checkpoint_and_refuses_another(tmp_path, capsys):
+    """`train init --reuse` (what run.sh calls): a folder holding exactly what the config builds is kept untouched;
+    one built with another config field or seed is refused, naming what differs; a dotted `--set` is the train
+    config's own key (model.seed, model.config.pooling) and must be in its model section."""
+    out = tmp_path / "init"
+    assert main(["init", "--config", "tiny", "--output", str(out), "--reuse", "--set", "pooling=eos"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {out}")  # nothing there yet: written
+    before = {path.name: path.stat().st_mtime_ns for path in out.iterdir()}
+    same = ["--set", "model.config.pooling=eos"]  # the same field, as run.sh passes it from FIT_ARGS
+    assert main(["init", "--config", "tiny", "--output", str(out), "--reuse", *same]) == 0
+    assert capsys.readouterr().out.startswith(f"kept {out}")
+    assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} == before
+    assert main(["init", "--config", "tiny", "--output", str(out), "--reuse"]) == 1  # pooling: the class default
+    assert "another checkpoint than this config builds (config: pooling)" in capsys.readouterr().err
+    assert main(["init", "--config", "tiny", "--output", str(out), "--reuse", *same, "--set", "model.seed=3"]) == 1
+    assert "tensor(s), first " in capsys.readouterr().err  # same config, another draw
+    assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} == before
+    with pytest.raises(SystemExit):
+        main(["init", "--config", "tiny", "--output", str(out), "--reuse", "--set", "lora.r=8"])
+    assert "init builds the model section only: --set lora.r does not apply" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["init", "--config", "tiny", "--output", str(out), "--reuse", "--overwrite"])
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -21,8 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gguf-file", help="GGUF file name inside --decoder, if the decoder is a GGUF")
     p.add_argument("--encoder", help="path of a BERT-style encoder folder (default: all-MiniLM-L6-v2)")
     p.add_argument("--seed", type=int, help="seed of the connector's (and a random model's) draw (default: model.seed)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
-    add_set_argument(p, "a Causal2VecConfig field, e.g. --set pooling=eos (over --config's)")
+    keep = p.add_mutually_exclusive_group()
+    keep.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
+    keep.add_argument(
+        "--reuse",
+        action="store_true",
+        help="if --output already holds exactly what this would write (config and weights), keep it and exit 0; "
+        "if it holds another checkpoint, say what differs and exit 1",
+    )
+    add_set_argument(
+        p, "a Causal2VecConfig field (--set pooling=eos), or a model.* key of the train config (--set model.seed=3)"
+    )
     add_fit_parser(sub)
     add_bench_parser(sub)
     args = parser.parse_args(argv)
@@ -42,8 +51,12 @@ def run_init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from train.config import ConfigError, load_config, parse_overrides
 
     try:
-        parse_overrides(args.set)  # its message names the user's --set, not the model.config key it becomes
-        cfg = load_config(args.config, [f"model.config.{item.strip()}" for item in args.set])
+        keys = [key for key, _ in parse_overrides(args.set)]  # its message names the user's --set as written
+        if outside := [key for key in keys if "." in key and not key.startswith("model.")]:
+            raise ConfigError(f"init builds the model section only: --set {', '.join(outside)} does not apply")
+        # a dotted key is the train config's own (model.seed, model.config.pooling); a bare one a Causal2VecConfig field
+        pairs = zip(keys, args.set, strict=True)
+        cfg = load_config(args.config, [item if "." in key else f"model.config.{item.strip()}" for key, item in pairs])
     except ConfigError as err:
         parser.error(str(err))
     paths = {key: getattr(args, key) for key in ("decoder", "encoder", "gguf_file") if getattr(args, key) is not None}
@@ -56,11 +69,11 @@ def run_init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.seed is not None:
         cfg.model.seed = args.seed
     try:
-        out = init(args.output, cfg, args.overwrite)
+        out, written = init(args.output, cfg, args.overwrite, args.reuse)
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {out}")
+    print(f"wrote {out}" if written else f"kept {out}: it is what this config builds")
     return 0
 
 

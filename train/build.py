@@ -63,17 +63,62 @@ def build_model(
     return model.to(torch_dtype)
 
 
-def init(output: str, cfg: TrainConfig, overwrite: bool = False) -> Path:
+def init(output: str, cfg: TrainConfig, overwrite: bool = False, reuse: bool = False) -> tuple[Path, bool]:
     """Write the untrained checkpoint that `cfg` (a train config; only its `model` section and `document_prompt`
-    are read) starts from, with a model card naming its base models."""
+    are read) starts from, with a model card naming its base models; returns (folder, written).
+
+    `reuse`: a folder that already holds exactly that checkpoint (config and every tensor) is kept as it is
+    (written False); one that holds another is refused, naming what differs.
+    """
     from causal2vec.card import write_model_card
 
+    out = Path(output)
+    if reuse and (out / "config.json").is_file():
+        model, _ = build(cfg)
+        if differences := checkpoint_differences(out, model):
+            raise FileExistsError(
+                f"{out} holds another checkpoint than this config builds ({'; '.join(differences)}): "
+                "move it away, or choose another output folder"
+            )
+        return out, False
     out = check_output(output, overwrite)
     model, base_models = build(cfg)  # before touching `output`: a bad config leaves it as it was
     out = prepare_output(out, overwrite)
     model.save_pretrained(out)
     write_model_card(out, model.config, base_models=base_models)
-    return out
+    return out, True
+
+
+def checkpoint_differences(folder: Path, model: Causal2VecModel) -> list[str]:
+    """How the checkpoint saved in `folder` differs from what `model.save_pretrained` writes: its config fields, then
+    its tensors ([]: it is the same checkpoint)."""
+    import json
+    import tempfile
+
+    import torch
+    from safetensors.torch import load_file
+
+    with tempfile.TemporaryDirectory() as tmp:  # config.json and the weights exactly as they would be written
+        model.save_pretrained(tmp)
+        made = json.loads((Path(tmp) / "config.json").read_text())
+        made_tensors = load_file(Path(tmp) / "model.safetensors")
+    saved = json.loads((folder / "config.json").read_text())
+    fields = sorted(
+        k for k in made.keys() | saved.keys() if k != "transformers_version" and made.get(k) != saved.get(k)
+    )
+    if fields:
+        return [f"config: {', '.join(fields)}"]
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return [f"no {weights.name}"]
+    tensors = load_file(weights)
+    names = made_tensors.keys() | tensors.keys()
+    differ = sorted(
+        n for n in names if n not in made_tensors or n not in tensors or not torch.equal(made_tensors[n], tensors[n])
+    )
+    if differ:
+        return [f"{len(differ)} tensor(s), first {differ[0]}"]
+    return []
 
 
 TINY_DECODER = {

@@ -8,8 +8,9 @@
 #   OUT=runs/mine bash run.sh      # another run folder
 #   FIT_ARGS="--set steps=600 --set batch_size=16" bash run.sh   # any train config override (a smoke run: steps=5)
 #
-# FIT_ARGS' model.* overrides (e.g. --set model.config.pooling=eos) build the untrained checkpoint too ($OUT-init).
-# Rerunning is safe: an existing untrained checkpoint is reused if it is what the recipe builds (config and weights;
+# FIT_ARGS' --config, model.* and document_prompt overrides (e.g. --set model.config.pooling=eos) build the untrained
+# checkpoint too ($OUT-init).
+# Rerunning is safe: an existing untrained checkpoint is reused if it is what the recipe builds (config, weights, code;
 # else run.sh stops and says what differs), an unfinished training run resumes from its last checkpoint, a finished
 # one is not retrained, and nothing is overwritten. Several seeds and the baselines, like for like:
 # python -m benchmarks.seeds (README, "Does it work?").
@@ -17,16 +18,22 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 OUT=${OUT:-runs/default}
+OUT=${OUT%/}
 INIT=${INIT:-$OUT-init}
+CONFIG=train/configs/default.yaml
 read -r -a FIT_EXTRA <<< "${FIT_ARGS:-}"
-INIT_SETS=()  # FIT_ARGS' model.* and document_prompt overrides: the untrained model is the one fit starts from
+INIT_SETS=()  # FIT_ARGS' --config, model.* and document_prompt: the untrained model is the one fit starts from
 for ((i = 0; i < ${#FIT_EXTRA[@]}; i++)); do
   case ${FIT_EXTRA[i]} in
+    --config) CONFIG=${FIT_EXTRA[i + 1]:-} ;;
+    --config=*) CONFIG=${FIT_EXTRA[i]#--config=} ;;
     --set) item=${FIT_EXTRA[i + 1]:-} ;;
     --set=*) item=${FIT_EXTRA[i]#--set=} ;;
     *) continue ;;
   esac
-  if [[ $item == model.* || $item == document_prompt=* ]]; then INIT_SETS+=(--set "$item"); fi
+  if [[ ${FIT_EXTRA[i]} == --set* && ($item == model.* || $item == document_prompt=*) ]]; then
+    INIT_SETS+=(--set "$item")
+  fi
 done
 
 bash scripts/setup.sh
@@ -34,14 +41,17 @@ bash scripts/setup.sh
 source .venv/bin/activate
 
 # what the recipe starts from; an existing $INIT is kept only if it is exactly that, else this stops and says why
-python -m train init --config train/configs/default.yaml --output "$INIT" --reuse "${INIT_SETS[@]}"
+if ! python -m train init --config "$CONFIG" --output "$INIT" --reuse "${INIT_SETS[@]}"; then
+  echo "run.sh: set INIT=another/folder to build the untrained checkpoint elsewhere" >&2
+  exit 1
+fi
 
 if [ -f "$OUT/model/model.safetensors" ]; then
   echo "$OUT/model exists: not retraining (move it away to train again)"
 elif [ -d "$OUT/checkpoints" ]; then
-  python -m train fit --config train/configs/default.yaml --output "$OUT" --resume "${FIT_EXTRA[@]}"
+  python -m train fit --config "$CONFIG" --output "$OUT" --resume "${FIT_EXTRA[@]}"
 else
-  python -m train fit --config train/configs/default.yaml --output "$OUT" "${FIT_EXTRA[@]}"
+  python -m train fit --config "$CONFIG" --output "$OUT" "${FIT_EXTRA[@]}"
 fi
 
 python -m evaluation run --model "$INIT" --battery --dtype bf16 --threads 2 --output "runs/eval/$(basename "$INIT")"

@@ -249,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     if args.untrained:
         init = args.output / "untrained-init"
-        if not args.table_only and not (init / "model.safetensors").is_file():
-            _run(["-m", "train", "init", "--output", str(init)])
+        if not args.table_only:  # kept if it is what init builds now, else refused naming what differs
+            _run(["-m", "train", "init", "--output", str(init), "--reuse"])
         for name in args.untrained:
             folder = args.output / f"{name}-untrained"
             if not args.table_only:

@@ -22,9 +22,10 @@ import torch
 
 from causal2vec import REPO_ROOT
 from causal2vec.baselines import BASELINES, build_baseline
+from causal2vec.dtypes import DTYPES
 from evaluation import data, metrics
 from evaluation.data import DEFAULT_DATA
-from evaluation.embedder import DTYPES, load_model
+from evaluation.embedder import load_model
 
 METHODS = ("causal2vec", *BASELINES)
 

@@ -28,10 +28,11 @@ from mteb.types import PromptType
 
 from causal2vec import REPO_ROOT
 from causal2vec.card import read_card_metadata, read_training_config, training_metadata
+from causal2vec.dtypes import DTYPES
 from causal2vec.instructions import LOCAL_TO_MTEB, load_instructions
 from causal2vec.parts import DEFAULT_ENCODER
 from evaluation.cache import folder_fingerprint
-from evaluation.embedder import DTYPES, load_model
+from evaluation.embedder import load_model
 
 if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata

@@ -384,10 +384,25 @@ def test_init_reuse_keeps_the_same_checkpoint_and_refuses_another(tmp_path, caps
     assert capsys.readouterr().out.startswith(f"kept {out}")
     assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} == before
     assert main(["init", "--config", "tiny", "--output", str(out), "--reuse"]) == 1  # pooling: the class default
-    assert "another checkpoint than this config builds (config: pooling)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "another checkpoint than this config builds (config pooling: 'eos' there, 'contextual_eos' here)" in err
     assert main(["init", "--config", "tiny", "--output", str(out), "--reuse", *same, "--set", "model.seed=3"]) == 1
-    assert "tensor(s), first " in capsys.readouterr().err  # same config, another draw
-    assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} == before
+    assert "tensors differ, e.g. " in capsys.readouterr().err  # same config, another draw
+    code = out / "modeling_causal2vec.py"
+    code.write_text(code.read_text() + "# an older copy\n")  # the remote code it would be loaded with
+    assert main(["init", "--config", "tiny", "--output", str(out), "--reuse", *same]) == 1
+    assert "(modeling_causal2vec.py differs)" in capsys.readouterr().err
+    assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} != before  # only what the test wrote:
+    assert code.read_text().endswith("# an older copy\n")  # the refused folder is left as it was
+    (out / "model.safetensors").unlink()  # an interrupted write
+    assert main(["init", "--config", "tiny", "--output", str(out), "--reuse", *same]) == 1
+    assert "(no model.safetensors (an unfinished or sharded checkpoint))" in capsys.readouterr().err
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "mine.txt").write_text("mine")
+    assert main(["init", "--config", "tiny", "--output", str(notes), "--reuse"]) == 1
+    assert "is not empty and holds no checkpoint (no config.json)" in capsys.readouterr().err
+    assert [path.name for path in notes.iterdir()] == ["mine.txt"]
     with pytest.raises(SystemExit):
         main(["init", "--config", "tiny", "--output", str(out), "--reuse", "--set", "lora.r=8"])
     assert "init builds the model section only: --set lora.r does not apply" in capsys.readouterr().err

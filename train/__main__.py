@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("init", help="assemble an untrained Causal2Vec checkpoint (default: SmolLM2 + MiniLM)")
-    p.add_argument("--output", required=True, help="folder to write (must be empty, or pass --overwrite)")
+    p.add_argument("--output", required=True, help="folder to write (must be empty, or pass --overwrite / --reuse)")
     p.add_argument(
         "--config",
         help="build what this train config starts from (YAML file, or a name in train/configs/: e.g. default); "
@@ -52,11 +52,13 @@ def run_init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     try:
         keys = [key for key, _ in parse_overrides(args.set)]  # its message names the user's --set as written
+        pairs = zip(keys, args.set, strict=True)
         if outside := [key for key in keys if "." in key and not key.startswith("model.")]:
             raise ConfigError(f"init builds the model section only: --set {', '.join(outside)} does not apply")
-        # a dotted key is the train config's own (model.seed, model.config.pooling); a bare one a Causal2VecConfig field
-        pairs = zip(keys, args.set, strict=True)
-        cfg = load_config(args.config, [item if "." in key else f"model.config.{item.strip()}" for key, item in pairs])
+        # a dotted key is the train config's own (model.seed, model.config.pooling), and so is document_prompt (as
+        # train fit reads it: null is no prompt); any other bare key is a Causal2VecConfig field
+        own = [("" if "." in k or k == "document_prompt" else "model.config.") + item.strip() for k, item in pairs]
+        cfg = load_config(args.config, own)
     except ConfigError as err:
         parser.error(str(err))
     paths = {key: getattr(args, key) for key in ("decoder", "encoder", "gguf_file") if getattr(args, key) is not None}

@@ -9,6 +9,7 @@ from typing import Any
 
 from causal2vec.dtypes import DTYPES
 from causal2vec.parts import DEFAULT_DECODER, DEFAULT_ENCODER, default_decoder_path, default_encoder_path
+from hub_causal2vec import CARD_FILE
 from modeling_causal2vec import Causal2VecModel
 from train.config import TrainConfig
 
@@ -67,58 +68,95 @@ def init(output: str, cfg: TrainConfig, overwrite: bool = False, reuse: bool = F
     """Write the untrained checkpoint that `cfg` (a train config; only its `model` section and `document_prompt`
     are read) starts from, with a model card naming its base models; returns (folder, written).
 
-    `reuse`: a folder that already holds exactly that checkpoint (config and every tensor) is kept as it is
-    (written False); one that holds another is refused, naming what differs.
+    `reuse`: a folder that already holds exactly that checkpoint (`checkpoint_differences`) is kept as it is
+    (written False); one that holds another, or something else, is refused, naming what differs.
     """
-    from causal2vec.card import write_model_card
-
     out = Path(output)
-    if reuse and (out / "config.json").is_file():
-        model, _ = build(cfg)
-        if differences := checkpoint_differences(out, model):
+    if reuse and out.is_dir() and any(out.iterdir()):
+        if not (out / "config.json").is_file():
+            raise FileExistsError(f"{out} is not empty and holds no checkpoint (no config.json): move it away")
+        model, base_models = build(cfg)
+        if differences := checkpoint_differences(out, model, base_models):
             raise FileExistsError(
-                f"{out} holds another checkpoint than this config builds ({'; '.join(differences)}): "
-                "move it away, or choose another output folder"
+                f"{out} holds another checkpoint than this config builds ({'; '.join(differences)}): move it away"
             )
         return out, False
     out = check_output(output, overwrite)
     model, base_models = build(cfg)  # before touching `output`: a bad config leaves it as it was
-    out = prepare_output(out, overwrite)
-    model.save_pretrained(out)
-    write_model_card(out, model.config, base_models=base_models)
+    save_checkpoint(prepare_output(out, overwrite), model, base_models)
     return out, True
 
 
-def checkpoint_differences(folder: Path, model: Causal2VecModel) -> list[str]:
-    """How the checkpoint saved in `folder` differs from what `model.save_pretrained` writes: its config fields, then
-    its tensors ([]: it is the same checkpoint)."""
+def save_checkpoint(out: Path, model: Causal2VecModel, base_models: list[str]) -> None:
+    """What `init` writes: the checkpoint, and a model card naming its base models."""
+    from causal2vec.card import write_model_card
+
+    model.save_pretrained(out)
+    write_model_card(out, model.config, base_models=base_models)
+
+
+def checkpoint_differences(folder: Path, model: Causal2VecModel, base_models: list[str]) -> list[str]:
+    """How the checkpoint in `folder` differs from what `save_checkpoint` writes: its config fields (both
+    values), its tensors (bit for bit; the largest difference), then every other file written (remote code,
+    tokenizer and sentence-transformers files with the prompts), byte for byte; not the card. [] if the same."""
     import json
     import tempfile
 
-    import torch
-    from safetensors.torch import load_file
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:  # beside `folder`, not in a small /tmp
+        made = Path(tmp)
+        save_checkpoint(made, model, base_models)
+        try:
+            saved = json.loads((folder / "config.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            return [f"config.json is not valid JSON ({err})"]
+        mine, theirs = _flat(json.loads((made / "config.json").read_text())), _flat(saved)
+        keys = mine.keys() | theirs.keys()
+        if names := sorted(k for k in keys if not k.endswith("transformers_version") and mine.get(k) != theirs.get(k)):
+            return [f"config {key}: {theirs.get(key)!r} there, {mine.get(key)!r} here" for key in names[:3]]
+        if differences := _tensor_differences(folder / "model.safetensors", made / "model.safetensors"):
+            return differences
+        files = sorted(path.relative_to(made) for path in made.rglob("*") if path.is_file())
+        skip = {"config.json", "model.safetensors", CARD_FILE}
+        return [
+            f"{name} {'differs' if (folder / name).is_file() else 'is missing'}"
+            for name in files
+            if str(name) not in skip
+            and (not (folder / name).is_file() or (folder / name).read_bytes() != (made / name).read_bytes())
+        ]
 
-    with tempfile.TemporaryDirectory() as tmp:  # config.json and the weights exactly as they would be written
-        model.save_pretrained(tmp)
-        made = json.loads((Path(tmp) / "config.json").read_text())
-        made_tensors = load_file(Path(tmp) / "model.safetensors")
-    saved = json.loads((folder / "config.json").read_text())
-    fields = sorted(
-        k for k in made.keys() | saved.keys() if k != "transformers_version" and made.get(k) != saved.get(k)
-    )
-    if fields:
-        return [f"config: {', '.join(fields)}"]
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        return [f"no {weights.name}"]
-    tensors = load_file(weights)
-    names = made_tensors.keys() | tensors.keys()
-    differ = sorted(
-        n for n in names if n not in made_tensors or n not in tensors or not torch.equal(made_tensors[n], tensors[n])
-    )
-    if differ:
-        return [f"{len(differ)} tensor(s), first {differ[0]}"]
-    return []
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as {"decoder.hidden_size": 576, ...}."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        out |= _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return out
+
+
+def _tensor_differences(theirs: Path, mine: Path) -> list[str]:
+    """The tensors of two safetensors files that are not bit for bit the same ([] if none)."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    if not theirs.is_file():
+        return [f"no {theirs.name} (an unfinished or sharded checkpoint)"]
+    try:
+        with safe_open(theirs, "pt") as a, safe_open(mine, "pt") as b:  # one tensor at a time
+            if a.keys() != b.keys():
+                return [f"{theirs.name} holds other tensor names ({len(set(a.keys()) ^ set(b.keys()))} differ)"]
+            differ, largest = [], 0.0
+            for name in sorted(b.keys()):
+                x, y = a.get_tensor(name), b.get_tensor(name)
+                if x.shape != y.shape or x.dtype != y.dtype:
+                    differ.append(f"{name} ({x.dtype} {list(x.shape)} there, {y.dtype} {list(y.shape)} here)")
+                elif not torch.equal(x, y):
+                    differ.append(name)
+                    largest = max(largest, float((x.double() - y.double()).abs().max()))
+    except SafetensorError as err:
+        return [f"{theirs.name} cannot be read ({err})"]
+    if not differ:
+        return []
+    return [f"{len(differ)} tensors differ, e.g. {differ[0]} (largest difference {largest:.3g})"]
 
 
 TINY_DECODER = {

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     keep.add_argument(
         "--reuse",
         action="store_true",
-        help="if --output already holds exactly what this would write (config and weights), keep it and exit 0; "
+        help="if --output already holds exactly what this would write (config, weights, code and tokenizer files), "
+        "keep it and exit 0; "
         "if it holds another checkpoint, say what differs and exit 1",
     )
     add_set_argument(

@@ -11,7 +11,7 @@ from causal2vec.dtypes import DTYPES
 from causal2vec.parts import DEFAULT_DECODER, DEFAULT_ENCODER, default_decoder_path, default_encoder_path
 from hub_causal2vec import CARD_FILE
 from modeling_causal2vec import Causal2VecModel
-from train.config import TrainConfig
+from train.config import TrainConfig, flatten
 
 
 def check_output(path: str | Path, overwrite: bool) -> Path:
@@ -109,7 +109,7 @@ def checkpoint_differences(folder: Path, model: Causal2VecModel, base_models: li
             saved = json.loads((folder / "config.json").read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             return [f"config.json is not valid JSON ({err})"]
-        mine, theirs = _flat(json.loads((made / "config.json").read_text())), _flat(saved)
+        mine, theirs = flatten(json.loads((made / "config.json").read_text())), flatten(saved)
         keys = mine.keys() | theirs.keys()
         if names := sorted(k for k in keys if not k.endswith("transformers_version") and mine.get(k) != theirs.get(k)):
             return [f"config {key}: {theirs.get(key)!r} there, {mine.get(key)!r} here" for key in names[:3]]
@@ -125,14 +125,6 @@ def checkpoint_differences(folder: Path, model: Causal2VecModel, base_models: li
         ]
 
 
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config dict as {"decoder.hidden_size": 576, ...}."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        out |= _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
-    return out
-
-
 def _tensor_differences(theirs: Path, mine: Path) -> list[str]:
     """The tensors of two safetensors files that are not bit for bit the same ([] if none)."""
     import torch
@@ -142,7 +134,7 @@ def _tensor_differences(theirs: Path, mine: Path) -> list[str]:
         return [f"no {theirs.name} (an unfinished or sharded checkpoint)"]
     try:
         with safe_open(theirs, "pt") as a, safe_open(mine, "pt") as b:  # one tensor at a time
-            if a.keys() != b.keys():
+            if set(a.keys()) != set(b.keys()):
                 return [f"{theirs.name} holds other tensor names ({len(set(a.keys()) ^ set(b.keys()))} differ)"]
             differ, largest = [], 0.0
             for name in sorted(b.keys()):

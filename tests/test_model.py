@@ -96,6 +96,26 @@ def test_contextual_token_is_used(tiny):
     assert (base - swapped).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("position", ["before_instruction", "before_text"])
+def test_pooling_c_alone_never_reads_the_decoders_text(position):
+    """Under the causal mask C sees only what precedes it (BOS, and the instruction when C comes before the text), so
+    `pooling: contextual` is a function of the encoder's input: the decoder's text cannot change it, while the
+    method's C + EOS does (README, "Pooling C alone")."""
+    texts = ["The cat sleeps on the mat.", "Rockets burn liquid oxygen and kerosene to reach orbit."]
+    embeddings = {}
+    for pooling in ("contextual", "contextual_eos"):
+        model = build_random(pooling=pooling, contextual_position=position).eval()
+        prompt = model.config.query_prompt("Find the answer")  # the same instruction, before or after C
+        a, b = (model.tokenizer([prompt + t], return_tensors="pt") for t in texts)
+        swapped = {**b, **{k: a[k] for k in ("encoder_input_ids", "encoder_attention_mask")}}
+        swapped["contextual_index"] = b["contextual_index"]  # b's decoder tokens, a's encoder input
+        with torch.no_grad():
+            embeddings[pooling] = (model(**a).sentence_embedding, model(**swapped).sentence_embedding)
+    torch.testing.assert_close(*embeddings["contextual"])
+    same_c, other_text = embeddings["contextual_eos"]
+    assert (same_c - other_text).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("bos", [True, False])
 @pytest.mark.parametrize("position", ["before_instruction", "before_text"])
 def test_contextual_token_position(position, bos):

@@ -7,8 +7,11 @@
 #   bash run.sh                    # everything
 #   OUT=runs/mine bash run.sh      # another run folder
 #   FIT_ARGS="--set steps=600 --set batch_size=16" bash run.sh   # any train config override (a smoke run: steps=5)
+#   bash run.sh --set 'document_prompt=Represent this: '         # the same as arguments, each kept whole
+#   DRY_RUN=1 bash run.sh ...      # print the commands it would run (installs, trains and writes nothing)
 #
-# FIT_ARGS' --config, model.* and document_prompt overrides (e.g. --set model.config.pooling=eos) build the untrained
+# FIT_ARGS is split at spaces; arguments after run.sh are not, and come after FIT_ARGS.
+# Their --config, model.* and document_prompt overrides (e.g. --set model.config.pooling=eos) build the untrained
 # checkpoint too ($OUT-init).
 # Rerunning is safe: an existing untrained checkpoint is reused if it is what the recipe builds (config, weights, code;
 # else run.sh stops and says what differs), an unfinished training run resumes from its last checkpoint, a finished
@@ -22,6 +25,7 @@ OUT=${OUT%/}
 INIT=${INIT:-$OUT-init}
 CONFIG=train/configs/default.yaml
 read -r -a FIT_EXTRA <<< "${FIT_ARGS:-}"
+FIT_EXTRA+=("$@")
 INIT_SETS=()  # FIT_ARGS' --config, model.* and document_prompt: the untrained model is the one fit starts from
 for ((i = 0; i < ${#FIT_EXTRA[@]}; i++)); do
   case ${FIT_EXTRA[i]} in
@@ -36,12 +40,23 @@ for ((i = 0; i < ${#FIT_EXTRA[@]}; i++)); do
   fi
 done
 
-bash scripts/setup.sh
-# shellcheck disable=SC1091
-source .venv/bin/activate
+run() {  # every step below goes through here, so DRY_RUN=1 shows it exactly as it would run
+  if [[ ${DRY_RUN:-0} == 1 ]]; then
+    printf '%q ' "$@"
+    echo
+  else
+    "$@"
+  fi
+}
+
+run bash scripts/setup.sh
+if [[ ${DRY_RUN:-0} != 1 ]]; then
+  # shellcheck disable=SC1091
+  source .venv/bin/activate
+fi
 
 # what the recipe starts from; an existing $INIT is kept only if it is exactly that, else this stops and says why
-if ! python -m train init --config "$CONFIG" --output "$INIT" --reuse "${INIT_SETS[@]}"; then
+if ! run python -m train init --config "$CONFIG" --output "$INIT" --reuse "${INIT_SETS[@]}"; then
   echo "run.sh: set INIT=another/folder to build the untrained checkpoint elsewhere" >&2
   exit 1
 fi
@@ -49,12 +64,12 @@ fi
 if [ -f "$OUT/model/model.safetensors" ]; then
   echo "$OUT/model exists: not retraining (move it away to train again)"
 elif [ -d "$OUT/checkpoints" ]; then
-  python -m train fit --config "$CONFIG" --output "$OUT" --resume "${FIT_EXTRA[@]}"
+  run python -m train fit --config "$CONFIG" --output "$OUT" --resume "${FIT_EXTRA[@]}"
 else
-  python -m train fit --config "$CONFIG" --output "$OUT" "${FIT_EXTRA[@]}"
+  run python -m train fit --config "$CONFIG" --output "$OUT" "${FIT_EXTRA[@]}"
 fi
 
-python -m evaluation run --model "$INIT" --battery --dtype bf16 --threads 2 --output "runs/eval/$(basename "$INIT")"
-python -m evaluation run --model "$OUT/model" --battery --dtype bf16 --threads 2 --output "runs/eval/$(basename "$OUT")" \
+run python -m evaluation run --model "$INIT" --battery --dtype bf16 --threads 2 --output "runs/eval/$(basename "$INIT")"
+run python -m evaluation run --model "$OUT/model" --battery --dtype bf16 --threads 2 --output "runs/eval/$(basename "$OUT")" \
   --card
-echo "done: $OUT/model is ready to upload (hf upload YOUR_NAME/MODEL_NAME $OUT/model .)"
+[[ ${DRY_RUN:-0} == 1 ]] || echo "done: $OUT/model is ready to upload (hf upload YOUR_NAME/MODEL_NAME $OUT/model .)"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shlex
 import shutil
+import subprocess
 import textwrap
 import warnings
 from pathlib import Path
@@ -16,6 +19,7 @@ import torch
 from conftest import TEXTS, run_isolated
 from safetensors.torch import load_file
 
+from causal2vec import REPO_ROOT
 from train.__main__ import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -409,3 +413,59 @@ def test_init_reuse_keeps_the_same_checkpoint_and_refuses_another(tmp_path, caps
     with pytest.raises(SystemExit):
         main(["init", "--config", "tiny", "--output", str(out), "--reuse", "--overwrite"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def run_sh_dry(tmp_path: Path, *args: str, **env: str) -> list[list[str]]:
+    """The commands `DRY_RUN=1 bash run.sh ARGS` prints, each split back into its arguments."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("OUT", "INIT", "FIT_ARGS")}
+    environ.update(DRY_RUN="1", OUT=str(tmp_path / "run") + "/", **env)
+    proc = subprocess.run(
+        ["bash", str(REPO_ROOT / "run.sh"), *args], env=environ, capture_output=True, text=True, check=True
+    )
+    return [shlex.split(line) for line in proc.stdout.splitlines()]
+
+
+def test_run_sh_passes_overrides_whole_to_init_and_fit(tmp_path):
+    """run.sh's arguments reach `train fit` unsplit (a prompt with spaces), after FIT_ARGS; their model.* and
+    document_prompt overrides, and no others, build the untrained checkpoint; a finished run is not retrained."""
+    prompt = "document_prompt=Represent this passage: "
+    cmds = run_sh_dry(tmp_path, "--set", prompt, "--set", "lora.r=8", FIT_ARGS="--set steps=5 --set=model.seed=3")
+    out, init = str(tmp_path / "run"), str(tmp_path / "run-init")
+    assert [c[:3] for c in cmds] == [["bash", "scripts/setup.sh"]] + [
+        ["python", "-m", m] for m in ("train", "train", "evaluation", "evaluation")
+    ]
+    init_cmd, fit_cmd, eval_init, eval_out = cmds[1:]
+    assert init_cmd[3:] == [
+        "init",
+        "--config",
+        "train/configs/default.yaml",
+        "--output",
+        init,
+        "--reuse",
+        "--set",
+        "model.seed=3",
+        "--set",
+        prompt,
+    ]
+    assert fit_cmd[3:] == [
+        "fit",
+        "--config",
+        "train/configs/default.yaml",
+        "--output",
+        out,
+        "--set",
+        "steps=5",
+        "--set=model.seed=3",
+        "--set",
+        prompt,
+        "--set",
+        "lora.r=8",
+    ]
+    assert (
+        eval_init[eval_init.index("--model") + 1] == init and eval_out[eval_out.index("--model") + 1] == out + "/model"
+    )
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    (tmp_path / "run" / "model" / "model.safetensors").write_bytes(b"")
+    again = run_sh_dry(tmp_path, "--set", prompt)
+    assert not any(c[:4] == ["python", "-m", "train", "fit"] for c in again)
+    assert ["exists:", "not", "retraining"] == again[2][1:4]

@@ -108,7 +108,8 @@ class Causal2VecConfig(PreTrainedConfig):
             0.33, and lower on the mean of every other task of the dev battery; README).
         pooling (`str`, defaults to `"contextual_eos"`):
             `contextual_eos` concatenates the last hidden states of C and EOS (the paper's method); `eos`,
-            `contextual` and `mean` (over all real decoder tokens) are ablations.
+            `contextual` and `mean` (over all real decoder tokens) are ablations. `contextual` reads none of the
+            decoder's text (C precedes it under the causal mask): the encoder through a decoder-sized head.
         decoder_add_bos (`bool`, defaults to `True`):
             Put the decoder's BOS token (its EOS token where it has no BOS) first in every decoder row, in front
             of C, even when the decoder's own tokenizer adds none (SmolLM2, Qwen, GPT-2). Without it C sits at

@@ -24,10 +24,18 @@ OUT=${OUT:-runs/default}
 OUT=${OUT%/}
 INIT=${INIT:-$OUT-init}
 CONFIG=train/configs/default.yaml
+case ${DRY_RUN:=0} in
+  0 | 1) ;;
+  *) echo "run.sh: DRY_RUN must be 0 or 1, got '$DRY_RUN'" >&2 && exit 2 ;;
+esac
 read -r -a FIT_EXTRA <<< "${FIT_ARGS:-}"
 FIT_EXTRA+=("$@")
 INIT_SETS=()  # FIT_ARGS' --config, model.* and document_prompt: the untrained model is the one fit starts from
 for ((i = 0; i < ${#FIT_EXTRA[@]}; i++)); do
+  if [[ ${FIT_EXTRA[i]} == --config || ${FIT_EXTRA[i]} == --set ]] && ((i + 1 == ${#FIT_EXTRA[@]})); then
+    echo "run.sh: ${FIT_EXTRA[i]} needs a value (it is the last argument)" >&2
+    exit 2
+  fi
   case ${FIT_EXTRA[i]} in
     --config) CONFIG=${FIT_EXTRA[i + 1]:-} ;;
     --config=*) CONFIG=${FIT_EXTRA[i]#--config=} ;;
@@ -40,8 +48,8 @@ for ((i = 0; i < ${#FIT_EXTRA[@]}; i++)); do
   fi
 done
 
-run() {  # every step below goes through here, so DRY_RUN=1 shows it exactly as it would run
-  if [[ ${DRY_RUN:-0} == 1 ]]; then
+run() {  # every command below goes through here, so DRY_RUN=1 prints it exactly as it would run
+  if [[ $DRY_RUN == 1 ]]; then
     printf '%q ' "$@"
     echo
   else
@@ -50,7 +58,9 @@ run() {  # every step below goes through here, so DRY_RUN=1 shows it exactly as 
 }
 
 run bash scripts/setup.sh
-if [[ ${DRY_RUN:-0} != 1 ]]; then
+if [[ $DRY_RUN == 1 ]]; then
+  echo "source .venv/bin/activate"
+else
   # shellcheck disable=SC1091
   source .venv/bin/activate
 fi
@@ -72,4 +82,4 @@ fi
 run python -m evaluation run --model "$INIT" --battery --dtype bf16 --threads 2 --output "runs/eval/$(basename "$INIT")"
 run python -m evaluation run --model "$OUT/model" --battery --dtype bf16 --threads 2 --output "runs/eval/$(basename "$OUT")" \
   --card
-[[ ${DRY_RUN:-0} == 1 ]] || echo "done: $OUT/model is ready to upload (hf upload YOUR_NAME/MODEL_NAME $OUT/model .)"
+[[ $DRY_RUN == 1 ]] || echo "done: $OUT/model is ready to upload (hf upload YOUR_NAME/MODEL_NAME $OUT/model .)"

@@ -110,10 +110,13 @@ def test_pooling_c_alone_never_reads_the_decoders_text(position):
         swapped = {**b, **{k: a[k] for k in ("encoder_input_ids", "encoder_attention_mask")}}
         swapped["contextual_index"] = b["contextual_index"]  # b's decoder tokens, a's encoder input
         with torch.no_grad():
-            embeddings[pooling] = (model(**a).sentence_embedding, model(**swapped).sentence_embedding)
-    torch.testing.assert_close(*embeddings["contextual"])
-    same_c, other_text = embeddings["contextual_eos"]
-    assert (same_c - other_text).abs().max() > 1e-3
+            embeddings[pooling] = [model(**x).sentence_embedding[0] for x in (a, swapped, b)]
+    c_of_a, c_of_swapped, c_of_b = embeddings["contextual"]
+    torch.testing.assert_close(c_of_swapped, c_of_a)  # b's decoder text changes nothing
+    assert (c_of_swapped - c_of_b).abs().max() > 1e-3  # a's encoder input does: it is C's state, not a fixed slot
+    hidden = c_of_a.shape[0]
+    eos_of_a, eos_of_swapped, _ = (e[hidden:] for e in embeddings["contextual_eos"])
+    assert (eos_of_a - eos_of_swapped).abs().max() > 1e-3  # the method's EOS half reads the decoder's text
 
 
 @pytest.mark.parametrize("bos", [True, False])

@@ -415,57 +415,53 @@ def test_init_reuse_keeps_the_same_checkpoint_and_refuses_another(tmp_path, caps
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+def run_sh(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`bash run.sh ARGS` with OUT under tmp_path and DRY_RUN=1 unless `env` says otherwise."""
+    drop = ("OUT", "INIT", "FIT_ARGS", "DRY_RUN", "BASH_ENV")
+    environ = {k: v for k, v in os.environ.items() if k not in drop}
+    environ.update({"DRY_RUN": "1", "OUT": str(tmp_path / "run") + "/", **env})
+    command = ["bash", str(REPO_ROOT / "run.sh"), *args]  # a timeout: a broken DRY_RUN check would run it all
+    return subprocess.run(command, env=environ, capture_output=True, text=True, timeout=60)
+
+
 def run_sh_dry(tmp_path: Path, *args: str, **env: str) -> list[list[str]]:
     """The commands `DRY_RUN=1 bash run.sh ARGS` prints, each split back into its arguments."""
-    environ = {k: v for k, v in os.environ.items() if k not in ("OUT", "INIT", "FIT_ARGS")}
-    environ.update(DRY_RUN="1", OUT=str(tmp_path / "run") + "/", **env)
-    proc = subprocess.run(
-        ["bash", str(REPO_ROOT / "run.sh"), *args], env=environ, capture_output=True, text=True, check=True
-    )
-    return [shlex.split(line) for line in proc.stdout.splitlines()]
+    proc = run_sh(tmp_path, *args, **env)
+    assert proc.returncode == 0, proc.stderr
+    return [shlex.split(line) for line in proc.stdout.splitlines() if "exists: not retraining" not in line]
 
 
 def test_run_sh_passes_overrides_whole_to_init_and_fit(tmp_path):
     """run.sh's arguments reach `train fit` unsplit (a prompt with spaces), after FIT_ARGS; their model.* and
-    document_prompt overrides, and no others, build the untrained checkpoint; a finished run is not retrained."""
+    document_prompt overrides, and no others, build the untrained checkpoint; an unfinished run resumes, a
+    finished one is not retrained; a bad DRY_RUN or an override without its value stops it before anything runs."""
     prompt = "document_prompt=Represent this passage: "
     cmds = run_sh_dry(tmp_path, "--set", prompt, "--set", "lora.r=8", FIT_ARGS="--set steps=5 --set=model.seed=3")
     out, init = str(tmp_path / "run"), str(tmp_path / "run-init")
-    assert [c[:3] for c in cmds] == [["bash", "scripts/setup.sh"]] + [
-        ["python", "-m", m] for m in ("train", "train", "evaluation", "evaluation")
+    assert cmds[:2] == [["bash", "scripts/setup.sh"], ["source", ".venv/bin/activate"]]
+    init_cmd, fit_cmd, eval_init, eval_out = cmds[2:]
+    config = ["--config", "train/configs/default.yaml"]
+    assert init_cmd == ["python", "-m", "train", "init", *config, "--output", init, "--reuse"] + [
+        *("--set", "model.seed=3", "--set", prompt)
     ]
-    init_cmd, fit_cmd, eval_init, eval_out = cmds[1:]
-    assert init_cmd[3:] == [
-        "init",
-        "--config",
-        "train/configs/default.yaml",
-        "--output",
-        init,
-        "--reuse",
-        "--set",
-        "model.seed=3",
-        "--set",
-        prompt,
+    assert fit_cmd == ["python", "-m", "train", "fit", *config, "--output", out] + [
+        *("--set", "steps=5", "--set=model.seed=3", "--set", prompt, "--set", "lora.r=8")
     ]
-    assert fit_cmd[3:] == [
-        "fit",
-        "--config",
-        "train/configs/default.yaml",
-        "--output",
-        out,
-        "--set",
-        "steps=5",
-        "--set=model.seed=3",
-        "--set",
-        prompt,
-        "--set",
-        "lora.r=8",
-    ]
-    assert (
-        eval_init[eval_init.index("--model") + 1] == init and eval_out[eval_out.index("--model") + 1] == out + "/model"
-    )
-    (tmp_path / "run" / "model").mkdir(parents=True)
+    assert eval_init[:4] == eval_out[:4] == ["python", "-m", "evaluation", "run"]
+    assert eval_init[eval_init.index("--model") + 1] == init
+    assert eval_out[eval_out.index("--model") + 1] == out + "/model"
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    fit_cmd = run_sh_dry(tmp_path, "--set", prompt)[3]
+    assert fit_cmd[4:] == [*config, "--output", out, "--resume", "--set", prompt]
+    (tmp_path / "run" / "model").mkdir()
     (tmp_path / "run" / "model" / "model.safetensors").write_bytes(b"")
-    again = run_sh_dry(tmp_path, "--set", prompt)
-    assert not any(c[:4] == ["python", "-m", "train", "fit"] for c in again)
-    assert ["exists:", "not", "retraining"] == again[2][1:4]
+    proc = run_sh(tmp_path, "--set", prompt)
+    assert f"{out}/model exists: not retraining" in proc.stdout
+    assert not any(line.startswith("python -m train fit") for line in proc.stdout.splitlines())
+    for args, env, error in [
+        ((), {"DRY_RUN": "yes"}, "DRY_RUN must be 0 or 1"),
+        (("--set",), {}, "--set needs a value"),
+        ((), {"FIT_ARGS": "--set steps=5 --config"}, "--config needs a value"),
+    ]:
+        proc = run_sh(tmp_path, *args, **env)
+        assert proc.returncode == 2 and error in proc.stderr and proc.stdout == ""

@@ -37,9 +37,9 @@ for ((i = 0; i < ${#FIT_EXTRA[@]}; i++)); do
     exit 2
   fi
   case ${FIT_EXTRA[i]} in
-    --config) CONFIG=${FIT_EXTRA[i + 1]:-} ;;
+    --config) CONFIG=${FIT_EXTRA[i + 1]} ;;
     --config=*) CONFIG=${FIT_EXTRA[i]#--config=} ;;
-    --set) item=${FIT_EXTRA[i + 1]:-} ;;
+    --set) item=${FIT_EXTRA[i + 1]} ;;
     --set=*) item=${FIT_EXTRA[i]#--set=} ;;
     *) continue ;;
   esac
@@ -58,12 +58,8 @@ run() {  # every command below goes through here, so DRY_RUN=1 prints it exactly
 }
 
 run bash scripts/setup.sh
-if [[ $DRY_RUN == 1 ]]; then
-  echo "source .venv/bin/activate"
-else
-  # shellcheck disable=SC1091
-  source .venv/bin/activate
-fi
+# shellcheck disable=SC1091
+run source .venv/bin/activate
 
 # what the recipe starts from; an existing $INIT is kept only if it is exactly that, else this stops and says why
 if ! run python -m train init --config "$CONFIG" --output "$INIT" --reuse "${INIT_SETS[@]}"; then

@@ -107,8 +107,8 @@ def test_pooling_c_alone_never_reads_the_decoders_text(position):
         model = build_random(pooling=pooling, contextual_position=position).eval()
         prompt = model.config.query_prompt("Find the answer")  # the same instruction, before or after C
         a, b = (model.tokenizer([prompt + t], return_tensors="pt") for t in texts)
+        # b's decoder tokens, a's encoder input
         swapped = {**b, **{k: a[k] for k in ("encoder_input_ids", "encoder_attention_mask")}}
-        swapped["contextual_index"] = b["contextual_index"]  # b's decoder tokens, a's encoder input
         with torch.no_grad():
             embeddings[pooling] = [model(**x).sentence_embedding[0] for x in (a, swapped, b)]
     c_of_a, c_of_swapped, c_of_b = embeddings["contextual"]

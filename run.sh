@@ -48,6 +48,7 @@ for ((i = 0; i < ${#FIT_EXTRA[@]}; i++)); do
   fi
 done
 
+# ${A[@]+"${A[@]}"}: an empty array under set -u, which bash < 4.4 (macOS's 3.2) calls unbound
 run() {  # every command below goes through here, so DRY_RUN=1 prints it exactly as it would run
   if [[ $DRY_RUN == 1 ]]; then
     printf '%q ' "$@"
@@ -62,7 +63,7 @@ run bash scripts/setup.sh
 run source .venv/bin/activate
 
 # what the recipe starts from; an existing $INIT is kept only if it is exactly that, else this stops and says why
-if ! run python -m train init --config "$CONFIG" --output "$INIT" --reuse "${INIT_SETS[@]}"; then
+if ! run python -m train init --config "$CONFIG" --output "$INIT" --reuse ${INIT_SETS[@]+"${INIT_SETS[@]}"}; then
   echo "run.sh: set INIT=another/folder to build the untrained checkpoint elsewhere" >&2
   exit 1
 fi
@@ -70,9 +71,9 @@ fi
 if [ -f "$OUT/model/model.safetensors" ]; then
   echo "$OUT/model exists: not retraining (move it away to train again)"
 elif [ -d "$OUT/checkpoints" ]; then
-  run python -m train fit --config "$CONFIG" --output "$OUT" --resume "${FIT_EXTRA[@]}"
+  run python -m train fit --config "$CONFIG" --output "$OUT" --resume ${FIT_EXTRA[@]+"${FIT_EXTRA[@]}"}
 else
-  run python -m train fit --config "$CONFIG" --output "$OUT" "${FIT_EXTRA[@]}"
+  run python -m train fit --config "$CONFIG" --output "$OUT" ${FIT_EXTRA[@]+"${FIT_EXTRA[@]}"}
 fi
 
 run python -m evaluation run --model "$INIT" --battery --dtype bf16 --threads 2 --output "runs/eval/$(basename "$INIT")"

@@ -48,7 +48,6 @@ for ((i = 0; i < ${#FIT_EXTRA[@]}; i++)); do
   fi
 done
 
-# ${A[@]+"${A[@]}"}: an empty array under set -u, which bash < 4.4 (macOS's 3.2) calls unbound
 run() {  # every command below goes through here, so DRY_RUN=1 prints it exactly as it would run
   if [[ $DRY_RUN == 1 ]]; then
     printf '%q ' "$@"
@@ -62,6 +61,7 @@ run bash scripts/setup.sh
 # shellcheck disable=SC1091
 run source .venv/bin/activate
 
+# ${A[@]+"${A[@]}"}: an empty array under set -u, which bash < 4.4 (macOS's 3.2) calls unbound
 # what the recipe starts from; an existing $INIT is kept only if it is exactly that, else this stops and says why
 if ! run python -m train init --config "$CONFIG" --output "$INIT" --reuse ${INIT_SETS[@]+"${INIT_SETS[@]}"}; then
   echo "run.sh: set INIT=another/folder to build the untrained checkpoint elsewhere" >&2

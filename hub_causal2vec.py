@@ -33,6 +33,9 @@ WIDGET = [
     {"text": "The Contextual token lets every causal token see the whole text."},
     {"text": "A decoder-only LLM turned into a text embedding model."},
 ]
+# Hub licence ids of base models whose licence is not apache-2.0 (SmolLM2's and MiniLM's): a card whose base models
+# include one carries that licence instead
+BASE_LICENSES = {"google/gemma-3-270m": "gemma"}
 FRONT_ORDER = ("library_name", "pipeline_tag", "license", "base_model", "tags", "widget", "language")
 EVAL_HEADING = "## Evaluation"
 EVAL_NOTE = (
@@ -101,7 +104,7 @@ def write_card(
     front: dict[str, Any] = {
         "library_name": "transformers",
         "pipeline_tag": "feature-extraction",
-        "license": "apache-2.0",
+        "license": next((BASE_LICENSES[b] for b in meta["base_models"] if b in BASE_LICENSES), "apache-2.0"),
         **({"base_model": hub_bases} if hub_bases else {}),
         "tags": TAGS,
         "widget": WIDGET,

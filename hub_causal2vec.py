@@ -36,6 +36,12 @@ WIDGET = [
 # Hub licence ids of decoder families whose weights carry their own terms (by `model_type`, so a folder path counts
 # too); any other decoder's card says apache-2.0, SmolLM2's and all-MiniLM-L6-v2's licence
 DECODER_LICENSES = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "gemma3_text": "gemma"}
+# The notice such terms ask every copy of the weights to carry (Gemma Terms of Use, section 3.1: in a "Notice" text
+# file distributed with them); the card repeats it
+LICENSE_NOTICES = {
+    "gemma": "Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms"
+}
+NOTICE_FILE = "NOTICE"
 FRONT_ORDER = ("library_name", "pipeline_tag", "license", "base_model", "tags", "widget", "language")
 EVAL_HEADING = "## Evaluation"
 EVAL_NOTE = (
@@ -104,7 +110,7 @@ def write_card(
     front: dict[str, Any] = {
         "library_name": "transformers",
         "pipeline_tag": "feature-extraction",
-        "license": DECODER_LICENSES.get(config.decoder.model_type, "apache-2.0"),
+        "license": card_license(config),
         **({"base_model": hub_bases} if hub_bases else {}),
         "tags": TAGS,
         "widget": WIDGET,
@@ -114,7 +120,21 @@ def write_card(
     }
     path = Path(folder) / CARD_FILE
     path.write_text(front_matter(front) + card_body(config, meta), encoding="utf-8")
+    if notice := LICENSE_NOTICES.get(card_license(config)):
+        write_notice(Path(folder) / NOTICE_FILE, notice)
     return path
+
+
+def card_license(config: Any) -> str:
+    """The card's `license`: the decoder family's own terms where it has them, else apache-2.0."""
+    return DECODER_LICENSES.get(config.decoder.model_type, "apache-2.0")
+
+
+def write_notice(path: Path, notice: str) -> None:
+    """Put `notice` in the NOTICE file, after whatever is there already (a NOTICE of the user's own is kept)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if notice not in text:
+        path.write_text(text + ("\n" if text and not text.endswith("\n") else "") + notice + "\n", encoding="utf-8")
 
 
 def card_body(config: Any, meta: dict[str, Any]) -> str:
@@ -137,6 +157,8 @@ def card_body(config: Any, meta: dict[str, Any]) -> str:
     body += "\n" + evaluation_section(meta["evaluation"])
     if meta["loss_curve"]:
         body += f"\n![training loss]({meta['loss_curve']})\n"
+    if notice := LICENSE_NOTICES.get(card_license(config)):
+        body += f"\n## Licence\n\nThe decoder's weights carry their own terms. {notice}. (The `{NOTICE_FILE}` file.)\n"
     return body
 
 

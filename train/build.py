@@ -9,13 +9,12 @@ from typing import Any
 
 from causal2vec.dtypes import DTYPES
 from causal2vec.parts import (
-    DECODERS,
-    DEFAULT_DECODER_NAME,
     DEFAULT_ENCODER,
     decoder_folder,
     decoder_name,
     default_decoder_path,
     default_encoder_path,
+    offline_decoder,
 )
 from hub_causal2vec import CARD_FILE, NOTICE_FILE
 from modeling_causal2vec import Causal2VecModel
@@ -57,10 +56,10 @@ def build_model(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    if gguf_file and (decoder is None or decoder in DECODERS):
+    if gguf_file and (offline := offline_decoder(decoder)):
         raise ValueError(
-            f"gguf_file {gguf_file!r} needs a decoder folder that holds it, not the offline part "
-            f"{decoder or DEFAULT_DECODER_NAME!r} (converted already)"
+            f"gguf_file {gguf_file!r} needs a decoder folder that holds it, not the offline part {offline!r} (converted"
+            " already)"
         )
     decoder = decoder_folder(decoder)  # first: converting a GGUF file draws random numbers
     encoder = encoder or str(default_encoder_path())

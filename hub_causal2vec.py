@@ -113,10 +113,11 @@ def write_card(
     front-matter fields (e.g. `model-index`, `model_name`)."""
     meta = {**card_metadata(), **(metadata or {})}
     hub_bases = [b for b in meta["base_models"] if _HUB_ID.match(b) and not os.path.exists(b)]
+    licence = card_license(config)
     front: dict[str, Any] = {
         "library_name": "transformers",
         "pipeline_tag": "feature-extraction",
-        "license": card_license(config),
+        "license": licence,
         **({"base_model": hub_bases} if hub_bases else {}),
         "tags": TAGS,
         "widget": WIDGET,
@@ -126,8 +127,8 @@ def write_card(
     }
     path = Path(folder) / CARD_FILE
     path.write_text(front_matter(front) + card_body(config, meta), encoding="utf-8")
-    if terms := LICENSE_TERMS.get(card_license(config)):
-        write_notice(Path(folder) / NOTICE_FILE, terms["notice"])
+    if licence in LICENSE_TERMS:
+        write_notice(Path(folder) / NOTICE_FILE, LICENSE_TERMS[licence]["notice"])
     return path
 
 

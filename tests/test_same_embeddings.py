@@ -1,12 +1,13 @@
-"""Embeddings stay bit-equal (CPU, fp32) across refactors: tiny seeded checkpoints, built from random parts with
-`build_random` and with `build_model` (the `from_parts` path, connector drawn from the seed), embedded as Causal2Vec
-in several layouts and as each baseline, against `tests/data/reference_embeddings.json`.
+"""Embeddings stay the same (CPU, fp32, one thread) across refactors: tiny seeded checkpoints, built from random
+parts with `build_random` and with `build_model` (the `from_parts` path, connector drawn from the seed), embedded as
+Causal2Vec in several layouts and as each baseline, against `tests/data/reference_embeddings.json`.
 
 The reference was made by `python tests/test_same_embeddings.py` on the code before issue 10's refactor (commit
-0f10b6c, with its imports pointed at `evaluation.baselines` and `train.parts`). Bitwise equality holds for the
-same torch build on the same CPU kernels (`torch_version` and `cpu_capability` in the file's metadata); elsewhere
-float rounding in the kernels may differ, so the comparison is then to 1e-5 (still far below what any change to
-the model or the baselines would move).
+0f10b6c, with its imports pointed at `evaluation.baselines` and `train.parts`). The comparison is to `ATOL` by
+default: the same torch version and `cpu_capability` string do not mean the same kernels (oneDNN and MKL choose
+blockings and instruction paths by CPU model, cache sizes and features such as AMX), so another machine's embeddings
+may differ in the last bits. Set `CAUSAL2VEC_BITWISE=1` to ask for bit-equal embeddings instead: for a refactor
+checked on the machine that wrote the reference (same torch build, same CPU).
 
 Issue 10 changed one random draw: `from_parts` now builds the model's frame on the meta device and draws only the
 connector's weights (before, a full random decoder and encoder were drawn first, then overwritten). The from_parts
@@ -19,6 +20,7 @@ read back bit-exactly), so no weight-format file is tracked.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -26,6 +28,11 @@ import torch
 from train.build import TINY_DECODER
 
 REFERENCE = Path(__file__).with_name("data") / "reference_embeddings.json"
+# Float32 embeddings of magnitude up to ~2.8 (one ulp there: 2.4e-7). Other kernels against the reference, on an
+# AVX512 machine where it compares bit-equal: ATEN_CPU_CAPABILITY=avx2 4.8e-7, =default (scalar code) 1.2e-6 (max abs
+# diff). Real changes move far more: the tiny decoder's rope_theta doubled 5.5e-4, its rms_norm_eps 1e-6 -> 1e-5 5.6e-2.
+ATOL = 2e-6
+BITWISE = os.environ.get("CAUSAL2VEC_BITWISE") == "1"  # opt-in: bit-equal, for a refactor on the reference's machine
 TEXTS = ["A man is playing a guitar on stage.", "The cat sleeps.", "x"]
 LAYOUTS = {
     "default": {},
@@ -44,7 +51,6 @@ def compute(tmp: Path) -> tuple[dict[str, torch.Tensor], float]:
     from causal2vec.parts import default_decoder_path, default_encoder_path
     from train.build import TINY_ENCODER, build_model, build_random
 
-    torch.set_num_threads(1)
     out = {}
     query = "Instruct: Find it\nQuery: "
     for name, fields in LAYOUTS.items():
@@ -74,19 +80,25 @@ def compute(tmp: Path) -> tuple[dict[str, torch.Tensor], float]:
     return out, model.connector.norm.weight[0].item()
 
 
-def test_embeddings_equal_the_reference(tmp_path):
+def test_embeddings_equal_the_reference(tmp_path, one_thread):
     reference = json.loads(REFERENCE.read_text())
     meta = reference["metadata"]
     want = {k: torch.tensor(v, dtype=torch.float32) for k, v in reference["embeddings"].items()}
     got, gain = compute(tmp_path)
     assert sorted(got) == sorted(want)
-    exact = meta["torch_version"] == torch.__version__ and meta["cpu_capability"] == cpu_capability()
-    assert gain == float(meta["parts_gain"]) if exact else abs(gain - float(meta["parts_gain"])) < 1e-5 * gain
+    if BITWISE:
+        machine = (torch.__version__, cpu_capability())
+        assert machine == (meta["torch_version"], meta["cpu_capability"]), (
+            f"CAUSAL2VEC_BITWISE=1 needs the reference's torch build and CPU; this is {machine}"
+        )
+        assert gain == float(meta["parts_gain"])
+    else:  # a mean of squares over 4096 embedding rows: scalar kernels (ATEN_CPU_CAPABILITY=default) moved it 3e-5
+        assert abs(gain - float(meta["parts_gain"])) < 1e-4 * gain
     for key, value in want.items():
-        if exact:
+        if BITWISE:
             assert torch.equal(got[key], value), f"{key}: embeddings changed (max diff {diff(got[key], value)})"
         else:
-            torch.testing.assert_close(got[key], value, atol=1e-5, rtol=0, msg=key)
+            torch.testing.assert_close(got[key], value, atol=ATOL, rtol=0, msg=lambda m, key=key: f"{key}: {m}")
 
 
 def diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -100,6 +112,7 @@ def cpu_capability() -> str:
 if __name__ == "__main__":  # write the reference (only on code whose embeddings are known good)
     import tempfile
 
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         tensors, gain = compute(Path(tmp))
     REFERENCE.parent.mkdir(exist_ok=True)

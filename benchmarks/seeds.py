@@ -113,9 +113,9 @@ def train(config: str, spec: ModelSpec, seed: int, folder: Path, extra: list[str
     _run(args + [a for s in sets for a in ("--set", s)])
 
 
-def evaluate(model: Path, spec: ModelSpec, output: Path, threads: int | None) -> None:
+def evaluate(model: Path, spec: ModelSpec, output: Path, threads: int | None, cache: Path | None = None) -> None:
     """The dev battery on `model` (as `spec.baseline` or with `spec.pooling`, if set) into `output`, unless it is
-    there already."""
+    there already; embeddings cached in `cache` (None: evaluation's default folder)."""
     if (output / "summary.json").is_file():
         return
     args = ["-m", "evaluation", "run", "--model", str(model), "--battery", "--dtype", "bf16", "--output", str(output)]
@@ -125,6 +125,8 @@ def evaluate(model: Path, spec: ModelSpec, output: Path, threads: int | None) ->
         args += ["--pooling", spec.pooling]
     if threads:
         args += ["--threads", str(threads)]
+    if cache is not None:
+        args += ["--cache", str(cache)]
     _run(args)
 
 
@@ -217,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--untrained", nargs="*", default=[], help="baselines evaluated untrained (e.g. encoder)")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "runs" / "seeds")
     parser.add_argument("--threads", type=int, help="torch CPU threads for evaluation")
+    parser.add_argument("--cache", type=Path, help="embedding cache of the evaluations (default: evaluation's own)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     parser.add_argument("--table-only", action="store_true", help="train and evaluate nothing: table what exists")
     args = parser.parse_args(argv)
@@ -254,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.untrained:
             folder = args.output / f"{name}-untrained"
             if not args.table_only:
-                evaluate(init, ModelSpec(name, baseline=name), folder, args.threads)
+                evaluate(init, ModelSpec(name, baseline=name), folder, args.threads, args.cache)
             if (folder / "summary.json").is_file():
                 results[f"{name}-untrained"] = aggregate({0: scores(folder)})
     for spec in specs:
@@ -266,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     if spec.source is None:
                         train(args.config, spec, seed, run, args.set)
-                    evaluate(run / "model", spec, evaluation, args.threads)
+                    evaluate(run / "model", spec, evaluation, args.threads, args.cache)
                 except RunError as err:
                     failures.append(f"{spec.name} seed {seed}: {err}")
                     print(f"error: {err}", file=sys.stderr, flush=True)

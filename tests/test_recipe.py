@@ -228,6 +228,7 @@ def test_seeds_command_trains_evaluates_and_resumes(tmp_path, data_dir, capsys):
     out = tmp_path / "seeds"
     models = ["causal2vec", "eos-pool:from=causal2vec,eval.pooling=eos"]
     args = ["--config", "tiny", "--seeds", "0", "1", "--models", *models, "--output", str(out), "--threads", "1"]
+    args += ["--cache", str(tmp_path / "cache")]  # not the checkout's runs/eval-cache
     args += ["--set", f"data={data_dir}", "--set", "steps=2", "--set", "save_every=2"]
     assert main(args) == 0
     runs = [out / "causal2vec" / f"seed-{s}" for s in (0, 1)]

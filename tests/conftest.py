@@ -37,6 +37,14 @@ DECODER_FAMILIES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def single_process(monkeypatch):
+    """Tests run as one process: a launcher's variables inherited by pytest (torchrun's WORLD_SIZE, RANK, ...)
+    would make an in-process `fit` join a process group. Tests of several processes launch their own."""
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def tiny():
     """A tiny random llama + bert Causal2Vec model with the real default tokenizers."""
@@ -77,6 +85,7 @@ def run_isolated(script: str, folder: Path, tmp_path: Path) -> dict[str, Any]:
     env.update(
         OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules")
     )
+    env["CUDA_VISIBLE_DEVICES"] = ""  # compared with CPU embeddings: sentence-transformers would pick a GPU itself
     proc = subprocess.run(
         [sys.executable, "-I", str(path), str(folder), json.dumps(TEXTS)],
         cwd=tmp_path,

@@ -116,6 +116,6 @@ def make_sentence_transformer(folder: Path, prompts: dict[str, str] | None = Non
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder / "bert")
     tokenizer.save_pretrained(folder / "bert")
-    st = SentenceTransformer(modules=[Transformer(str(folder / "bert")), Pooling(24)], prompts=prompts)
+    st = SentenceTransformer(modules=[Transformer(str(folder / "bert")), Pooling(24)], prompts=prompts, device="cpu")
     st.save(str(folder / "st"))
     return folder / "st"

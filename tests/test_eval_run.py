@@ -9,6 +9,7 @@ import pytest
 from eval_fixtures import STS_ROWS, make_data
 
 from causal2vec import REPO_ROOT
+from causal2vec.instructions import load_instructions
 from evaluation import metrics
 from evaluation.__main__ import main
 from evaluation.embedder import Embedder
@@ -27,7 +28,7 @@ def test_scores_match_direct_computation(tiny, tmp_path):
     root = make_data(tmp_path / "data")
     embedder = Embedder(tiny, cache_dir=None, show_progress_bar=False)
     results = evaluate(embedder, TASKS, root, tmp_path / "out", limit=None)
-    prompt = tiny.config.query_prompt(json.loads(open("causal2vec/instructions.json").read())["stsb"])
+    prompt = tiny.config.query_prompt(load_instructions()["stsb"])
     e1 = tiny.encode([r[0] for r in STS_ROWS], prompt=prompt)
     e2 = tiny.encode([r[1] for r in STS_ROWS], prompt=prompt)
     expected = metrics.sts_scores(e1, e2, [r[2] for r in STS_ROWS])["cosine_spearman"]

@@ -302,12 +302,13 @@ def test_a_dead_worker_answers_503_and_health_says_so(tiny_model, one_thread):
         t0 = time.monotonic()
         status, answer = post(url, {"model": NAME, "input": "a new request"})
         assert status == 503 and "worker has stopped" in answer["error"]["message"]
-        assert time.monotonic() - t0 < 10  # answered at once, not after a timeout
+        assert time.monotonic() - t0 < 30  # answered at once: a server waiting on its dead worker hangs (60 s)
         assert raw(url, "/stats")[0] == 200
 
 
 def test_shutdown_lets_queued_requests_finish(tiny_model, one_thread):
-    with running(tiny_model, max_wait_ms=50, max_batch_size=4, graceful_s=30) as (url, app):
+    # a grace far longer than the margin below, so a loaded machine cannot pass a server that waits it out
+    with running(tiny_model, max_wait_ms=50, max_batch_size=4, graceful_s=120) as (url, app):
         held = Held(app.state.batcher)
         with ThreadPoolExecutor(4) as pool:
             running_request = pool.submit(post, url, {"model": NAME, "input": TEXTS[:2]})
@@ -320,8 +321,8 @@ def test_shutdown_lets_queued_requests_finish(tiny_model, one_thread):
             assert app.state.thread.is_alive()  # waiting for the held forward
             held.release.set()
             t0 = time.monotonic()
-            app.state.thread.join(30)
-            assert not app.state.thread.is_alive() and time.monotonic() - t0 < 15  # not the whole 30 s of grace
+            app.state.thread.join(150)
+            assert not app.state.thread.is_alive() and time.monotonic() - t0 < 60  # not the whole 120 s of grace
             (s1, first), (s2, second) = running_request.result(), queued_request.result()
         assert s1 == s2 == 200, (first, second)
         np.testing.assert_allclose([d["embedding"] for d in second["data"]], tiny_model.encode(TEXTS), atol=1e-5)

@@ -30,7 +30,8 @@ COMMON = [
 def run(output: Path, data: Path, nproc: int, *extra: str) -> list[dict]:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     sets = [a for s in [*COMMON, f"data={data}", *extra] for a in ("--set", s)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # loopback for gloo: where the host name does not resolve (sandboxes), gloo's default interface lookup fails
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
     cmd = [*launcher, "-m", "train", "fit", "--config", "tiny", "--output", str(output), *sets]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -94,6 +94,13 @@ def add_fit_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, model/ (the export)")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
+    p.add_argument(
+        "--engine",
+        choices=("loop", "trainer"),
+        default="loop",
+        help="loop: the project's own loop (default); trainer: sentence-transformers' SentenceTransformerTrainer "
+        "(accelerate: bf16, gradient accumulation, FSDP/DeepSpeed; the config's trainer: block)",
+    )
     add_set_argument(p, "override a config key, e.g. --set lr_decoder=1e-4 --set lora.r=8")
 
 
@@ -110,9 +117,15 @@ def run_fit(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.engine == "trainer":
+        from train import engine
+
+        fit, diverged = engine.fit, (TrainingDiverged, engine.TrainingDiverged)
+    else:
+        diverged = (TrainingDiverged,)
     try:
         folder = fit(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
-    except (TrainingDiverged, DataError, FileExistsError, FileNotFoundError, ValueError) as err:
+    except (*diverged, DataError, FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(json.dumps({"export": str(folder), **summary(args.output)}))

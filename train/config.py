@@ -175,6 +175,9 @@ class TrainConfig:
     save_every: int = 50
     keep_checkpoints: int = 2
     log_every: int = 10  # tqdm postfix refresh; metrics.jsonl gets every step
+    # SentenceTransformerTrainingArguments fields for `fit --engine trainer` (gradient_accumulation_steps, report_to,
+    # fsdp, deepspeed, dataloader_num_workers, ...); keys the config owns above are refused there (train/engine.py)
+    trainer: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_types(self)

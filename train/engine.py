@@ -1,0 +1,409 @@
+"""`python -m train fit --engine trainer`: the same recipe on sentence-transformers' `SentenceTransformerTrainer`
+(the Hugging Face `Trainer` and accelerate underneath: processes, checkpoints, resume, bf16, gradient accumulation,
+DDP / FSDP / DeepSpeed launchers, logging integrations).
+
+What the engine has no mechanism for is added here as small hooks, each in one place:
+- `Causal2VecModule`: a Causal2Vec model, or a baseline sharing its parts, as sentence-transformers' one input module.
+- `training_datasets`: the training rows as a `DatasetDict`, one dataset per file and negative count (a batch never
+  mixes two; `NO_DUPLICATES` batches), prompts applied per row as the loop does (instructions differ per row).
+- `InfoNCE`: `MultipleNegativesRankingLoss` / `CachedMultipleNegativesRankingLoss` at `1 / temperature`, negatives
+  gathered across processes, plus the per-half term (`half_loss_weight`).
+- `Causal2VecTrainer`: per-part AdamW groups and `lr_lambda` schedules; checkpoints hold the trainable weights only.
+- `StepGuard`: connector-only steps, the clip (global or per part) and the NaN/inf stop, between backward and step.
+- `MetricsFile`: one `metrics.jsonl` line per step.
+
+Output folder: `train_config.yaml`, `metrics.jsonl`, `checkpoints/checkpoint-N/` (the Trainer's), `model/` (export).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+from sentence_transformers.base.losses.merged_forward import embed_columns
+from sentence_transformers.base.modules import InputModule
+from sentence_transformers.sentence_transformer import losses
+from torch import nn
+from transformers import TrainerCallback
+
+from tokenization_causal2vec import SHORT_ENCODER_KEYS
+from train.build import check_output, prepare_output
+from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
+from train.data import Row, load_data
+from train.export import read_metrics
+from train.trainable import clip_gradients, lr_lambda, param_groups, trainable_state
+
+logger = logging.getLogger("train")
+WEIGHTS = "trainable.safetensors"  # a checkpoint's trainable parameters, by name
+COMPLETE = "trainer_state.json"  # the Trainer writes it last: a checkpoint folder without it was cut short
+# TrainingArguments fields a train config owns under its own names: set those keys, not `trainer:` ones
+OWNED_ARGS = {
+    "learning_rate": "lr_decoder / lr_connector / lr_encoder",
+    "max_steps": "steps",
+    "per_device_train_batch_size": "batch_size (global, over all processes)",
+    "seed": "seed",
+    "data_seed": "seed",
+    "bf16": "dtype",
+    "fp16": "dtype",
+    "max_grad_norm": "max_grad_norm",
+    "warmup_steps": "warmup_steps",
+    "lr_scheduler_type": "schedule",
+    "weight_decay": "weight_decay",
+    "gradient_checkpointing": "gradient_checkpointing",  # trainable_model turns it on in the decoder
+    "activation_checkpointing": "gradient_checkpointing",
+    "output_dir": "--output",
+    "save_steps": "save_every",
+    "save_total_limit": "keep_checkpoints",
+    "prompts": "the rows' instructions and document_prompt",
+    "batch_sampler": "(fixed: no duplicates in a batch)",
+    "multi_dataset_batch_sampler": "(fixed: one source per batch)",
+}
+
+
+# the trainer splits a batch into columns by its `*_input_ids` keys: the encoder's inputs travel under short names
+LONG_KEYS = {short: long for long, short in SHORT_ENCODER_KEYS.items()}
+NOT_INPUTS = {"prompt_length", "sentence_embedding", "token_embeddings", "dataset_name"}  # what the trainer adds
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient norm became NaN/inf (the update is not applied), or an update made weights non-finite;
+    either way the run stops before saving anything of that step."""
+
+
+class Causal2VecModule(InputModule):
+    """Any module with a `tokenizer` and a forward giving `.sentence_embedding` (a Causal2Vec model, a baseline
+    sharing its parts) as sentence-transformers' input module. Texts arrive with their prompts (the tokenizer
+    splits a query prompt off for the decoder); `max_length` cuts them while training."""
+
+    def __init__(self, model: nn.Module, max_length: int | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.max_length = max_length
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        texts = [(prompt or "") + text for text in inputs]
+        options = {"max_length": self.max_length} if self.max_length else {}
+        batch = self.model.tokenizer(texts, return_tensors="pt", **options)
+        return {SHORT_ENCODER_KEYS.get(k, k): v for k, v in batch.items()}
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        inputs = {LONG_KEYS.get(k, k): v for k, v in features.items() if k not in NOT_INPUTS}
+        features["sentence_embedding"] = self.model(**inputs).sentence_embedding.float()
+        return features
+
+    def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
+        save_file({k: v.contiguous() for k, v in trainable_state(self.model).items()}, Path(output_path) / WEIGHTS)
+
+
+def training_datasets(rows: dict[str, list[Row]], cfg: TrainConfig, config: Any) -> Any:
+    """A `DatasetDict` with columns `anchor`, `positive` (and `negative_1`, ...): per file, each row's query with its
+    query prompt, one positive and up to `hard_negatives` negatives drawn with the config's seed, documents with the
+    document prompt. A file whose rows hold different numbers of negatives becomes one dataset per number
+    (`wikiqa`, `wikiqa/1neg`), since a batch's columns are fixed."""
+    from datasets import Dataset, DatasetDict
+
+    rng = random.Random(cfg.seed)
+    doc = config.document_prompt or ""
+    groups: dict[str, dict[str, list[str]]] = {}
+    for name, file_rows in rows.items():
+        for row in file_rows:
+            negs = rng.sample(row.neg, min(cfg.hard_negatives, len(row.neg)))
+            key = name if len(negs) == cfg.hard_negatives else f"{name}/{len(negs)}neg"
+            columns = groups.setdefault(
+                key, {"anchor": [], "positive": [], **{f"negative_{i + 1}": [] for i in range(len(negs))}}
+            )
+            columns["anchor"].append(config.query_prompt(row.instruction) + row.query)
+            columns["positive"].append(doc + rng.choice(row.pos))
+            for i, neg in enumerate(negs):
+                columns[f"negative_{i + 1}"].append(doc + neg)
+    small = {name: len(c["anchor"]) for name, c in groups.items() if len(c["anchor"]) < cfg.batch_size}
+    for name, n in small.items():
+        logger.warning(
+            "%s: %d row(s) left out: fewer than one batch (%d) hold that many negatives", name, n, cfg.batch_size
+        )
+    return DatasetDict({name: Dataset.from_dict(c) for name, c in groups.items() if name not in small})
+
+
+class InfoNCE(nn.Module):
+    """InfoNCE over in-batch positives and hard negatives (cosine / temperature), gathered across processes:
+    sentence-transformers' ranking loss, cached (GradCache) when `cached_chunk_size` > 0; `half_loss_weight` adds
+    that weight times the mean InfoNCE of each half of the vectors alone (C's and EOS's states)."""
+
+    def __init__(self, model: SentenceTransformer, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.half_weight = cfg.half_loss_weight
+        self.tokens = 0  # since MetricsFile last read it
+        kwargs = {"scale": 1.0 / cfg.temperature, "gather_across_devices": True}
+        if cfg.cached_chunk_size and cfg.half_loss_weight:
+            raise ValueError("half_loss_weight with cached_chunk_size: not yet on the trainer engine (--engine loop)")
+        if cfg.cached_chunk_size:
+            self.inner = losses.CachedMultipleNegativesRankingLoss(
+                model, mini_batch_size=cfg.cached_chunk_size, **kwargs
+            )
+        else:
+            self.inner = losses.MultipleNegativesRankingLoss(model, **kwargs)
+
+    def forward(self, sentence_features: list[dict[str, Any]], labels: Any) -> torch.Tensor:
+        self.tokens += sum(int(f["attention_mask"].sum()) for f in sentence_features)  # decoder tokens, for metrics
+        if not self.half_weight:
+            return self.inner(sentence_features, labels)
+        embeddings = embed_columns(self.model, sentence_features)
+        loss = self.inner.compute_loss_from_embeddings(embeddings, labels)
+        half = embeddings[0].shape[1] // 2
+        halves = [
+            self.inner.compute_loss_from_embeddings([e[:, part] for e in embeddings], labels)
+            for part in (slice(0, half), slice(half, None))
+        ]
+        return loss + self.half_weight * (halves[0] + halves[1]) / 2
+
+
+class Causal2VecTrainer(SentenceTransformerTrainer):
+    """The Trainer with this recipe's optimizer (AdamW groups per part, each with its learning rate and
+    `lr_lambda` schedule) and checkpoints of the trainable weights only (a frozen 7B base is not copied per
+    checkpoint)."""
+
+    def __init__(self, *args: Any, cfg: TrainConfig, module: nn.Module, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cfg, self.module = cfg, module
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            self.optimizer = torch.optim.AdamW(param_groups(self.module, self.cfg))
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        if self.lr_scheduler is None:
+            optimizer = optimizer or self.optimizer
+            schedules = [lr_lambda(self.cfg, g["name"]) for g in optimizer.param_groups]
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
+        return self.lr_scheduler
+
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        folder = Path(output_dir or self.args.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in trainable_state(self.module).items()}, folder / WEIGHTS)
+        torch.save(self.args, folder / "training_args.bin")  # as the Trainer's own _save does
+
+    def _load_from_checkpoint(self, checkpoint_path: str, model: Any = None) -> None:
+        weights = load_file(Path(checkpoint_path) / WEIGHTS)
+        params = dict(self.module.named_parameters())
+        missing = sorted(n for n, p in params.items() if p.requires_grad and n not in weights)
+        unknown = sorted(set(weights) - set(params))
+        if missing or unknown:
+            raise ValueError(
+                f"{checkpoint_path} does not fit this model: missing {missing[:5]}, unexpected {unknown[:5]}"
+            )
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value)
+
+
+class StepGuard(TrainerCallback):
+    """Between the backward and the optimizer step (the Trainer's own clip is off): during `connector_only_steps`
+    the other parts' gradients are dropped (out of the norm and of Adam's moments); then the clip, over all
+    parameters or part by part; a non-finite loss or norm stops the run before the update, and so do non-finite
+    weights after it. The norms go to `MetricsFile`."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.norms: tuple[float, dict[str, float]] = (0.0, {})
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
+        step = state.global_step + 1
+        if step <= self.cfg.connector_only_steps:
+            for g in optimizer.param_groups:
+                if g["name"] != "connector":
+                    for p in g["params"]:
+                        p.grad = None
+        total, parts = clip_gradients(optimizer.param_groups, self.cfg.max_grad_norm, self.cfg.clip == "per_part")
+        if not torch.isfinite(total):
+            raise TrainingDiverged(f"grad norm {total.item()} at step {step}: update not applied")
+        self.norms = (total.item(), parts)
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        if not bool(torch.stack([p.isfinite().all() for p in params]).all()):
+            raise TrainingDiverged(f"non-finite weights after the update of step {state.global_step + 1}")
+
+
+class MetricsFile(TrainerCallback):
+    """One `metrics.jsonl` line per step (rank 0): loss, grad norms before clipping, learning rate per part,
+    pairs per second, train time (sum of step times) and wall time since the first start, over resumes."""
+
+    def __init__(
+        self, path: Path, guard: StepGuard, loss: InfoNCE, batch_size: int, before: tuple[float, float]
+    ) -> None:
+        self.path, self.guard, self.loss, self.batch_size = path, guard, loss, batch_size
+        self.train_time, self.wall_before = before
+        self.start = time.perf_counter()
+        self.t0 = self.start
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        if not (torch.isfinite(torch.tensor(logs["loss"]))):
+            raise TrainingDiverged(f"loss {logs['loss']} at step {state.global_step}")
+        dt = time.perf_counter() - self.t0
+        self.train_time += dt
+        optimizer = kwargs["optimizer"]
+        record = {
+            "step": state.global_step,
+            "loss": logs["loss"],
+            "grad_norm": self.guard.norms[0],
+            "grad_norms": self.guard.norms[1],
+            "lr": {g["name"]: g["lr"] for g in optimizer.param_groups},
+            "pairs_per_s": self.batch_size / dt,
+            "tokens_per_s": self.loss.tokens / dt,  # this process's
+            "train_time_s": self.train_time,
+            "wall_time_s": self.wall_before + time.perf_counter() - self.start,
+        }
+        self.loss.tokens = 0
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> SentenceTransformerTrainingArguments:
+    """The Trainer's arguments: the config's own keys mapped to their fields, then its `trainer:` block (any other
+    field, as the Hugging Face docs say; one owned by a config key is an error naming that key)."""
+    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+
+    owned = sorted(set(cfg.trainer) & set(OWNED_ARGS))
+    if owned:
+        raise ValueError(f"trainer.{owned[0]}: set {OWNED_ARGS[owned[0]]} instead (the config's own key)")
+    known = set(SentenceTransformerTrainingArguments.__dataclass_fields__)
+    unknown = sorted(set(cfg.trainer) - known)
+    if unknown:
+        raise ValueError(f"unknown trainer key(s): {', '.join(unknown)} (SentenceTransformerTrainingArguments fields)")
+    if cfg.batch_size % processes:
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({processes})")
+    accelerator = dict(cfg.trainer.get("accelerator_config") or {})
+    accelerator.setdefault("split_batches", True)  # one global batch (one source) split over the processes
+    fields = {
+        "logging_steps": 1,
+        "logging_nan_inf_filter": False,
+        "report_to": [],
+        "disable_tqdm": False,
+        "save_strategy": "steps",
+        "dataloader_drop_last": True,
+        **cfg.trainer,
+        "accelerator_config": accelerator,
+        "output_dir": str(output / "checkpoints"),
+        "max_steps": cfg.steps,
+        "per_device_train_batch_size": cfg.batch_size,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "bf16": cfg.dtype == "bf16",
+        "max_grad_norm": 0.0,  # StepGuard clips
+        "save_steps": cfg.save_every,
+        "save_total_limit": cfg.keep_checkpoints or None,
+        "batch_sampler": BatchSamplers.NO_DUPLICATES,
+        "multi_dataset_batch_sampler": MultiDatasetBatchSamplers.PROPORTIONAL,
+        "use_cpu": not torch.cuda.is_available(),
+    }
+    return SentenceTransformerTrainingArguments(**fields)
+
+
+def last_checkpoint(output: Path) -> Path | None:
+    """The newest complete Trainer checkpoint under `output/checkpoints` (one cut short by a kill is skipped)."""
+    folder = output / "checkpoints"
+    found = [p for p in folder.glob("checkpoint-*") if (p / COMPLETE).is_file() and (p / WEIGHTS).is_file()]
+    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None) if folder.is_dir() else None
+
+
+def resume_point(cfg: TrainConfig, output: Path, resume: bool, overwrite: bool, rank: int) -> Path | None:
+    """The checkpoint to resume from (None: start fresh in an emptied `output`). Every process checks, so all of
+    them stop on a refusal: no checkpoint to resume, a run saved with another config, a non-empty `output`."""
+    from train.distributed import barrier
+
+    if overwrite and resume:
+        raise ValueError("pass --resume or --overwrite, not both")
+    if not resume:
+        check_output(output, overwrite)
+        barrier()  # every process has looked before rank 0 empties the folder
+        if rank == 0:
+            prepare_output(output, overwrite)
+        barrier()
+        return None
+    ckpt = last_checkpoint(output)
+    if ckpt is None:
+        why = "has no complete checkpoint to resume from" if output.is_dir() else "does not exist: nothing to resume"
+        raise FileNotFoundError(f"{output} {why}; run without --resume")
+    saved = output / "train_config.yaml"
+    conflicts = resume_conflicts(yaml.safe_load(saved.read_text()), cfg) if saved.is_file() else []
+    if conflicts:
+        raise ValueError(
+            f"{ckpt} was saved with another config; resume with the same one (only "
+            f"{', '.join(sorted(RESUME_SAFE_KEYS))} may change). Differences: {'; '.join(conflicts)}"
+        )
+    return ckpt
+
+
+def build_trainer(
+    cfg: TrainConfig, output: Path, processes: int = 1, before: tuple[float, float] = (0.0, 0.0)
+) -> tuple[Causal2VecTrainer, Any]:
+    """The Trainer for `cfg` writing under `output`, and what the export needs: (model, peft model, base model
+    names, {data label: rows})."""
+    from train.fit import trainable_model  # one builder for both engines
+
+    args = training_arguments(cfg, output, processes)
+    model, module, peft_model, bases = trainable_model(cfg, args.device)
+    st = SentenceTransformer(modules=[Causal2VecModule(module, cfg.max_length)], device=str(args.device))
+    rows, labels = load_data(cfg.data_path(), cfg.data)
+    guard, loss = StepGuard(cfg), InfoNCE(st, cfg)
+    trainer = Causal2VecTrainer(
+        model=st,
+        args=args,
+        train_dataset=training_datasets(rows, cfg, model.config),
+        loss=loss,
+        callbacks=[guard, MetricsFile(output / "metrics.jsonl", guard, loss, cfg.batch_size, before)],
+        cfg=cfg,
+        module=module,
+    )
+    return trainer, (model, peft_model, bases, {labels[name]: len(r) for name, r in rows.items()})
+
+
+def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train per `cfg` on the Trainer, write checkpoints and metrics under `output`, export to `output/model`."""
+    from train.distributed import setup_distributed
+    from train.fit import _export  # one export for both engines
+
+    t_start = time.perf_counter()
+    output = Path(output)
+    rank, processes, _ = setup_distributed()  # under torchrun / accelerate launch: joins the process group first
+    ckpt = resume_point(cfg, output, resume, overwrite, rank)
+    metrics_path, before = output / "metrics.jsonl", (0.0, 0.0)
+    if ckpt is not None and rank == 0:
+        kept = [m for m in read_metrics(metrics_path) if m["step"] <= int(ckpt.name.split("-")[1])]
+        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in kept))
+        before = (kept[-1]["train_time_s"], kept[-1]["wall_time_s"]) if kept else before
+    elif rank == 0:
+        (output / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    trainer, (model, peft_model, bases, data_files) = build_trainer(cfg, output, processes, before)
+    try:
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    except TrainingDiverged as err:
+        last = last_checkpoint(output)
+        raise TrainingDiverged(f"{err}; stopped without saving it. Last checkpoint: {last or 'none'}") from None
+    folder = output / "model"
+    if trainer.is_world_process_zero():
+        metrics = read_metrics(metrics_path)
+        train_time = metrics[-1]["train_time_s"] if metrics else 0.0
+        wall = before[1] + time.perf_counter() - t_start
+        _export(model, peft_model, cfg, bases, data_files, folder, processes, train_time, wall)
+    return folder

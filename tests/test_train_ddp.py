@@ -27,9 +27,9 @@ COMMON = [
 ]
 
 
-def run(output: Path, data: Path, nproc: int, *extra: str) -> list[dict]:
+def run(output: Path, data: Path, nproc: int, *extra: str, engine: str = "loop") -> list[dict]:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    sets = [a for s in [*COMMON, f"data={data}", *extra] for a in ("--set", s)]
+    sets = [a for s in [*COMMON, f"data={data}", *extra] for a in ("--set", s)] + ["--engine", engine]
     # loopback for gloo: where the host name does not resolve (sandboxes), gloo's default interface lookup fails
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
     cmd = [*launcher, "-m", "train", "fit", "--config", "tiny", "--output", str(output), *sets]
@@ -38,12 +38,35 @@ def run(output: Path, data: Path, nproc: int, *extra: str) -> list[dict]:
     return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_match_one(tmp_path):
+def wikiqa(tmp_path: Path) -> Path:
     src = SHARED_TRAIN / "wikiqa.jsonl"  # rows with several hard negatives, so ranks hold different numbers of them
     if not src.is_file():
         pytest.skip(f"{src} is not there")
     data = tmp_path / "wikiqa.jsonl"
     data.write_text("\n".join(src.read_text().splitlines()[:40]) + "\n")
+    return data
+
+
+def test_two_processes_match_one_on_the_trainer_engine(tmp_path):
+    """`--engine trainer` under torchrun: each global batch (one source) is split over the processes and the
+    ranking loss gathers every process's documents, so two processes follow one process step for step."""
+    data = wikiqa(tmp_path)
+    one = run(tmp_path / "one", data, 1, engine="trainer")
+    two = run(tmp_path / "two", data, 2, engine="trainer")
+    assert [m["step"] for m in two] == [1, 2, 3]
+    for a, b in zip(one, two, strict=True):
+        assert abs(a["loss"] - b["loss"]) < 1e-5, (a, b)
+        assert abs(a["grad_norm"] - b["grad_norm"]) < 1e-5 * max(1.0, a["grad_norm"])
+    w1 = load_file(tmp_path / "one" / "model" / "model.safetensors")
+    w2 = load_file(tmp_path / "two" / "model" / "model.safetensors")
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], atol=2e-5, rtol=1e-4, msg=k)
+    assert "| processes | 2 |" in (tmp_path / "two" / "model" / "README.md").read_text()
+
+
+def test_two_processes_match_one(tmp_path):
+    data = wikiqa(tmp_path)
     one = run(tmp_path / "one", data, 1)
     # two ranks with the cached loss (GradCache + no_sync) against one rank with the plain loss
     two = run(tmp_path / "two", data, 2, "cached_chunk_size=5")

@@ -227,6 +227,18 @@ def _table(rows: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _truncation_note(config: Any) -> str:
+    """The card's line on shorter vectors: `truncate_dim`, and what the first half holds for `contextual_eos`."""
+    note = (
+        "Shorter vectors: `truncate_dim=k` (in `model.encode` and in `SentenceTransformer(..., truncate_dim=k)`) "
+        "keeps the first k dimensions (`normalize_embeddings` normalises the shortened vector)"
+    )
+    if config.pooling != "contextual_eos":
+        return note + "."
+    half = config.embedding_dim // 2
+    return note + f"; the first {half} are the Contextual token's state, the last {half} EOS's."
+
+
 def _about(config: Any, base_models: Sequence[str]) -> str:
     dim = config.embedding_dim
     return f"""# Causal2Vec embedding model
@@ -252,6 +264,8 @@ from sentence_transformers import SentenceTransformer  # sentence-transformers >
 model = SentenceTransformer("PATH_OR_REPO", trust_remote_code=True)
 emb = model.encode(["first document"], prompt_name="query")
 ```
+
+{_truncation_note(config)}
 
 Fine-tune it with sentence-transformers' `SentenceTransformerTrainer` (e.g. `MultipleNegativesRankingLoss`) like any
 other sentence-transformers model.

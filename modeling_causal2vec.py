@@ -8,6 +8,7 @@ and the embedding is the concatenation of the last hidden states of C and EOS (`
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class EmbedderMixin:
         normalize_embeddings: bool = False,
         dtype: torch.dtype | None = None,
         device: str | torch.device | None = None,
+        truncate_dim: int | None = None,
     ):
         """Embed texts, sentence-transformers style.
 
@@ -102,11 +104,40 @@ class EmbedderMixin:
         build a query prompt); `prompt_name="query"` uses the configured query prompt, `"document"` the
         configured `document_prompt` (empty by default). Texts run in length-sorted batches and come back in
         input order. `dtype` (e.g. `torch.bfloat16`) runs the forward under autocast. `device` runs on that
-        device; the model goes back where it was afterwards. A single string gives a 1-D result; an empty list
-        gives shape (0, dim).
+        device; the model goes back where it was afterwards. `truncate_dim` keeps the first `truncate_dim`
+        dimensions (1 to `config.embedding_dim`), before `normalize_embeddings` as in sentence-transformers; with
+        `contextual_eos` pooling the first half is the Contextual token's state, the second EOS's. A single string
+        gives a 1-D result; an empty list gives shape (0, dim).
         """
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
+        prompt = self._encode_prompt(prompt_name, prompt)
+        width = self._truncated_width(truncate_dim)
+        out, _ = self._embed(texts, prompt, batch_size, show_progress_bar, normalize_embeddings, dtype, device, width)
+        if single:
+            out = out[0]
+        if convert_to_tensor:
+            return out
+        return out.cpu().numpy() if convert_to_numpy else list(out.cpu())
+
+    @torch.inference_mode()
+    def encode_with_token_counts(
+        self,
+        sentences: Sequence[str],
+        prompt: str | None = None,
+        batch_size: int = 32,
+        dtype: torch.dtype | None = None,
+    ) -> tuple[Any, list[int]]:
+        """`encode(sentences, prompt=prompt, batch_size=batch_size, dtype=dtype)` (a float32 numpy array, not
+        normalised) and each text's decoder token count (prompt, C and EOS included), read from the attention
+        masks of the very batches the forward ran on: what a server reports as usage without tokenizing twice."""
+        texts = check_texts(sentences)
+        prompt = self._encode_prompt(None, prompt)
+        out, tokens = self._embed(texts, prompt, batch_size, False, False, dtype, None, self.config.embedding_dim)
+        return out.cpu().numpy(), tokens.tolist()
+
+    def _encode_prompt(self, prompt_name: str | None, prompt: str | None) -> str | None:
+        """The decoder prompt that `prompt_name` or `prompt` (not both) asks for; None for none."""
         if prompt_name is not None:
             if prompt is not None:
                 raise ValueError("pass prompt or prompt_name, not both")
@@ -116,6 +147,33 @@ class EmbedderMixin:
             prompt = prompts[prompt_name]
         if prompt is not None and not isinstance(prompt, str):
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+        return prompt
+
+    def _truncated_width(self, truncate_dim: int | None) -> int:
+        """How many leading dimensions `encode` keeps: all for None, else `truncate_dim`, checked to be an integer
+        from 1 to the embedding size."""
+        dim = self.config.embedding_dim
+        if truncate_dim is None:
+            return dim
+        if isinstance(truncate_dim, bool) or not isinstance(truncate_dim, numbers.Integral):
+            raise TypeError(f"truncate_dim must be an int or None, got {type(truncate_dim).__name__}")
+        if not 1 <= truncate_dim <= dim:
+            raise ValueError(f"truncate_dim must be from 1 to {dim} (the embedding size), got {truncate_dim}")
+        return int(truncate_dim)
+
+    def _embed(
+        self,
+        texts: list[str],
+        prompt: str | None,
+        batch_size: int,
+        show_progress_bar: bool | None,
+        normalize: bool,
+        dtype: torch.dtype | None,
+        device: str | torch.device | None,
+        width: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings (n, width) in float32 on `device`, decoder tokens per text (n,) on CPU): each text tokenized
+        once, in length-sorted batches of `batch_size`, results in input order."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         tokenize: dict[str, Any] = {"return_tensors": "pt"}
@@ -131,28 +189,27 @@ class EmbedderMixin:
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         if show_progress_bar is None:
             show_progress_bar = len(chunks) > 1 and _logger_shows_info()
-        out = torch.empty(len(texts), self.config.embedding_dim, dtype=torch.float32, device=device)
+        out = torch.empty(len(texts), width, dtype=torch.float32, device=device)
+        tokens = torch.zeros(len(texts), dtype=torch.long)
         autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype not in (None, torch.float32))
         try:
             if device != home:
                 self.to(device)
             self.eval()
             for chunk in _progress(chunks, show_progress_bar):
-                batch = self.tokenizer([texts[i] for i in chunk], **tokenize).to(device)
+                batch = self.tokenizer([texts[i] for i in chunk], **tokenize)
+                tokens[chunk] = batch["attention_mask"].sum(1)
+                batch = batch.to(device)
                 with autocast:
-                    emb = self(**batch).sentence_embedding.float()
-                if normalize_embeddings:
+                    emb = self(**batch).sentence_embedding.float()[:, :width]
+                if normalize:
                     emb = nn.functional.normalize(emb, dim=-1)
                 out[torch.tensor(chunk, device=device)] = emb
         finally:
             self.train(was_training)
             if device != home:
                 self.to(home)
-        if single:
-            out = out[0]
-        if convert_to_tensor:
-            return out
-        return out.cpu().numpy() if convert_to_numpy else list(out.cpu())
+        return out, tokens
 
 
 def init_connector_layer(layer: nn.Linear, config: Causal2VecConfig, first: bool) -> None:

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible embeddings API (FastAPI) over a `MicroBatcher` that calls `model.encode`.
+"""The OpenAI-compatible embeddings API (FastAPI) over a `MicroBatcher` that calls the model's `encode`.
 
 Routes: `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`, `GET /stats` (batch sizes
 seen). Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, and the right status; an
@@ -34,6 +34,10 @@ from serve.batcher import Job, MicroBatcher, Overloaded, Unavailable
 logger = logging.getLogger("serve")
 REQUEST_FIELDS = ("input", "model", "encoding_format", "dimensions", "user", "prompt_name", "instruction")
 ENCODING_FORMATS = ("float", "base64")
+TOKEN_INPUT_REFUSED = (  # LangChain's OpenAIEmbeddings tokenizes with tiktoken and sends the ids by default
+    "token-id input is not supported: this server takes text only (the model has its own two tokenizers); send "
+    "strings. LangChain's OpenAIEmbeddings needs check_embedding_ctx_length=False (otherwise it sends token ids)"
+)
 ANSWER_S = 2.0  # after `graceful_s`, how long uvicorn waits for the 503 answers to go out before it cancels them
 
 
@@ -91,8 +95,19 @@ def internal_error(what: str, err: BaseException) -> APIError:
 
 
 @dataclass
+class Parsed:
+    """An embeddings request, checked: its texts, decoder prompt (None: none), encoding format, `dimensions`."""
+
+    texts: list[str]
+    prompt: str | None
+    encoding_format: str
+    dimensions: int | None
+
+
+@dataclass
 class Embedder:
-    """Runs in the batcher's worker thread: one `model.encode` call per distinct prompt among the merged jobs.
+    """Runs in the batcher's worker thread: one `model.encode_with_token_counts` call (`encode`, whose batches also
+    give the usage counts: each text is tokenized once) per distinct prompt among the merged jobs.
     A prompt group that fails gets the error alone: a 400 for the model's `TypeError`/`ValueError` (e.g. a prompt
     longer than decoder_max_length), a logged generic 500 for anything else; the other groups are answered."""
 
@@ -121,8 +136,9 @@ class Embedder:
         for prompt, members in groups.items():
             texts = [t for i in members for t in jobs[i].texts]
             try:  # a failing prompt group fails its own requests only
-                vectors = self.model.encode(texts, prompt=prompt, batch_size=self.batch_size, dtype=self.dtype)
-                tokens = self.model.tokenizer(texts, prompt=prompt or None, padding=False)["input_ids"]
+                vectors, tokens = self.model.encode_with_token_counts(
+                    texts, prompt=prompt, batch_size=self.batch_size, dtype=self.dtype
+                )  # one tokenization: the forward's batches also give the usage counts
             except (TypeError, ValueError) as err:
                 error = APIError(400, str(err), "instruction" if prompt else "input")
             except Exception as err:
@@ -137,13 +153,13 @@ class Embedder:
             start = 0
             for i in members:
                 end = start + len(jobs[i].texts)
-                results[i] = (vectors[start:end], sum(len(t) for t in tokens[start:end]))
+                results[i] = (vectors[start:end], sum(tokens[start:end]))
                 start = end
         return results
 
 
-def parse_request(body: dict[str, Any], settings: Settings, config: Any) -> tuple[list[str], str | None, str]:
-    """Check an embeddings request; return (texts, decoder prompt or None, encoding format) or raise `APIError`."""
+def parse_request(body: dict[str, Any], settings: Settings, config: Any) -> Parsed:
+    """Check an embeddings request; return what it asks for or raise `APIError`."""
     unknown = [k for k in body if k not in REQUEST_FIELDS]
     if unknown:
         raise APIError(400, f"Unrecognized request argument supplied: {unknown[0]}", unknown[0], "unknown_parameter")
@@ -159,26 +175,30 @@ def parse_request(body: dict[str, Any], settings: Settings, config: Any) -> tupl
     if fmt not in ENCODING_FORMATS:
         message = f"encoding_format must be one of {', '.join(ENCODING_FORMATS)}, got {short_repr(fmt)}"
         raise APIError(400, message, "encoding_format")
-    dims = body.get("dimensions")
-    if dims is not None and (isinstance(dims, bool) or dims != config.embedding_dim):
-        raise APIError(
-            400,
-            f"this model returns {config.embedding_dim}-dimensional embeddings and cannot return "
-            f"dimensions={short_repr(dims)}",
-            "dimensions",
-            "unsupported_dimensions",
-        )
+    dims = parse_dimensions(body.get("dimensions"), config.embedding_dim)
     name, instruction = body.get("prompt_name"), body.get("instruction")
     if name is not None and instruction is not None:
         raise APIError(400, "pass prompt_name or instruction, not both", "instruction")
     if instruction is not None:
         if not isinstance(instruction, str) or not instruction.strip():
             raise APIError(400, "instruction must be a non-empty string", "instruction")
-        return texts, config.query_prompt(instruction), fmt
+        return Parsed(texts, config.query_prompt(instruction), fmt, dims)
     prompts = {"query": config.query_prompt(), "document": config.document_prompt}
     if name is not None and (not isinstance(name, str) or name not in prompts):
         raise APIError(400, f"prompt_name must be one of {', '.join(prompts)}, got {short_repr(name)}", "prompt_name")
-    return texts, prompts[name] if name else None, fmt
+    return Parsed(texts, prompts[name] if name else None, fmt, dims)
+
+
+def parse_dimensions(value: Any, full: int) -> int | None:
+    """`dimensions` as OpenAI takes it: absent (None) or an integer from 1 to the model's embedding size `full`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= full:
+        message = (
+            f"dimensions must be an integer from 1 to {full} (this model's embedding size), got {short_repr(value)}"
+        )
+        raise APIError(400, message, "dimensions", "invalid_value")
+    return value
 
 
 def parse_input(value: Any, max_inputs: int) -> list[str]:
@@ -196,7 +216,7 @@ def parse_input(value: Any, max_inputs: int) -> list[str]:
             400, f"input holds {len(value)} texts; at most {max_inputs} per request", "input", "too_many_inputs"
         )
     if all(isinstance(v, int) and not isinstance(v, bool) for v in value) or all(isinstance(v, list) for v in value):
-        raise APIError(400, "token-id input is not supported: this model has its own tokenizers; send text", "input")
+        raise APIError(400, TOKEN_INPUT_REFUSED, "input", "token_input_not_supported")
     for i, text in enumerate(value):
         if not isinstance(text, str):
             raise APIError(400, f"input[{i}] must be a string, got {type(text).__name__}", "input")
@@ -224,6 +244,14 @@ async def read_body(request: Request, limit: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise APIError(400, f"the request body must be a JSON object, got {type(body).__name__}")
     return body
+
+
+def shorten(vectors: np.ndarray, dims: int | None) -> np.ndarray:
+    """OpenAI's `dimensions`: the first `dims` dimensions, renormalised to unit length (None: as they are)."""
+    if dims is None:
+        return vectors
+    prefix = vectors[:, :dims]
+    return prefix / np.maximum(np.linalg.norm(prefix, axis=1, keepdims=True), 1e-12)  # torch's normalize's eps
 
 
 def encode_vector(vector: np.ndarray, fmt: str) -> list[float] | str:
@@ -263,9 +291,9 @@ def create_app(model: Any, settings: Settings) -> FastAPI:
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> JSONResponse:
         body = await read_body(request, settings.max_body_bytes)
-        texts, prompt, fmt = parse_request(body, settings, model.config)
+        asked = parse_request(body, settings, model.config)
         try:
-            result = await batcher.submit(texts, prompt)
+            result = await batcher.submit(asked.texts, asked.prompt)
         except Overloaded as err:
             raise APIError(503, str(err), None, "server_overloaded") from None
         except Unavailable as err:
@@ -275,7 +303,11 @@ def create_app(model: Any, settings: Settings) -> FastAPI:
         if isinstance(result, APIError):
             raise result
         vectors, tokens = result
-        data = [{"object": "embedding", "index": i, "embedding": encode_vector(v, fmt)} for i, v in enumerate(vectors)]
+        vectors = shorten(vectors, asked.dimensions)
+        data = [
+            {"object": "embedding", "index": i, "embedding": encode_vector(v, asked.encoding_format)}
+            for i, v in enumerate(vectors)
+        ]
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return JSONResponse({"object": "list", "data": data, "model": settings.served_model_name, "usage": usage})
 

@@ -2,8 +2,10 @@
 
 Each request is a `Job` (its texts and prompt). The worker takes the oldest job, then keeps taking jobs until the
 batch holds `max_batch_size` texts or `max_wait_ms` have passed since it started waiting, and hands the merged
-batch to `embed` in its thread (the event loop keeps accepting requests meanwhile). At most `max_queue` texts wait;
-beyond that `submit` raises `Overloaded` at once rather than letting latency grow without bound.
+batch to `embed` in its thread (the event loop keeps accepting requests meanwhile). Batches are formed by length:
+after the oldest job come the waiting jobs with its prompt and texts nearest to its length, so that a forward pads
+little (a job waits behind newer ones only until it is the oldest, so none waits for ever). At most `max_queue`
+texts wait; beyond that `submit` raises `Overloaded` at once rather than letting latency grow without bound.
 
 Every job's future is resolved, whatever happens: with its result, with the error `embed` raised for its batch,
 or with `Unavailable` when the worker task has died (then `healthy` is False, `failure` says why, and every later
@@ -33,11 +35,15 @@ class Unavailable(RuntimeError):
     """The batcher takes no more work: it is shutting down, or its worker has died."""
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: the queue removes jobs by identity
 class Job:
     texts: list[str]
     prompt: str | None
     future: asyncio.Future = field(repr=False)
+    length: float = field(init=False)  # mean characters per text: what batches are formed by
+
+    def __post_init__(self) -> None:
+        self.length = sum(map(len, self.texts)) / max(len(self.texts), 1)
 
 
 # embed(jobs) -> one result per job, in order; runs in the worker thread
@@ -148,15 +154,33 @@ class MicroBatcher:
         self._fail_all(self.failure)
 
     def _take(self, batch: list[Job], size: int) -> int:
-        """Move waiting jobs into `batch` while they fit in `max_batch_size` (the first job always does)."""
-        while self.waiting and (not batch or size + len(self.waiting[0].texts) <= self.max_batch_size):
-            job = self.waiting.popleft()
-            self.queued_texts -= len(job.texts)
-            if job.future.done():  # its client went away
-                continue
-            batch.append(job)
-            size += len(job.texts)
+        """Move waiting jobs into `batch` while they fit in `max_batch_size`: into an empty batch the oldest job
+        (it always fits), then the others nearest to the batch's first job, those with its prompt first (one
+        forward per prompt), then by mean text length (less padding); ties go to the older job."""
+        self._drop_abandoned()
+        if not batch and self.waiting:
+            size = self._move(self.waiting[0], batch, size)
+        if not batch:
+            return size
+        first = batch[0]
+        for job in sorted(self.waiting, key=lambda j: (j.prompt != first.prompt, abs(j.length - first.length))):
+            if size + len(job.texts) <= self.max_batch_size:
+                size = self._move(job, batch, size)
         return size
+
+    def _move(self, job: Job, batch: list[Job], size: int) -> int:
+        """Move `job` from the waiting queue into `batch`; the batch's new size in texts."""
+        self.waiting.remove(job)
+        self.queued_texts -= len(job.texts)
+        batch.append(job)
+        return size + len(job.texts)
+
+    def _drop_abandoned(self) -> None:
+        """Forget the waiting jobs whose clients went away (their futures are done)."""
+        gone = [job for job in self.waiting if job.future.done()]
+        for job in gone:
+            self.waiting.remove(job)
+            self.queued_texts -= len(job.texts)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

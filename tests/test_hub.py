@@ -112,6 +112,23 @@ def test_saved_folder_contents(tiny, tmp_path):
     assert "- causal2vec" in front and "- custom_code" in front
     assert f"({tiny.config.embedding_dim} dimensions" in card
     assert "Inference Endpoint" in card and "`handler.py`" in card, "the card says how the widget gets a backend"
+    half = tiny.config.embedding_dim // 2
+    assert "`truncate_dim=k`" in card and f"the first {half} are the Contextual token's state" in card
+
+
+def test_sentence_transformers_truncate_dim_gives_the_first_dimensions(tiny, tmp_path, one_thread):
+    """`SentenceTransformer(export, truncate_dim=k)` keeps encode's first k dimensions (normalised after cutting)."""
+    from sentence_transformers import SentenceTransformer
+
+    tiny.save_pretrained(tmp_path)
+    half = tiny.config.embedding_dim // 2
+    st = SentenceTransformer(str(tmp_path), trust_remote_code=True, device="cpu", truncate_dim=half)  # CPU encode()
+    full = tiny.encode(TEXTS)
+    assert st.get_embedding_dimension() == half
+    np.testing.assert_allclose(st.encode(TEXTS), full[:, :half], atol=1e-5)
+    prefix = full[:, :half] / np.linalg.norm(full[:, :half], axis=1, keepdims=True)
+    np.testing.assert_allclose(st.encode(TEXTS, normalize_embeddings=True), prefix, atol=1e-5)
+    np.testing.assert_allclose(st.encode(TEXTS, truncate_dim=1), full[:, :1], atol=1e-5)
 
 
 HANDLER_SCRIPT = textwrap.dedent(

@@ -193,6 +193,36 @@ def test_encode_options(tiny):
     assert tiny.training
 
 
+def test_encode_truncate_dim_keeps_the_prefix_then_normalises(tiny, one_thread):
+    """`truncate_dim=k` (every k from 1 to the embedding size) is the first k dimensions, and
+    `normalize_embeddings` normalises that prefix, as sentence-transformers does; other values are refused."""
+    dim, texts = tiny.config.embedding_dim, TEXTS[:2]
+    full = tiny.encode(texts)
+    for k in range(1, dim + 1):
+        np.testing.assert_allclose(tiny.encode(texts, truncate_dim=k), full[:, :k], atol=1e-6)
+    half = dim // 2
+    prefix = full[:, :half] / np.linalg.norm(full[:, :half], axis=1, keepdims=True)
+    np.testing.assert_allclose(tiny.encode(texts, truncate_dim=half, normalize_embeddings=True), prefix, atol=1e-6)
+    assert tiny.encode(texts[0], truncate_dim=np.int64(3)).shape == (3,)
+    assert tiny.encode([], truncate_dim=3).shape == (0, 3)
+    for bad in (0, dim + 1, -1):
+        with pytest.raises(ValueError, match=f"truncate_dim must be from 1 to {dim}"):
+            tiny.encode(texts, truncate_dim=bad)
+    for bad in (True, 2.0, "3"):
+        with pytest.raises(TypeError, match="truncate_dim must be an int"):
+            tiny.encode(texts, truncate_dim=bad)
+
+
+def test_encode_with_token_counts_is_encode_and_the_decoder_token_counts(tiny, one_thread):
+    """The server's call: `encode`'s vectors, and per text the decoder tokens (prompt, C, EOS included) of the
+    batches the forward ran on."""
+    prompt = tiny.config.query_prompt()
+    vectors, tokens = tiny.encode_with_token_counts(TEXTS, prompt=prompt, batch_size=2)
+    np.testing.assert_allclose(vectors, tiny.encode(TEXTS, prompt=prompt), atol=1e-6)
+    assert tokens == [len(ids) for ids in tiny.tokenizer(TEXTS, prompt=prompt, padding=False)["input_ids"]]
+    assert tiny.encode_with_token_counts([])[0].shape == (0, tiny.config.embedding_dim)
+
+
 def test_loads_in_bf16(tiny, tmp_path):
     tiny.save_pretrained(tmp_path)
     half = AutoModel.from_pretrained(tmp_path, trust_remote_code=True, dtype=torch.bfloat16)

@@ -80,18 +80,20 @@ def post(url: str, body: dict[str, Any] | bytes) -> tuple[int, dict[str, Any]]:
 
 
 class Held:
-    """Takes the place of a batcher's `embed`: each call records its jobs' prompts, then waits for `release` (the
-    first call also sets `entered`) and runs `then` on the jobs (by default the real embedder)."""
+    """Takes the place of a batcher's `embed`: each call records its jobs' prompts and texts, then waits for `release`
+    (the first call also sets `entered`) and runs `then` on the jobs (by default the real embedder)."""
 
     def __init__(self, batcher: Any, then: Any = None) -> None:
         self.real = batcher.embed
         self.then = then or self.real
         self.entered, self.release = threading.Event(), threading.Event()
         self.batches: list[list[str | None]] = []
+        self.texts: list[list[str]] = []
         batcher.embed = self
 
     def __call__(self, jobs: list[Any]) -> list[Any]:
         self.batches.append([job.prompt for job in jobs])
+        self.texts.append([t for job in jobs for t in job.texts])
         self.entered.set()
         self.release.wait(60)
         return self.then(jobs)
@@ -117,7 +119,7 @@ def test_openai_client_gets_what_encode_gives(server, tiny_model, one_thread):
     np.testing.assert_allclose(vectors(as_float), expected, atol=1e-5)
     as_base64 = api.embeddings.create(model=NAME, input=TEXTS)  # the client's default: base64, decoded by it
     np.testing.assert_allclose(vectors(as_base64), expected, atol=1e-5)
-    single = api.embeddings.create(model=NAME, input=TEXTS[2], dimensions=tiny_model.config.embedding_dim)
+    single = api.embeddings.create(model=NAME, input=TEXTS[2])
     np.testing.assert_allclose(vectors(single), expected[2:3], atol=1e-5)
     lengths = [len(ids) for ids in tiny_model.tokenizer(TEXTS, padding=False)["input_ids"]]
     assert as_float.usage.prompt_tokens == as_float.usage.total_tokens == sum(lengths)
@@ -138,6 +140,117 @@ def test_openai_client_gets_what_encode_gives(server, tiny_model, one_thread):
     assert raw(url, "/health") == (200, {"status": "ok", "queued_texts": 0})
 
 
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_dimensions_gives_the_renormalised_prefix_and_refuses_what_the_model_cannot_give(
+    server, tiny_model, one_thread
+):
+    """OpenAI's `dimensions`: every value from 1 to the embedding size is the prefix of `encode`'s vector at unit
+    length (half of it: the Contextual token's state alone); 0, size + 1, non-integers and booleans get a 400."""
+    url, _ = server
+    api = client(url)
+    full = tiny_model.config.embedding_dim
+    expected = tiny_model.encode(TEXTS)
+    half = api.embeddings.create(model=NAME, input=TEXTS, dimensions=full // 2)  # base64, as the client sends
+    np.testing.assert_allclose(vectors(half), unit(expected[:, : full // 2]), atol=1e-6)
+    as_float = api.embeddings.create(model=NAME, input=TEXTS, dimensions=full, encoding_format="float")
+    np.testing.assert_allclose(vectors(as_float), unit(expected), atol=1e-6)
+    for k in range(1, full + 1):
+        got = vectors(api.embeddings.create(model=NAME, input=TEXTS[:1], dimensions=k))
+        assert got.shape == (1, k)
+        np.testing.assert_allclose(got, unit(expected[:1, :k]), atol=1e-6)
+    for bad in (0, full + 1):
+        with pytest.raises(openai.BadRequestError) as err:
+            api.embeddings.create(model=NAME, input=TEXTS, dimensions=bad)
+        assert f"dimensions must be an integer from 1 to {full}" in err.value.message, err.value.message
+        assert err.value.body["param"] == "dimensions"
+    for bad in (1.5, float(full), True, "8", -3):
+        status, answer = post(url, {"model": NAME, "input": "a", "dimensions": bad})
+        assert status == 400 and answer["error"]["param"] == "dimensions", (bad, answer)
+        assert f"from 1 to {full}" in answer["error"]["message"]
+
+
+def test_token_id_input_gets_a_400_that_says_what_to_do(server):
+    """Token ids (what LangChain's OpenAIEmbeddings sends by default) are refused, with the way out in the message."""
+    url, _ = server
+    for tokens in ([101, 2023, 102], [[101, 2023], [102]]):
+        with pytest.raises(openai.BadRequestError) as err:
+            client(url).embeddings.create(model=NAME, input=tokens)
+        message = err.value.message
+        assert "takes text only" in message and "check_embedding_ctx_length=False" in message, message
+        assert "LangChain's OpenAIEmbeddings" in message and err.value.body["param"] == "input"
+
+
+@contextmanager
+def counting_tokenizer_calls(model: Any, monkeypatch: Any) -> Iterator[list[int]]:
+    """Wrap the real tokenizer's `__call__` (its class's: Python looks special methods up there) with a counter;
+    yields the list of how many texts each call tokenized."""
+    cls = type(model.tokenizer)
+    real = cls.__call__
+    calls: list[int] = []
+
+    def counted(self: Any, text: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1 if isinstance(text, str) else len(text))
+        return real(self, text, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cls, "__call__", counted)
+        yield calls
+
+
+def test_each_batch_is_tokenized_once(tiny_model, one_thread, monkeypatch):
+    """One tokenizer call per forward batch, each text in it once: the usage counts come from that tokenization."""
+    expected = tiny_model.encode(TEXTS)
+    lengths = [len(ids) for ids in tiny_model.tokenizer(TEXTS, padding=False)["input_ids"]]
+    with running(tiny_model, max_wait_ms=50) as (url, app):
+        with counting_tokenizer_calls(tiny_model, monkeypatch) as calls:
+            answer = client(url).embeddings.create(model=NAME, input=TEXTS)
+        assert calls == [len(TEXTS)], calls
+        np.testing.assert_allclose(vectors(answer), expected, atol=1e-5)
+        assert answer.usage.prompt_tokens == sum(lengths)
+
+        held = Held(app.state.batcher)  # three requests merged into one batch behind a held one
+        with counting_tokenizer_calls(tiny_model, monkeypatch) as calls, ThreadPoolExecutor(4) as pool:
+            first = pool.submit(post, url, {"model": NAME, "input": TEXTS[:1]})
+            assert held.entered.wait(30)
+            merged = [pool.submit(post, url, {"model": NAME, "input": TEXTS[i : i + 2]}) for i in (0, 2, 3)]
+            wait_until(lambda: app.state.batcher.queued_texts == 6, "the three requests are queued")
+            held.release.set()
+            assert first.result()[0] == 200
+            answers = [f.result() for f in merged]
+        assert calls == [1, 6], calls  # the held request's batch, then the merged one: no text tokenized twice
+        for i, (status, body) in zip((0, 2, 3), answers, strict=True):
+            assert status == 200
+            np.testing.assert_allclose([d["embedding"] for d in body["data"]], expected[i : i + 2], atol=1e-5)
+            assert body["usage"]["prompt_tokens"] == sum(lengths[i : i + 2])
+
+
+def test_batches_are_formed_by_length_and_answers_keep_request_order(tiny_model, one_thread):
+    """Behind the oldest waiting request come those nearest to it in text length: short with short, long with long
+    (first come, first served would pair each short text with a long one); every answer is its own request's."""
+    short, long = ["a cat", "a dog"], [TEXTS[2], TEXTS[4]]
+    arrivals = [short[0], long[0], short[1], long[1]]
+    with running(tiny_model, max_batch_size=2, max_wait_ms=50) as (url, app):
+        batcher = app.state.batcher
+        held = Held(batcher)
+        with ThreadPoolExecutor(8) as pool:
+            first = pool.submit(post, url, {"model": NAME, "input": TEXTS[:2]})
+            assert held.entered.wait(30)
+            answers = []
+            for n, text in enumerate(arrivals, 1):  # one at a time, so that they queue in this order
+                answers.append(pool.submit(post, url, {"model": NAME, "input": text}))
+                wait_until(lambda n=n: batcher.queued_texts == n, f"request {n} is queued")
+            held.release.set()
+            assert first.result()[0] == 200
+            results = [a.result() for a in answers]
+        assert held.texts[1:] == [short, long], held.texts
+        for text, (status, body) in zip(arrivals, results, strict=True):
+            assert status == 200
+            np.testing.assert_allclose(body["data"][0]["embedding"], tiny_model.encode(text), atol=1e-5)
+
+
 BAD = [  # (request body, status, words of the message, param)
     ({"model": NAME, "input": []}, 400, "must not be an empty list", "input"),
     ({"model": NAME, "input": ["fine", 3]}, 400, "input[1] must be a string, got int", "input"),
@@ -146,7 +259,7 @@ BAD = [  # (request body, status, words of the message, param)
     ({"model": NAME, "input": [101, 2023, 102]}, 400, "token-id input is not supported", "input"),
     ({"model": NAME, "input": [[101, 2023], [102]]}, 400, "token-id input is not supported", "input"),
     ({"model": NAME, "input": ["a"] * 9}, 400, "holds 9 texts; at most 8", "input"),
-    ({"model": NAME, "input": "a", "dimensions": 7}, 400, "cannot return dimensions=7", "dimensions"),
+    ({"model": NAME, "input": "a", "dimensions": 0}, 400, "dimensions must be an integer from 1 to", "dimensions"),
     ({"model": NAME, "input": "a", "encoding_format": "int8"}, 400, "encoding_format must be one of", None),
     ({"model": NAME, "input": "a", "prompt_name": "passage"}, 400, "prompt_name must be one of", "prompt_name"),
     ({"model": NAME, "input": "a", "prompt_name": "query", "instruction": "x"}, 400, "not both", "instruction"),
@@ -214,16 +327,16 @@ def test_requests_that_arrive_together_are_batched_and_a_full_queue_gets_503(tin
 
 
 class FailsOnPrompt:
-    """The real model, except that `encode` raises an internal error for a prompt holding `marker` (a stand-in for
-    e.g. running out of memory on one group's long prompt)."""
+    """The real model, except that `encode_with_token_counts` (the server's call) raises an internal error for a
+    prompt holding `marker` (a stand-in for e.g. running out of memory on one group's long prompt)."""
 
     def __init__(self, model: Any, marker: str) -> None:
         self.model, self.marker = model, marker
 
-    def encode(self, texts: list[str], prompt: str | None = None, **kwargs: Any) -> np.ndarray:
+    def encode_with_token_counts(self, texts: list[str], prompt: str | None = None, **kwargs: Any) -> Any:
         if prompt and self.marker in prompt:
             raise RuntimeError("secret internal detail /opt/weights")
-        return self.model.encode(texts, prompt=prompt, **kwargs)
+        return self.model.encode_with_token_counts(texts, prompt=prompt, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)

@@ -205,3 +205,31 @@ def test_a_baseline_trains_on_the_engine(tmp_path, data_dir):
     assert [m["step"] for m in metrics(out)] == [1, 2]
     assert set(metrics(out)[0]["grad_norms"]) == {"decoder"}  # no connector or encoder in the eos baseline
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_accelerate_examples_load_and_the_7b_config_makes_trainer_arguments(tmp_path):
+    """The accelerate configs parse with accelerate's own reader (an unknown key would fail), each says how it is
+    launched; mistral7b.yaml's trainer: block and keys make valid Trainer arguments for 8 processes."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from causal2vec import REPO_ROOT
+    from train.config import load_config
+    from train.engine import training_arguments
+
+    folder = REPO_ROOT / "train" / "configs" / "accelerate"
+    kinds = {}
+    for path in sorted(folder.glob("*.yaml")):
+        kinds[path.stem] = str(load_config_from_file(str(path)).distributed_type)
+        assert "accelerate launch --config_file train/configs/accelerate/" in path.read_text(), path
+    assert kinds == {
+        "ddp": "DistributedType.MULTI_GPU",
+        "fsdp": "DistributedType.FSDP",
+        "deepspeed_zero2": "DistributedType.DEEPSPEED",
+        "deepspeed_zero3": "DistributedType.DEEPSPEED",
+    }
+    cfg = load_config("mistral7b")
+    args = training_arguments(cfg, tmp_path, processes=8)
+    assert args.per_device_train_batch_size == 512 and args.accelerator_config.split_batches
+    assert args.dataloader_num_workers == 2 and args.bf16 and args.max_steps == 1000
+    with pytest.raises(ValueError, match="divisible"):
+        training_arguments(load_config("mistral7b", ["batch_size=500"]), tmp_path, processes=8)

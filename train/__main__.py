@@ -133,12 +133,18 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    from train.bench import SETTINGS  # standard library only at import
+
     p = sub.add_parser("bench", help="training throughput and peak memory: fp32/bf16, checkpointing, cached loss")
     p.add_argument("--config", default="default", help="model and data config (default: default)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per setting (after one warm-up step)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--output", default="runs/bench.json", help="JSON file with the results")
-    p.add_argument("--only", help=argparse.SUPPRESS)  # internal: run one setting in this process
+    p.add_argument(
+        "--engine", choices=("loop", "trainer", "both"), default="loop", help="train fit's engine, or both side by side"
+    )
+    p.add_argument("--settings", nargs="+", choices=list(SETTINGS), help="default: all")
+    p.add_argument("--only", help=argparse.SUPPRESS)  # internal: run one setting (NAME@ENGINE) in this process
     add_set_argument(p, "override a config key")
 
 

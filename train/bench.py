@@ -74,29 +74,66 @@ def run_one(config: str, overrides: list[str], steps: int) -> dict:
     }
 
 
+def run_one_engine(config: str, overrides: list[str], steps: int) -> dict:
+    """Time `steps` steps (after one warm-up) of `fit --engine trainer` in this process: the Trainer's whole step
+    (batch loading, forward, backward, clip, update) from its `metrics.jsonl`, nothing saved before the last."""
+    import tempfile
+
+    import torch
+
+    from train.config import load_config
+    from train.engine import build_trainer
+
+    cfg = load_config(config, [*overrides, f"steps={steps + 1}", f"save_every={steps + 1}", "keep_checkpoints=1"])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer, _ = build_trainer(cfg, Path(tmp))
+        trainer.train()
+        lines = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()][1:]
+    elapsed = sum(cfg.batch_size / m["pairs_per_s"] for m in lines)
+    tokens = sum(m["tokens_per_s"] * cfg.batch_size / m["pairs_per_s"] for m in lines)
+    cuda = torch.cuda.is_available()
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {
+        "pairs_per_s": cfg.batch_size * steps / elapsed,
+        "tokens_per_s": tokens / elapsed,
+        "s_per_step": elapsed / steps,
+        "peak_mib": peak,
+        "memory": "cuda_max_allocated" if cuda else "peak_rss",
+        "last_loss": lines[-1]["loss"],
+    }
+
+
 def main(args: argparse.Namespace) -> int:
     common = [f"batch_size={args.batch_size}", *args.set]
     if args.only:
-        print(json.dumps(run_one(args.config, [*common, *SETTINGS[args.only]], args.steps)))
+        name, _, engine = args.only.partition("@")
+        run = run_one_engine if engine == "trainer" else run_one
+        print(json.dumps(run(args.config, [*common, *SETTINGS[name]], args.steps)))
         return 0
     from causal2vec import REPO_ROOT
 
     results = {}
-    print(f"{'setting':<18} {'pairs/s':>8} {'tokens/s':>9} {'s/step':>7} {'peak MiB':>9}", flush=True)
-    for name in SETTINGS:
-        cmd = [sys.executable, "-m", "train", "bench", "--only", name, "--config", args.config]
+    engines = ("loop", "trainer") if args.engine == "both" else (args.engine,)
+    names = [f"{s}@{e}" if len(engines) > 1 else s for s in args.settings or SETTINGS for e in engines]
+    print(f"{'setting':<26} {'pairs/s':>8} {'tokens/s':>9} {'s/step':>7} {'peak MiB':>9}", flush=True)
+    for name in names:
+        only = name if "@" in name else f"{name}@{args.engine}"
+        cmd = [sys.executable, "-m", "train", "bench", "--only", only, "--config", args.config]
         cmd += ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
         cmd += [a for s in args.set for a in ("--set", s)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
         if proc.returncode != 0:
-            print(f"{name:<18} failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
+            print(f"{name:<26} failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
             continue
         r = results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
         row = f"{r['pairs_per_s']:>8.2f} {r['tokens_per_s']:>9.1f} {r['s_per_step']:>7.2f} {r['peak_mib']:>9.0f}"
-        print(f"{name:<18} {row}", flush=True)
+        print(f"{name:<26} {row}", flush=True)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"config": args.config, "batch_size": args.batch_size, "steps": args.steps, "overrides": args.set}
+    meta["engine"] = args.engine
     out.write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -251,8 +251,8 @@ class MetricsFile(TrainerCallback):
         self.start = time.perf_counter()
         self.t0 = self.start
 
-    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.t0 = time.perf_counter()
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.t0 = time.perf_counter()  # a step's time runs from the last one's log: its batch's loading included
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs or "loss" not in logs:
@@ -276,6 +276,7 @@ class MetricsFile(TrainerCallback):
         self.loss.tokens = 0
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        self.t0 = time.perf_counter()
 
 
 def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> SentenceTransformerTrainingArguments:

@@ -89,7 +89,7 @@ def write_sentence_transformers_files(
 def card_metadata(
     base_models: Sequence[str] = (),
     training: dict[str, Any] | None = None,
-    data_files: dict[str, int] | None = None,
+    data_files: dict[str, int | str] | None = None,
     evaluation: Sequence[dict[str, Any]] = (),
     loss_curve: str | None = None,
 ) -> dict[str, Any]:

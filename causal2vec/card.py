@@ -16,7 +16,7 @@ def write_model_card(
     config: Any,
     base_models: list[str],
     training: dict[str, Any] | None = None,
-    data_files: dict[str, int] | None = None,
+    data_files: dict[str, int | str] | None = None,
     loss_curve: str | None = None,
 ) -> Path:
     """Write `folder/README.md` (no evaluation yet: `python -m evaluation run --card` adds it) and name the task

@@ -233,3 +233,50 @@ def test_accelerate_examples_load_and_the_7b_config_makes_trainer_arguments(tmp_
     assert args.dataloader_num_workers == 2 and args.bf16 and args.max_steps == 1000
     with pytest.raises(ValueError, match="divisible"):
         training_arguments(load_config("mistral7b", ["batch_size=500"]), tmp_path, processes=8)
+
+
+def test_evaluation_during_training_is_logged_and_the_best_checkpoint_exported(tmp_path, data_dir):
+    """`eval_every`: the STS evaluator's scores on `eval_data` go to metrics.jsonl as their own lines (the training
+    records stay what read_metrics gives); with `load_best_model_at_end` the export holds the best checkpoint's
+    weights."""
+    from train.export import read_metrics
+
+    sts = tmp_path / "sts.tsv"
+    pairs = [("A man plays a guitar.", "A man plays music.", 4.5), ("A cat sleeps.", "Stocks fell.", 0.2)]
+    pairs += [("The sun is hot.", "It is warm outside.", 3.0), ("A dog runs.", "A car is red.", 0.5)]
+    sts.write_text("sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in pairs))
+    out = tmp_path / "eval"
+    sets = ["steps=4", "save_every=2", "eval_every=2", f"eval_data={sts}", "trainer.load_best_model_at_end=true"]
+    assert fit(out, data_dir, *[a for s in sets for a in ("--set", s)]) == 0
+    evals = read_metrics(out / "metrics.jsonl", evaluations=True)
+    assert [m["step"] for m in evals] == [2, 4]
+    assert all(-1 <= m["eval"]["sts-dev_spearman_cosine"] <= 1 for m in evals)
+    assert [m["step"] for m in read_metrics(out / "metrics.jsonl")] == [1, 2, 3, 4]
+    best = max(evals, key=lambda m: m["eval"]["sts-dev_spearman_cosine"])["step"]
+    state = json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{best}")
+    saved = load_file(out / "checkpoints" / f"checkpoint-{best}" / "trainable.safetensors")
+    exported = load_file(out / "model" / "model.safetensors")
+    for name in [k for k in saved if k.startswith("connector.")]:  # not LoRA-merged: the same tensors
+        assert torch.equal(saved[name], exported[name]), name
+
+
+def test_streamed_data_trains_resumes_and_names_a_bad_line(tmp_path, data_dir, capsys):
+    """`streaming: true` reads the JSONL files as training goes: it trains, resumes from a checkpoint to the same
+    weights, and a malformed row stops the run naming its file and line."""
+    out = tmp_path / "stream"
+    sets = ["streaming=true", "stream_buffer=16"]
+    args = [a for s in sets for a in ("--set", s)]
+    assert fit(out, data_dir, *args) == 0
+    assert "| snli.jsonl | streamed |" in (out / "model" / "README.md").read_text()
+    again = interrupted_copy(out, tmp_path / "again")
+    assert fit(again, data_dir, "--resume", *args) == 0
+    a, b = load_file(out / "model" / "model.safetensors"), load_file(again / "model" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    lines = (data_dir / "snli.jsonl").read_text().splitlines()
+    (bad / "snli.jsonl").write_text("\n".join(lines[:30] + ['{"query": "q"}'] + lines[30:]) + "\n")
+    capsys.readouterr()
+    assert fit(tmp_path / "bad-run", bad, *args) == 1
+    assert f"{bad / 'snli.jsonl'}:31: missing field 'pos'" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from configuration_causal2vec import CONTEXTUAL_TOKEN_FIELDS, Causal2VecConfig
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DTYPE_NAMES = ("bf16", "fp32")  # no fp16: it would need a GradScaler; bf16 is what we document
 # keys a resumed run may change: they do not affect what the next step computes
-RESUME_SAFE_KEYS = frozenset({"save_every", "keep_checkpoints", "log_every"})
+RESUME_SAFE_KEYS = frozenset({"save_every", "keep_checkpoints", "log_every", "eval_every", "eval_data"})
 # keys a baseline run ignores as well (it has no connector), so a recipe change there keeps its runs reusable
 BASELINE_SAFE_KEYS = frozenset({"lr_connector", *(f"model.config.{f}" for f in CONTEXTUAL_TOKEN_FIELDS)})
 PART_KEYS = {"encoder": "model.encoder", "decoder": "model.decoder", "dtype": "model.dtype"}  # where these go instead
@@ -175,6 +175,14 @@ class TrainConfig:
     save_every: int = 50
     keep_checkpoints: int = 2
     log_every: int = 10  # tqdm postfix refresh; metrics.jsonl gets every step
+    # `fit --engine trainer`: read the JSONL data as it trains (a `datasets` IterableDataset, for data larger than
+    # memory), shuffled in a buffer of `stream_buffer` rows; batches may then mix sources (train/engine.py)
+    streaming: bool = False
+    stream_buffer: int = 10000
+    # evaluation during training (`fit --engine trainer`): every `eval_every` steps (0: never), Spearman of the
+    # cosines on `eval_data`, an STS TSV (sentence1, sentence2, score) relative to the repository root
+    eval_every: int = 0
+    eval_data: str = "../shared/data/eval/stsb/dev.tsv"
     # SentenceTransformerTrainingArguments fields for `fit --engine trainer` (gradient_accumulation_steps, report_to,
     # fsdp, deepspeed, dataloader_num_workers, ...); keys the config owns above are refused there (train/engine.py)
     trainer: dict[str, Any] = field(default_factory=dict)
@@ -201,17 +209,18 @@ class TrainConfig:
             self.model.dtype == "fp32" or self.dtype == self.model.dtype,
             f"model.dtype={self.model.dtype} needs autocast in the same dtype: set dtype: {self.model.dtype}",
         )
-        for name in ("batch_size", "steps", "save_every", "log_every"):
+        for name in ("batch_size", "steps", "save_every", "log_every", "stream_buffer"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         non_negative = ("hard_negatives", "cached_chunk_size", "warmup_steps", "keep_checkpoints", "weight_decay")
-        non_negative += ("connector_only_steps", "half_loss_weight")
+        non_negative += ("connector_only_steps", "half_loss_weight", "eval_every")
         for name in (*non_negative, "lr_decoder", "lr_connector", "lr_encoder"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("temperature", "max_grad_norm"):
             _require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
 
-    def data_path(self) -> Path:
-        path = Path(self.data).expanduser()
+    def data_path(self, key: str = "data") -> Path:
+        """`data` (or another path key, `eval_data`) as a path; relative ones are relative to the repository."""
+        path = Path(getattr(self, key)).expanduser()
         return path if path.is_absolute() else (REPO_ROOT / path).resolve()
 
     def to_dict(self) -> dict[str, Any]:

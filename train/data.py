@@ -11,7 +11,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,38 +97,47 @@ def check_row(obj: dict, where: str) -> Row:
     return Row(query, pos, neg, instruction)
 
 
-def read_jsonl(path: Path) -> tuple[list[Row], int]:
-    """Rows of one file and how many were skipped for having no positive. Blank lines are ignored."""
-    rows, skipped = [], 0
+def iter_jsonl(path: Path) -> Iterator[Row]:
+    """The rows of one file as they are read (blank lines ignored): what `read_jsonl` collects and a streamed
+    training set reads, file and line named in any error."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise DataError(f"{path}:{lineno}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
-            if not line.strip():
-                continue
-            row = parse_row(line, f"{path}:{lineno}")
-            if row.pos:
-                rows.append(row)
-            else:
-                skipped += 1
+            if line.strip():
+                yield parse_row(line, f"{path}:{lineno}")
+
+
+def read_jsonl(path: Path) -> tuple[list[Row], int]:
+    """Rows of one file and how many were skipped for having no positive."""
+    rows, skipped = [], 0
+    for row in iter_jsonl(path):
+        if row.pos:
+            rows.append(row)
+        else:
+            skipped += 1
     return rows, skipped
 
 
-def load_files(path: str | Path) -> dict[str, list[Row]]:
-    """`{file stem: rows}` for a JSONL file or every `*.jsonl` in a folder (sorted by name)."""
+def jsonl_files(path: str | Path) -> list[Path]:
+    """A JSONL file, or every `*.jsonl` in a folder (sorted by name)."""
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.jsonl"))
         if not files:
             raise DataError(f"{path}: no *.jsonl files")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise DataError(f"{path}: no such file or folder")
+        return files
+    if path.is_file():
+        return [path]
+    raise DataError(f"{path}: no such file or folder")
+
+
+def load_files(path: str | Path) -> dict[str, list[Row]]:
+    """`{file stem: rows}` for a JSONL file or every `*.jsonl` in a folder (sorted by name)."""
     out = {}
-    for file in files:
+    for file in jsonl_files(path):
         rows, skipped = read_jsonl(file)
         if skipped:
             logger.warning("%s: skipped %d row(s) without a positive", file, skipped)

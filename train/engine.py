@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,14 @@ from transformers import TrainerCallback
 from tokenization_causal2vec import SHORT_ENCODER_KEYS
 from train.build import check_output, prepare_output
 from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
-from train.data import Row, load_data
+from train.data import Row, iter_jsonl, jsonl_files, load_data
 from train.export import read_metrics
 from train.trainable import clip_gradients, lr_lambda, param_groups, trainable_state
 
 logger = logging.getLogger("train")
 WEIGHTS = "trainable.safetensors"  # a checkpoint's trainable parameters, by name
 COMPLETE = "trainer_state.json"  # the Trainer writes it last: a checkpoint folder without it was cut short
+EVAL_NAME = "sts-dev"  # the evaluator's name: its main score is logged as `eval_sts-dev_spearman_cosine`
 # TrainingArguments fields a train config owns under its own names: set those keys, not `trainer:` ones
 OWNED_ARGS = {
     "learning_rate": "lr_decoder / lr_connector / lr_encoder",
@@ -63,6 +65,8 @@ OWNED_ARGS = {
     "save_steps": "save_every",
     "save_total_limit": "keep_checkpoints",
     "prompts": "the rows' instructions and document_prompt",
+    "eval_strategy": "eval_every",
+    "eval_steps": "eval_every",
     "batch_sampler": "(fixed: no duplicates in a batch)",
     "multi_dataset_batch_sampler": "(fixed: one source per batch)",
 }
@@ -107,33 +111,65 @@ class Causal2VecModule(InputModule):
         save_file({k: v.contiguous() for k, v in trainable_state(self.model).items()}, Path(output_path) / WEIGHTS)
 
 
+def pair(row: Row, rng: random.Random, cfg: TrainConfig, config: Any) -> dict[str, str]:
+    """One training example: the row's query with its query prompt, one positive and up to `hard_negatives`
+    negatives drawn with `rng`, documents with the document prompt."""
+    doc = config.document_prompt or ""
+    negs = rng.sample(row.neg, min(cfg.hard_negatives, len(row.neg)))
+    example = {"anchor": config.query_prompt(row.instruction) + row.query, "positive": doc + rng.choice(row.pos)}
+    return example | {f"negative_{i + 1}": doc + neg for i, neg in enumerate(negs)}
+
+
 def training_datasets(rows: dict[str, list[Row]], cfg: TrainConfig, config: Any) -> Any:
-    """A `DatasetDict` with columns `anchor`, `positive` (and `negative_1`, ...): per file, each row's query with its
-    query prompt, one positive and up to `hard_negatives` negatives drawn with the config's seed, documents with the
-    document prompt. A file whose rows hold different numbers of negatives becomes one dataset per number
-    (`wikiqa`, `wikiqa/1neg`), since a batch's columns are fixed."""
+    """A `DatasetDict` with columns `anchor`, `positive` (and `negative_1`, ...), one dataset per file, examples
+    drawn with the config's seed (`pair`). A file whose rows hold different numbers of negatives becomes one dataset
+    per number (`wikiqa`, `wikiqa/1neg`), since a batch's columns are fixed."""
     from datasets import Dataset, DatasetDict
 
     rng = random.Random(cfg.seed)
-    doc = config.document_prompt or ""
     groups: dict[str, dict[str, list[str]]] = {}
     for name, file_rows in rows.items():
         for row in file_rows:
-            negs = rng.sample(row.neg, min(cfg.hard_negatives, len(row.neg)))
-            key = name if len(negs) == cfg.hard_negatives else f"{name}/{len(negs)}neg"
-            columns = groups.setdefault(
-                key, {"anchor": [], "positive": [], **{f"negative_{i + 1}": [] for i in range(len(negs))}}
-            )
-            columns["anchor"].append(config.query_prompt(row.instruction) + row.query)
-            columns["positive"].append(doc + rng.choice(row.pos))
-            for i, neg in enumerate(negs):
-                columns[f"negative_{i + 1}"].append(doc + neg)
+            example = pair(row, rng, cfg, config)
+            negatives = len(example) - 2
+            key = name if negatives == cfg.hard_negatives else f"{name}/{negatives}neg"
+            for column, text in example.items():
+                groups.setdefault(key, {}).setdefault(column, []).append(text)
     small = {name: len(c["anchor"]) for name, c in groups.items() if len(c["anchor"]) < cfg.batch_size}
     for name, n in small.items():
         logger.warning(
             "%s: %d row(s) left out: fewer than one batch (%d) hold that many negatives", name, n, cfg.batch_size
         )
     return DatasetDict({name: Dataset.from_dict(c) for name, c in groups.items() if name not in small})
+
+
+def _streamed_rows(files: list[str], seed: int, cfg: TrainConfig, config: Any) -> Iterator[dict[str, str]]:
+    rng = random.Random(f"{seed}-{files}")
+    for file in files:
+        for row in iter_jsonl(Path(file)):
+            if row.pos and len(row.neg) >= cfg.hard_negatives:  # fixed columns: rows with fewer negatives are left out
+                yield pair(row, rng, cfg, config)
+
+
+def streamed_dataset(cfg: TrainConfig, config: Any) -> Any:
+    """The JSONL files as one `IterableDataset` read as training goes (`streaming: true`, for data larger than
+    memory): files interleaved row by row, then shuffled in a buffer of `stream_buffer` rows. A bad row stops the
+    run naming its file and line when it is reached. What it does not keep (README): one source per batch, no
+    duplicates in a batch, and rows with fewer than `hard_negatives` negatives."""
+    from datasets import Features, IterableDataset, Value, interleave_datasets
+
+    columns = ["anchor", "positive", *(f"negative_{i + 1}" for i in range(cfg.hard_negatives))]
+    features = Features({c: Value("string") for c in columns})  # known before the first row is read
+    parts = [
+        IterableDataset.from_generator(
+            _streamed_rows,
+            features=features,
+            gen_kwargs={"files": [str(f)], "seed": cfg.seed, "cfg": cfg, "config": config},
+        )
+        for f in jsonl_files(cfg.data_path())
+    ]
+    data = parts[0] if len(parts) == 1 else interleave_datasets(parts, seed=cfg.seed, stopping_strategy="all_exhausted")
+    return data.shuffle(seed=cfg.seed, buffer_size=cfg.stream_buffer)
 
 
 class InfoNCE(nn.Module):
@@ -255,7 +291,15 @@ class MetricsFile(TrainerCallback):
         self.t0 = time.perf_counter()  # a step's time runs from the last one's log: its batch's loading included
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        if not state.is_world_process_zero or not logs or "loss" not in logs:
+        if not state.is_world_process_zero or not logs:
+            return
+        scores = {k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_")}
+        if scores:  # the evaluator's line: its scores at this step
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": state.global_step, "eval": scores}) + "\n")
+            self.t0 = time.perf_counter()
+            return
+        if "loss" not in logs:
             return
         if not (torch.isfinite(torch.tensor(logs["loss"]))):
             raise TrainingDiverged(f"loss {logs['loss']} at step {state.global_step}")
@@ -277,6 +321,22 @@ class MetricsFile(TrainerCallback):
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         self.t0 = time.perf_counter()
+
+
+def sts_evaluator(cfg: TrainConfig, config: Any) -> Any:
+    """sentence-transformers' STS evaluator on `cfg.eval_data` (Spearman of the cosines), both sides with the STS
+    instruction as the query prompt, as the evaluation embeds STS; None when `eval_every` is 0."""
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+    from causal2vec.instructions import load_instructions
+    from causal2vec.tsv import read_sts
+
+    if not cfg.eval_every:
+        return None
+    path = cfg.data_path("eval_data")
+    sts, prompt = read_sts(path), config.query_prompt(load_instructions()["stsb"])
+    first, second = ([prompt + t for t in side] for side in (sts.sentences1, sts.sentences2))
+    return EmbeddingSimilarityEvaluator(first, second, sts.scores, main_similarity="cosine", name=EVAL_NAME)
 
 
 def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> SentenceTransformerTrainingArguments:
@@ -304,6 +364,8 @@ def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> Senten
         "dataloader_drop_last": True,
         **cfg.trainer,
         "accelerator_config": accelerator,
+        "metric_for_best_model": cfg.trainer.get("metric_for_best_model", f"eval_{EVAL_NAME}_spearman_cosine"),
+        "greater_is_better": cfg.trainer.get("greater_is_better", True),
         "output_dir": str(output / "checkpoints"),
         "max_steps": cfg.steps,
         "per_device_train_batch_size": cfg.batch_size,
@@ -313,6 +375,8 @@ def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> Senten
         "max_grad_norm": 0.0,  # StepGuard clips
         "save_steps": cfg.save_every,
         "save_total_limit": cfg.keep_checkpoints or None,
+        "eval_strategy": "steps" if cfg.eval_every else "no",
+        "eval_steps": cfg.eval_every or None,
         "batch_sampler": BatchSamplers.NO_DUPLICATES,
         "multi_dataset_batch_sampler": MultiDatasetBatchSamplers.PROPORTIONAL,
         "use_cpu": not torch.cuda.is_available(),
@@ -365,18 +429,26 @@ def build_trainer(
     args = training_arguments(cfg, output, processes)
     model, module, peft_model, bases = trainable_model(cfg, args.device)
     st = SentenceTransformer(modules=[Causal2VecModule(module, cfg.max_length)], device=str(args.device))
-    rows, labels = load_data(cfg.data_path(), cfg.data)
+    if cfg.streaming:
+        data = streamed_dataset(cfg, model.config)
+        rows = {f.stem: None for f in jsonl_files(cfg.data_path())}  # not counted: read as training goes
+        labels = {f.stem: f.name for f in jsonl_files(cfg.data_path())}
+    else:
+        rows, labels = load_data(cfg.data_path(), cfg.data)
+        data = training_datasets(rows, cfg, model.config)
     guard, loss = StepGuard(cfg), InfoNCE(st, cfg)
     trainer = Causal2VecTrainer(
         model=st,
         args=args,
-        train_dataset=training_datasets(rows, cfg, model.config),
+        train_dataset=data,
+        evaluator=sts_evaluator(cfg, model.config),
         loss=loss,
         callbacks=[guard, MetricsFile(output / "metrics.jsonl", guard, loss, cfg.batch_size, before)],
         cfg=cfg,
         module=module,
     )
-    return trainer, (model, peft_model, bases, {labels[name]: len(r) for name, r in rows.items()})
+    counts = {labels[name]: "streamed" if r is None else len(r) for name, r in rows.items()}
+    return trainer, (model, peft_model, bases, counts)
 
 
 def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
@@ -390,8 +462,10 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     ckpt = resume_point(cfg, output, resume, overwrite, rank)
     metrics_path, before = output / "metrics.jsonl", (0.0, 0.0)
     if ckpt is not None and rank == 0:
-        kept = [m for m in read_metrics(metrics_path) if m["step"] <= int(ckpt.name.split("-")[1])]
-        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in kept))
+        step = int(ckpt.name.split("-")[1])
+        kept = [m for m in read_metrics(metrics_path) if m["step"] <= step]
+        evals = [m for m in read_metrics(metrics_path, evaluations=True) if m["step"] <= step]
+        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in sorted(kept + evals, key=lambda m: m["step"])))
         before = (kept[-1]["train_time_s"], kept[-1]["wall_time_s"]) if kept else before
     elif rank == 0:
         (output / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -21,8 +21,9 @@ def merge_lora(model: nn.Module, peft_model: Any) -> nn.Module:
     return model
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a `metrics.jsonl`; a truncated last line (a crash mid-write) is dropped with a warning."""
+def read_metrics(path: Path, evaluations: bool = False) -> list[dict[str, Any]]:
+    """The training records of a `metrics.jsonl` (or with `evaluations`, its `{"step", "eval"}` records of the
+    evaluation during training); a truncated last line (a crash mid-write) is dropped with a warning."""
     if not path.is_file():
         return []
     lines = [(i, line) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
@@ -34,7 +35,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             if n < len(lines):
                 raise ValueError(f"{path}:{lineno}: not a JSON record ({err.msg})") from None
             logger.warning("%s:%d: dropped a truncated last line (%r)", path, lineno, line[:80])
-    return out
+    return [m for m in out if ("eval" in m) == evaluations]
 
 
 def plot_loss(metrics: list[dict[str, Any]], path: Path, window: int = 20) -> Path:
@@ -68,7 +69,7 @@ def export(
     config: dict[str, Any],
     base_models: list[str],
     training: dict[str, Any],
-    data_files: dict[str, int],
+    data_files: dict[str, int | str],
     metrics: list[dict[str, Any]],
 ) -> Path:
     """Write `model` (a Causal2VecModel with any LoRA already merged) into `folder`, ready to upload."""

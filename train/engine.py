@@ -385,10 +385,19 @@ def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> Senten
 
 
 def last_checkpoint(output: Path) -> Path | None:
-    """The newest complete Trainer checkpoint under `output/checkpoints` (one cut short by a kill is skipped)."""
+    """The newest complete Trainer checkpoint under `output/checkpoints`: its weights there and its
+    `trainer_state.json` (written last) whole; one cut short by a kill is skipped."""
+
+    def complete(folder: Path) -> bool:
+        try:
+            json.loads((folder / COMPLETE).read_text())
+        except (OSError, ValueError):
+            return False
+        return (folder / WEIGHTS).is_file()
+
     folder = output / "checkpoints"
-    found = [p for p in folder.glob("checkpoint-*") if (p / COMPLETE).is_file() and (p / WEIGHTS).is_file()]
-    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None) if folder.is_dir() else None
+    found = [p for p in folder.glob("checkpoint-*") if complete(p)] if folder.is_dir() else []
+    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
 def resume_point(cfg: TrainConfig, output: Path, resume: bool, overwrite: bool, rank: int) -> Path | None:
@@ -453,7 +462,7 @@ def build_trainer(
 
 def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
     """Train per `cfg` on the Trainer, write checkpoints and metrics under `output`, export to `output/model`."""
-    from train.distributed import setup_distributed
+    from train.distributed import finish, setup_distributed
     from train.fit import _export  # one export for both engines
 
     t_start = time.perf_counter()
@@ -481,4 +490,5 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
         train_time = metrics[-1]["train_time_s"] if metrics else 0.0
         wall = before[1] + time.perf_counter() - t_start
         _export(model, peft_model, cfg, bases, data_files, folder, processes, train_time, wall)
+    finish()  # every process waits for the export, then leaves the process group
     return folder

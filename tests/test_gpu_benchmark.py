@@ -1,0 +1,44 @@
+"""`python -m benchmarks.gpu --tiny`: the GPU check's whole path (train fit on the trainer engine, killed and resumed,
+encode throughput of Causal2Vec and its eos baseline, agreement) on a tiny model on CPU, so the script cannot rot."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from causal2vec import REPO_ROOT
+
+
+def test_tiny_gpu_benchmark_runs_kills_resumes_and_reports(tmp_path: Path) -> None:
+    output = tmp_path / "gpu.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "benchmarks.gpu", "--tiny", "--output", str(output)]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert {"device", "peak_bf16_tflops", "versions", "flops", "train", "encode"} <= set(result)
+    assert result["device"] == "cpu" and result["peak_bf16_tflops"] is None and "6*N" in result["flops"]
+    train = result["train"]
+    # killed after its first checkpoint (step 2 of 4), mid-run, then resumed from it to the last step
+    assert 0 < train["resumed_from"] < train["killed_at_step"] <= train["steps"] == 4
+    assert train["final_step"] == train["steps"] and train["steps_logged"] == [1, 2, 3, 4]
+    assert math.isfinite(train["final_loss"]) and train["timed_steps"] == 2  # steps 1 and 3 start a process
+    assert train["step_time_s"] > 0 and train["pairs_per_s"] > 0 and train["tokens_per_s"] > 0
+    assert train["peak_mib"] > 0 and train["mfu_percent"] is None  # no GPU: no peak to compare with
+    assert train["params"]["decoder"]["trained"] > 0 and train["params"]["decoder"]["frozen"] > 0  # LoRA, frozen base
+    assert train["flops_per_token"] > 0
+    encode = result["encode"]
+    assert train["attention"] == encode["attention"] == {"decoder": "sdpa", "encoder": "sdpa"}
+    for name in ("causal2vec", "eos"):
+        assert encode[name]["texts_per_s"] > 0 and encode[name]["tokens_per_s"] > 0, name
+        assert encode[name]["flops_per_token"] > 0, name
+    assert encode["ratio_texts_per_s"] == encode["causal2vec"]["texts_per_s"] / encode["eos"]["texts_per_s"]
+    agreement = encode["agreement"]
+    assert agreement["compared"] == "cpu bf16 autocast vs cpu fp32"
+    assert math.isfinite(agreement["max_abs_diff"]) and 0.99 < agreement["min_cosine"] <= 1.0 + 1e-6
+    for label in ("step time", "train MFU", "peak memory", "encode causal2vec", "encode eos", "agreement"):
+        assert label in proc.stdout, label

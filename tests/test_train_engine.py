@@ -170,17 +170,18 @@ def test_batches_hold_one_source_and_no_duplicates(tmp_path, data_dir, caplog):
     assert query.startswith("Instruct: ") and "\nQuery: " in query  # the row's own instruction as the query prompt
 
 
+@pytest.mark.parametrize("chunk", [0, 2])
 @pytest.mark.parametrize("half", [0.0, 0.5])
-def test_loss_is_the_loops_info_nce(tiny, half):
+def test_loss_is_the_loops_info_nce(tiny, half, chunk):
     """On the same batch and model, the engine's loss is the loop's InfoNCE (in-batch + hard negatives, cosine /
-    temperature, plus the halves' term), and so are its gradients."""
+    temperature, plus the halves' term), plain or cached (GradCache in chunks of 2), and so are its gradients."""
     from sentence_transformers import SentenceTransformer
 
     from train.config import load_config
     from train.engine import Causal2VecModule, InfoNCE
     from train.loss import contrastive_loss, embed
 
-    cfg = load_config("tiny", [f"half_loss_weight={half}"])
+    cfg = load_config("tiny", [f"half_loss_weight={half}", f"cached_chunk_size={chunk}"])
     tiny.eval()
     queries, docs, negs = TEXTS[:3], ["A man plays music.", "A cat naps.", "Markets dropped."], TEXTS[2:]
     texts = queries + docs + negs

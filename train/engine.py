@@ -172,6 +172,30 @@ def streamed_dataset(cfg: TrainConfig, config: Any) -> Any:
     return data.shuffle(seed=cfg.seed, buffer_size=cfg.stream_buffer)
 
 
+class CachedInfoNCE(losses.CachedMultipleNegativesRankingLoss):
+    """GradCache's ranking loss plus `half_weight` times the mean of each half's alone, on the cached embeddings
+    (as sentence-transformers' MatryoshkaLoss decorates `calculate_loss`): the halves' gradients reach the cached
+    embeddings, and through them the chunks' re-embedding, like the full loss's."""
+
+    def __init__(self, model: SentenceTransformer, half_weight: float, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.half_weight = half_weight
+
+    def calculate_loss(self, reps: list[list[torch.Tensor]], labels: Any = None, *, with_backward: bool = False) -> Any:
+        loss = super().calculate_loss(reps, labels, with_backward=with_backward)
+        if not self.half_weight:
+            return loss
+        half = reps[0][0].shape[1] // 2
+        for part in (slice(0, half), slice(half, None)):
+            columns = [[r[:, part] for r in column] for column in reps]
+            term = super().calculate_loss(columns, labels) * self.half_weight / 2
+            if with_backward:
+                term.backward()
+                term = term.detach()
+            loss = loss + term
+        return loss
+
+
 class InfoNCE(nn.Module):
     """InfoNCE over in-batch positives and hard negatives (cosine / temperature), gathered across processes:
     sentence-transformers' ranking loss, cached (GradCache) when `cached_chunk_size` > 0; `half_loss_weight` adds
@@ -183,18 +207,14 @@ class InfoNCE(nn.Module):
         self.half_weight = cfg.half_loss_weight
         self.tokens = 0  # since MetricsFile last read it
         kwargs = {"scale": 1.0 / cfg.temperature, "gather_across_devices": True}
-        if cfg.cached_chunk_size and cfg.half_loss_weight:
-            raise ValueError("half_loss_weight with cached_chunk_size: not yet on the trainer engine (--engine loop)")
         if cfg.cached_chunk_size:
-            self.inner = losses.CachedMultipleNegativesRankingLoss(
-                model, mini_batch_size=cfg.cached_chunk_size, **kwargs
-            )
+            self.inner = CachedInfoNCE(model, cfg.half_loss_weight, mini_batch_size=cfg.cached_chunk_size, **kwargs)
         else:
             self.inner = losses.MultipleNegativesRankingLoss(model, **kwargs)
 
     def forward(self, sentence_features: list[dict[str, Any]], labels: Any) -> torch.Tensor:
         self.tokens += sum(int(f["attention_mask"].sum()) for f in sentence_features)  # decoder tokens, for metrics
-        if not self.half_weight:
+        if not self.half_weight or isinstance(self.inner, CachedInfoNCE):  # the cached loss adds the halves itself
             return self.inner(sentence_features, labels)
         embeddings = embed_columns(self.model, sentence_features)
         loss = self.inner.compute_loss_from_embeddings(embeddings, labels)

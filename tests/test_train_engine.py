@@ -109,10 +109,15 @@ def test_refusals_name_the_problem(run, data_dir, tmp_path, capsys):
         ("trainer.not_a_field=1", "unknown trainer key(s): not_a_field"),
         ("trainer.learning_rate=0.1", "trainer.learning_rate: set lr_decoder / lr_connector / lr_encoder instead"),
         ("trainer.save_steps=5", "trainer.save_steps: set save_every instead"),
+        ("trainer.logging_steps=5", "trainer.logging_steps is not available on this engine: metrics.jsonl logs"),
+        ("trainer.fsdp=full_shard", "trainer.fsdp is not available on this engine: not supported yet"),
+        ("trainer.push_to_hub=true", "upload the export, `hf upload NAME OUTPUT/model .`"),
+        ("half_loss_weight=0.5", "needs a Causal2Vec model with pooling contextual_eos, got pooling eos"),
     ],
 )
 def test_trainer_block_refuses_unknown_and_owned_keys(tmp_path, data_dir, capsys, key, message):
-    assert fit(tmp_path / "bad", data_dir, "--set", key) == 1
+    extra = ["--set", "model.config.pooling=eos"] if key.startswith("half") else []
+    assert fit(tmp_path / "bad", data_dir, "--set", key, *extra) == 1
     assert message in capsys.readouterr().err
 
 

@@ -40,6 +40,7 @@ from train.build import check_output, prepare_output
 from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
 from train.data import Row, iter_jsonl, jsonl_files, load_data
 from train.export import read_metrics
+from train.loss import check_half_loss
 from train.trainable import clip_gradients, lr_lambda, param_groups, trainable_state
 
 logger = logging.getLogger("train")
@@ -69,6 +70,29 @@ OWNED_ARGS = {
     "eval_steps": "eval_every",
     "batch_sampler": "(fixed: no duplicates in a batch)",
     "multi_dataset_batch_sampler": "(fixed: one source per batch)",
+    "num_train_epochs": "steps",
+    "warmup_ratio": "warmup_steps",
+    "use_cpu": "(none: the GPU when there is one)",
+}
+# fields this engine would silently ignore or that break what it guarantees (one metrics line per step, resume,
+# whole batches, the per-part optimizer, a Hub-ready export): refused with the reason
+REFUSED_ARGS = {
+    **dict.fromkeys(("logging_steps", "logging_strategy", "logging_nan_inf_filter"), "metrics.jsonl logs every step"),
+    **dict.fromkeys(("save_strategy", "save_only_model", "ignore_data_skip"), "--resume needs whole checkpoints"),
+    "dataloader_drop_last": "every batch is whole (batch_size)",
+    **dict.fromkeys(
+        ("optim", "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler_kwargs"),
+        "the optimizer is AdamW per part with the config's schedule (train/trainable.py)",
+    ),
+    **dict.fromkeys(
+        ("push_to_hub", "hub_model_id", "hub_strategy"),
+        "checkpoints hold the trainable weights only: upload the export, `hf upload NAME OUTPUT/model .`",
+    ),
+    **dict.fromkeys(
+        ("fsdp", "fsdp_config", "deepspeed"),
+        "not supported yet: checkpoints, the per-part optimizer "
+        "and the step guard assume unsharded parameters (DDP works)",
+    ),
 }
 
 
@@ -168,7 +192,9 @@ def streamed_dataset(cfg: TrainConfig, config: Any) -> Any:
         )
         for f in jsonl_files(cfg.data_path())
     ]
-    data = parts[0] if len(parts) == 1 else interleave_datasets(parts, seed=cfg.seed, stopping_strategy="all_exhausted")
+    # each file's rows once per pass, taking turns while files last: a small file is not repeated beside a large one
+    whole = "all_exhausted_without_replacement"
+    data = parts[0] if len(parts) == 1 else interleave_datasets(parts, seed=cfg.seed, stopping_strategy=whole)
     return data.shuffle(seed=cfg.seed, buffer_size=cfg.stream_buffer)
 
 
@@ -248,10 +274,22 @@ class Causal2VecTrainer(SentenceTransformerTrainer):
         return self.lr_scheduler
 
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        if not self.args.should_save:  # the Trainer calls it on every process; one writes
+            return
         folder = Path(output_dir or self.args.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in trainable_state(self.module).items()}, folder / WEIGHTS)
         torch.save(self.args, folder / "training_args.bin")  # as the Trainer's own _save does
+
+    def training_step(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        loss = super().training_step(*args, **kwargs)
+        if not torch.isfinite(loss):  # before the update (StepGuard also stops a non-finite gradient, on every rank)
+            raise TrainingDiverged(f"loss {loss.item()} at step {self.state.global_step + 1}: update not applied")
+        return loss
+
+    def _load_best_model(self) -> None:
+        """sentence-transformers logs a failed load and goes on with the last weights; here it is an error."""
+        self._load_from_checkpoint(self.state.best_model_checkpoint)
 
     def _load_from_checkpoint(self, checkpoint_path: str, model: Any = None) -> None:
         weights = load_file(Path(checkpoint_path) / WEIGHTS)
@@ -276,6 +314,10 @@ class StepGuard(TrainerCallback):
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         self.norms: tuple[float, dict[str, float]] = (0.0, {})
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # a resumed run's TrainerState comes from the checkpoint: today's save_every / eval_every win
+        state.save_steps, state.eval_steps, state.logging_steps = args.save_steps, args.eval_steps, 1
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
         step = state.global_step + 1
@@ -321,8 +363,6 @@ class MetricsFile(TrainerCallback):
             return
         if "loss" not in logs:
             return
-        if not (torch.isfinite(torch.tensor(logs["loss"]))):
-            raise TrainingDiverged(f"loss {logs['loss']} at step {state.global_step}")
         dt = time.perf_counter() - self.t0
         self.train_time += dt
         optimizer = kwargs["optimizer"]
@@ -332,7 +372,7 @@ class MetricsFile(TrainerCallback):
             "grad_norm": self.guard.norms[0],
             "grad_norms": self.guard.norms[1],
             "lr": {g["name"]: g["lr"] for g in optimizer.param_groups},
-            "pairs_per_s": self.batch_size / dt,
+            "pairs_per_s": self.batch_size * args.gradient_accumulation_steps / dt,
             "tokens_per_s": self.loss.tokens / dt,  # this process's
             "train_time_s": self.train_time,
             "wall_time_s": self.wall_before + time.perf_counter() - self.start,
@@ -367,6 +407,9 @@ def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> Senten
     owned = sorted(set(cfg.trainer) & set(OWNED_ARGS))
     if owned:
         raise ValueError(f"trainer.{owned[0]}: set {OWNED_ARGS[owned[0]]} instead (the config's own key)")
+    refused = sorted(set(cfg.trainer) & set(REFUSED_ARGS))
+    if refused:
+        raise ValueError(f"trainer.{refused[0]} is not available on this engine: {REFUSED_ARGS[refused[0]]}")
     known = set(SentenceTransformerTrainingArguments.__dataclass_fields__)
     unknown = sorted(set(cfg.trainer) - known)
     if unknown:
@@ -457,6 +500,7 @@ def build_trainer(
 
     args = training_arguments(cfg, output, processes)
     model, module, peft_model, bases = trainable_model(cfg, args.device)
+    check_half_loss(cfg, getattr(model.config, "pooling", None))
     st = SentenceTransformer(modules=[Causal2VecModule(module, cfg.max_length)], device=str(args.device))
     if cfg.streaming:
         data = streamed_dataset(cfg, model.config)

@@ -129,14 +129,20 @@ def cached_step(
     return loss.detach(), tokens
 
 
-def step_function(cfg: TrainConfig, pooling: str | None) -> Callable:
-    """The training step `cfg` asks for: GradCache when `cached_chunk_size` > 0, the half losses when
-    `half_loss_weight` > 0 (only for `pooling="contextual_eos"`, whose vectors are C's and EOS's states)."""
+def check_half_loss(cfg: TrainConfig, pooling: str | None) -> None:
+    """`half_loss_weight` > 0 splits the vectors into C's and EOS's halves: only `pooling="contextual_eos"` of a
+    Causal2Vec model (not a baseline) has them."""
     if cfg.half_loss_weight and (cfg.baseline is not None or pooling != "contextual_eos"):
         raise ValueError(
             f"half_loss_weight={cfg.half_loss_weight} needs a Causal2Vec model with pooling contextual_eos, "
             f"got {'baseline ' + cfg.baseline if cfg.baseline else 'pooling ' + str(pooling)}"
         )
+
+
+def step_function(cfg: TrainConfig, pooling: str | None) -> Callable:
+    """The training step `cfg` asks for: GradCache when `cached_chunk_size` > 0, the half losses when
+    `half_loss_weight` > 0 (only for `pooling="contextual_eos"`, whose vectors are C's and EOS's states)."""
+    check_half_loss(cfg, pooling)
     if cfg.cached_chunk_size:
         return partial(cached_step, chunk_size=cfg.cached_chunk_size, half_weight=cfg.half_loss_weight)
     return partial(plain_step, half_weight=cfg.half_loss_weight)

@@ -47,21 +47,30 @@ def wikiqa(tmp_path: Path) -> Path:
     return data
 
 
-def test_two_processes_match_one_on_the_trainer_engine(tmp_path):
-    """`--engine trainer` under torchrun: each global batch (one source) is split over the processes and the
-    ranking loss gathers every process's documents, so two processes follow one process step for step."""
-    data = wikiqa(tmp_path)
-    one = run(tmp_path / "one", data, 1, engine="trainer")
-    two = run(tmp_path / "two", data, 2, engine="trainer")
+def assert_same_run(folder: Path, one: list[dict], two: list[dict], tolerance: float) -> dict[str, torch.Tensor]:
+    """Two runs (`folder/one`, `folder/two`) step for step: losses and gradient norms within `tolerance`, exported
+    weights within 2e-5. Returns the first run's weights."""
     assert [m["step"] for m in two] == [1, 2, 3]
     for a, b in zip(one, two, strict=True):
-        assert abs(a["loss"] - b["loss"]) < 1e-5, (a, b)
-        assert abs(a["grad_norm"] - b["grad_norm"]) < 1e-5 * max(1.0, a["grad_norm"])
-    w1 = load_file(tmp_path / "one" / "model" / "model.safetensors")
-    w2 = load_file(tmp_path / "two" / "model" / "model.safetensors")
+        assert abs(a["loss"] - b["loss"]) < tolerance, (a, b)
+        assert abs(a["grad_norm"] - b["grad_norm"]) < tolerance * max(1.0, a["grad_norm"])
+    w1 = load_file(folder / "one" / "model" / "model.safetensors")
+    w2 = load_file(folder / "two" / "model" / "model.safetensors")
     assert w1.keys() == w2.keys()
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], atol=2e-5, rtol=1e-4, msg=k)
+    return w1
+
+
+@pytest.mark.parametrize("cached", [0, 5])
+def test_two_processes_match_one_on_the_trainer_engine(tmp_path, cached):
+    """`--engine trainer` under torchrun: each global batch (one source) is split over the processes and the
+    ranking loss gathers every process's documents, so two processes (plain loss, or GradCache in chunks of 5)
+    follow one process with the plain loss step for step."""
+    data = wikiqa(tmp_path)
+    one = run(tmp_path / "one", data, 1, engine="trainer")
+    two = run(tmp_path / "two", data, 2, f"cached_chunk_size={cached}", engine="trainer")
+    assert_same_run(tmp_path, one, two, 1e-5)
     assert "| processes | 2 |" in (tmp_path / "two" / "model" / "README.md").read_text()
 
 
@@ -70,15 +79,7 @@ def test_two_processes_match_one(tmp_path):
     one = run(tmp_path / "one", data, 1)
     # two ranks with the cached loss (GradCache + no_sync) against one rank with the plain loss
     two = run(tmp_path / "two", data, 2, "cached_chunk_size=5")
-    assert [m["step"] for m in two] == [1, 2, 3]
-    for a, b in zip(one, two, strict=True):
-        assert abs(a["loss"] - b["loss"]) < 1e-4, (a, b)
-        assert abs(a["grad_norm"] - b["grad_norm"]) < 1e-4 * max(1.0, a["grad_norm"])
-    w1 = load_file(tmp_path / "one" / "model" / "model.safetensors")
-    w2 = load_file(tmp_path / "two" / "model" / "model.safetensors")
-    assert w1.keys() == w2.keys()
-    for k in w1:
-        torch.testing.assert_close(w1[k], w2[k], atol=2e-5, rtol=1e-4, msg=k)
+    w1 = assert_same_run(tmp_path, one, two, 1e-4)
     from train.build import build
     from train.config import load_config
 

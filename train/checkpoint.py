@@ -18,6 +18,27 @@ from torch import nn
 from train.distributed import barrier, world
 from train.trainable import trainable_state
 
+TRAINABLE = "trainable.safetensors"  # a checkpoint's trainable parameters, by name (both engines)
+
+
+def save_trainable(model: nn.Module, folder: Path) -> None:
+    """The parameters that train, into `folder/trainable.safetensors`: what a checkpoint needs of the model."""
+    save_file({k: v.contiguous() for k, v in trainable_state(model).items()}, folder / TRAINABLE)
+
+
+def load_trainable(model: nn.Module, folder: Path) -> None:
+    """Copy `folder/trainable.safetensors` into `model`; an error names what does not fit (a trainable parameter
+    missing, or a saved one the model lacks)."""
+    weights = load_file(folder / TRAINABLE)
+    params = dict(model.named_parameters())
+    missing = sorted(n for n, p in params.items() if p.requires_grad and n not in weights)
+    unknown = sorted(set(weights) - set(params))
+    if missing or unknown:
+        raise ValueError(f"{folder} does not fit this model: missing {missing[:5]}, unexpected {unknown[:5]}")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+
 
 def checkpoints(output: Path) -> list[Path]:
     """Complete checkpoints under `output`, oldest first."""
@@ -70,7 +91,7 @@ def save_checkpoint(
 
 def _save_main(tmp, final, step, model, optimizer, scheduler, data_state, keep, extra) -> None:
     output = final.parent.parent
-    save_file({k: v.contiguous() for k, v in trainable_state(model).items()}, tmp / "trainable.safetensors")
+    save_trainable(model, tmp)
     state = {
         "step": step,
         "optimizer": optimizer.state_dict(),
@@ -89,15 +110,7 @@ def load_checkpoint(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, rank: int = 0
 ) -> dict[str, Any]:
     """Restore a checkpoint into `model`/`optimizer`/`scheduler`; returns its state (step, data, ...)."""
-    weights = load_file(path / "trainable.safetensors")
-    params = dict(model.named_parameters())
-    missing = sorted(n for n, p in params.items() if p.requires_grad and n not in weights)
-    unknown = sorted(set(weights) - set(params))
-    if missing or unknown:
-        raise ValueError(f"{path} does not fit this model: missing {missing[:5]}, unexpected {unknown[:5]}")
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
+    load_trainable(model, path)
     state = torch.load(path / "state.pt", weights_only=False)
     saved_groups = [len(g["params"]) for g in state["optimizer"]["param_groups"]]
     if saved_groups != [len(g["params"]) for g in optimizer.param_groups]:

@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.base.losses.merged_forward import embed_columns
 from sentence_transformers.base.modules import InputModule
@@ -37,14 +36,14 @@ from transformers import TrainerCallback
 
 from tokenization_causal2vec import SHORT_ENCODER_KEYS
 from train.build import check_output, prepare_output
+from train.checkpoint import TRAINABLE, load_trainable, save_trainable
 from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
 from train.data import Row, iter_jsonl, jsonl_files, load_data
 from train.export import read_metrics
 from train.loss import check_half_loss
-from train.trainable import clip_gradients, lr_lambda, param_groups, trainable_state
+from train.trainable import clip_gradients, lr_lambda, param_groups
 
 logger = logging.getLogger("train")
-WEIGHTS = "trainable.safetensors"  # a checkpoint's trainable parameters, by name
 COMPLETE = "trainer_state.json"  # the Trainer writes it last: a checkpoint folder without it was cut short
 EVAL_NAME = "sts-dev"  # the evaluator's name: its main score is logged as `eval_sts-dev_spearman_cosine`
 # TrainingArguments fields a train config owns under its own names: set those keys, not `trainer:` ones
@@ -132,7 +131,7 @@ class Causal2VecModule(InputModule):
         return features
 
     def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
-        save_file({k: v.contiguous() for k, v in trainable_state(self.model).items()}, Path(output_path) / WEIGHTS)
+        save_trainable(self.model, Path(output_path))
 
 
 def pair(row: Row, rng: random.Random, cfg: TrainConfig, config: Any) -> dict[str, str]:
@@ -278,7 +277,7 @@ class Causal2VecTrainer(SentenceTransformerTrainer):
             return
         folder = Path(output_dir or self.args.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in trainable_state(self.module).items()}, folder / WEIGHTS)
+        save_trainable(self.module, folder)
         torch.save(self.args, folder / "training_args.bin")  # as the Trainer's own _save does
 
     def training_step(self, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -292,17 +291,7 @@ class Causal2VecTrainer(SentenceTransformerTrainer):
         self._load_from_checkpoint(self.state.best_model_checkpoint)
 
     def _load_from_checkpoint(self, checkpoint_path: str, model: Any = None) -> None:
-        weights = load_file(Path(checkpoint_path) / WEIGHTS)
-        params = dict(self.module.named_parameters())
-        missing = sorted(n for n, p in params.items() if p.requires_grad and n not in weights)
-        unknown = sorted(set(weights) - set(params))
-        if missing or unknown:
-            raise ValueError(
-                f"{checkpoint_path} does not fit this model: missing {missing[:5]}, unexpected {unknown[:5]}"
-            )
-        with torch.no_grad():
-            for name, value in weights.items():
-                params[name].copy_(value)
+        load_trainable(self.module, Path(checkpoint_path))
 
 
 class StepGuard(TrainerCallback):
@@ -456,7 +445,7 @@ def last_checkpoint(output: Path) -> Path | None:
             json.loads((folder / COMPLETE).read_text())
         except (OSError, ValueError):
             return False
-        return (folder / WEIGHTS).is_file()
+        return (folder / TRAINABLE).is_file()
 
     folder = output / "checkpoints"
     found = [p for p in folder.glob("checkpoint-*") if complete(p)] if folder.is_dir() else []

@@ -40,6 +40,36 @@ def load_trainable(model: nn.Module, folder: Path) -> None:
             params[name].copy_(value)
 
 
+def nothing_to_resume(output: Path) -> FileNotFoundError:
+    """The error of `--resume` on a folder without a complete checkpoint (or no folder at all)."""
+    why = "has no complete checkpoint to resume from" if output.is_dir() else "does not exist: nothing to resume"
+    return FileNotFoundError(f"{output} {why}; run without --resume")
+
+
+def refuse_other_config(checkpoint: Path, saved: dict[str, Any] | None, cfg: Any) -> None:
+    """Refuse to resume `checkpoint` when its run's config (`saved`; None: unknown) differs from `cfg` in a key
+    that changes what the next step computes."""
+    from train.config import RESUME_SAFE_KEYS, resume_conflicts
+
+    conflicts = resume_conflicts(saved, cfg) if saved is not None else []
+    if conflicts:
+        raise ValueError(
+            f"{checkpoint} was saved with another config; resume with the same one (only "
+            f"{', '.join(sorted(RESUME_SAFE_KEYS))} may change). Differences: {'; '.join(conflicts)}"
+        )
+
+
+def start_fresh(output: Path, overwrite: bool, rank: int) -> None:
+    """Every process checks that `output` may be written (empty, or `overwrite`); then rank 0 empties it."""
+    from train.build import check_output, prepare_output
+
+    check_output(output, overwrite)
+    barrier()  # every process has looked before rank 0 empties the folder
+    if rank == 0:
+        prepare_output(output, overwrite)
+    barrier()
+
+
 def checkpoints(output: Path) -> list[Path]:
     """Complete checkpoints under `output`, oldest first."""
     folder = output / "checkpoints"

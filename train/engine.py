@@ -35,11 +35,17 @@ from torch import nn
 from transformers import TrainerCallback
 
 from tokenization_causal2vec import SHORT_ENCODER_KEYS
-from train.build import check_output, prepare_output
-from train.checkpoint import TRAINABLE, load_trainable, save_trainable
-from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
+from train.checkpoint import (
+    TRAINABLE,
+    load_trainable,
+    nothing_to_resume,
+    refuse_other_config,
+    save_trainable,
+    start_fresh,
+)
+from train.config import TrainConfig
 from train.data import Row, iter_jsonl, jsonl_files, load_data
-from train.export import read_metrics
+from train.export import read_metrics, truncate_metrics
 from train.loss import check_half_loss
 from train.trainable import clip_gradients, lr_lambda, param_groups
 
@@ -455,28 +461,16 @@ def last_checkpoint(output: Path) -> Path | None:
 def resume_point(cfg: TrainConfig, output: Path, resume: bool, overwrite: bool, rank: int) -> Path | None:
     """The checkpoint to resume from (None: start fresh in an emptied `output`). Every process checks, so all of
     them stop on a refusal: no checkpoint to resume, a run saved with another config, a non-empty `output`."""
-    from train.distributed import barrier
-
     if overwrite and resume:
         raise ValueError("pass --resume or --overwrite, not both")
     if not resume:
-        check_output(output, overwrite)
-        barrier()  # every process has looked before rank 0 empties the folder
-        if rank == 0:
-            prepare_output(output, overwrite)
-        barrier()
+        start_fresh(output, overwrite, rank)
         return None
     ckpt = last_checkpoint(output)
     if ckpt is None:
-        why = "has no complete checkpoint to resume from" if output.is_dir() else "does not exist: nothing to resume"
-        raise FileNotFoundError(f"{output} {why}; run without --resume")
+        raise nothing_to_resume(output)
     saved = output / "train_config.yaml"
-    conflicts = resume_conflicts(yaml.safe_load(saved.read_text()), cfg) if saved.is_file() else []
-    if conflicts:
-        raise ValueError(
-            f"{ckpt} was saved with another config; resume with the same one (only "
-            f"{', '.join(sorted(RESUME_SAFE_KEYS))} may change). Differences: {'; '.join(conflicts)}"
-        )
+    refuse_other_config(ckpt, yaml.safe_load(saved.read_text()) if saved.is_file() else None, cfg)
     return ckpt
 
 
@@ -524,10 +518,7 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     ckpt = resume_point(cfg, output, resume, overwrite, rank)
     metrics_path, before = output / "metrics.jsonl", (0.0, 0.0)
     if ckpt is not None and rank == 0:
-        step = int(ckpt.name.split("-")[1])
-        kept = [m for m in read_metrics(metrics_path) if m["step"] <= step]
-        evals = [m for m in read_metrics(metrics_path, evaluations=True) if m["step"] <= step]
-        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in sorted(kept + evals, key=lambda m: m["step"])))
+        kept = truncate_metrics(metrics_path, int(ckpt.name.split("-")[1]))
         before = (kept[-1]["train_time_s"], kept[-1]["wall_time_s"]) if kept else before
     elif rank == 0:
         (output / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

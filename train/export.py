@@ -38,6 +38,15 @@ def read_metrics(path: Path, evaluations: bool = False) -> list[dict[str, Any]]:
     return [m for m in out if ("eval" in m) == evaluations]
 
 
+def truncate_metrics(path: Path, step: int) -> list[dict[str, Any]]:
+    """Keep the records (training and evaluation) of steps up to `step`, those of the checkpoint a run resumes
+    from; returns the training records kept."""
+    kept = [m for m in read_metrics(path) if m["step"] <= step]
+    evals = [m for m in read_metrics(path, evaluations=True) if m["step"] <= step]
+    path.write_text("".join(json.dumps(m) + "\n" for m in sorted(kept + evals, key=lambda m: m["step"])))
+    return kept
+
+
 def plot_loss(metrics: list[dict[str, Any]], path: Path, window: int = 20) -> Path:
     """Loss per step and its running mean, as a PNG (Agg backend, no display needed)."""
     import matplotlib

@@ -19,12 +19,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from causal2vec.dtypes import DTYPES
-from train.build import build, check_output, prepare_output
-from train.checkpoint import checkpoints, load_checkpoint, save_checkpoint
-from train.config import RESUME_SAFE_KEYS, TrainConfig, resume_conflicts
+from train.build import build
+from train.checkpoint import (
+    checkpoints,
+    load_checkpoint,
+    nothing_to_resume,
+    refuse_other_config,
+    save_checkpoint,
+    start_fresh,
+)
+from train.config import TrainConfig
 from train.data import BatchStream, load_data
-from train.distributed import barrier, finish, reduce, setup_distributed
-from train.export import export, merge_lora, read_metrics
+from train.distributed import finish, reduce, setup_distributed
+from train.export import export, merge_lora, read_metrics, truncate_metrics
 from train.loss import step_function
 from train.trainable import build_optimizer, clip_gradients, set_trainable, training_tokenizer
 
@@ -51,23 +58,11 @@ def _resume_point(output: Path, cfg: TrainConfig, resume: bool, overwrite: bool,
     if resume:
         found = checkpoints(output)
         if not found:
-            why = (
-                "has no complete checkpoint to resume from" if output.is_dir() else "does not exist: nothing to resume"
-            )
-            raise FileNotFoundError(f"{output} {why}; run without --resume")
+            raise nothing_to_resume(output)
         saved = torch.load(found[-1] / "state.pt", map_location="cpu", weights_only=False, mmap=True).get("config")
-        conflicts = resume_conflicts(saved, cfg) if saved is not None else []
-        if conflicts:
-            raise ValueError(
-                f"{found[-1]} was saved with another config; resume with the same one (only "
-                f"{', '.join(sorted(RESUME_SAFE_KEYS))} may change). Differences: {'; '.join(conflicts)}"
-            )
+        refuse_other_config(found[-1], saved, cfg)
         return found[-1]
-    check_output(output, overwrite)
-    barrier()  # every rank has looked before rank 0 empties the folder
-    if rank == 0:
-        prepare_output(output, overwrite)
-    barrier()
+    start_fresh(output, overwrite, rank)
     return None
 
 
@@ -104,12 +99,6 @@ def autocast_factory(cfg: TrainConfig, device: torch.device) -> Any:
     return partial(torch.autocast, device.type, dtype=DTYPES[cfg.dtype], enabled=cfg.dtype != "fp32")
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep the metrics of steps up to `step` (those of the checkpoint a run resumes from)."""
-    kept = [m for m in read_metrics(path) if m["step"] <= step]
-    path.write_text("".join(json.dumps(m) + "\n" for m in kept))
-
-
 def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
     """Train per `cfg`, write checkpoints and metrics under `output`, export to `output/model`; returns that."""
     t_start = time.perf_counter()
@@ -136,7 +125,7 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
         start, train_time = state["step"], state.get("elapsed", 0.0)
         wall_before = state.get("wall_time", train_time)  # older checkpoints kept only the step-time sum
         if rank == 0:
-            _truncate_metrics(metrics_path, start)
+            truncate_metrics(metrics_path, start)
             logger.info("resuming from %s", ckpt)
     elif rank == 0:
         (output / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

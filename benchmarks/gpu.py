@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import shutil
 import signal
 import subprocess
@@ -46,6 +45,7 @@ import torch
 import yaml
 
 from causal2vec import REPO_ROOT
+from train.bench import peak_memory
 from train.build import TINY_DECODER, TINY_ENCODER
 
 # dense bf16 peak (TFLOP/s, no sparsity) by a substring of torch.cuda.get_device_name(); the first match wins
@@ -252,11 +252,10 @@ def child_fit(memory_file: str, fit_args: list[str]) -> int:
     from train.__main__ import main as train_main
 
     rc = train_main(["fit", "--engine", "trainer", *fit_args])
+    peak, measure = peak_memory()
+    mem = {"peak_mib": peak, "measure": measure}
     if torch.cuda.is_available():
-        mem = {"peak_mib": torch.cuda.max_memory_allocated() / 2**20, "measure": "torch.cuda.max_memory_allocated"}
         mem["reserved_mib"] = torch.cuda.max_memory_reserved() / 2**20
-    else:
-        mem = {"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "measure": "peak RSS (CPU)"}
     Path(memory_file).write_text(json.dumps(mem))
     return rc
 

@@ -296,3 +296,15 @@ def test_streamed_data_trains_resumes_and_names_a_bad_line(tmp_path, data_dir, c
     capsys.readouterr()
     assert fit(tmp_path / "bad-run", bad, *args) == 1
     assert f"{bad / 'snli.jsonl'}:31: missing field 'pos'" in capsys.readouterr().err
+
+
+def test_bench_times_both_engines_side_by_side(tmp_path, data_dir):
+    """`python -m train bench --engine both`: each setting on the loop and on the trainer, each in its process."""
+    out = tmp_path / "bench.json"
+    args = ["bench", "--config", "tiny", "--set", f"data={data_dir}", "--engine", "both", "--settings", "fp32"]
+    assert main([*args, "--steps", "2", "--batch-size", "4", "--output", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"fp32@loop", "fp32@trainer"}
+    for r in results.values():
+        assert r["pairs_per_s"] > 0 and r["tokens_per_s"] > 0 and r["s_per_step"] > 0
+        assert r["peak_mib"] > 0 and r["memory"] in ("peak_rss", "cuda_max_allocated")

@@ -25,6 +25,16 @@ SETTINGS: dict[str, list[str]] = {
 }
 
 
+def peak_memory() -> tuple[float, str]:
+    """This process's peak memory in MiB and what was measured: `torch.cuda.max_memory_allocated` on CUDA, else the
+    peak resident set size (`ru_maxrss`, KiB on Linux)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_rss"
+
+
 def run_one(config: str, overrides: list[str], steps: int) -> dict:
     """Time `steps` optimizer steps (after one warm-up) in this process."""
     import torch
@@ -59,17 +69,13 @@ def run_one(config: str, overrides: list[str], steps: int) -> dict:
         if i > 0:  # step 0 warms up
             elapsed += time.perf_counter() - t0
             pairs, tokens = pairs + len(batch), tokens + n
-    peak = (
-        torch.cuda.max_memory_allocated() / 2**20
-        if device.type == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    )
+    peak, memory = peak_memory()
     return {
         "pairs_per_s": pairs / elapsed,
         "tokens_per_s": tokens / elapsed,
         "s_per_step": elapsed / steps,
         "peak_mib": peak,
-        "memory": "cuda_max_allocated" if device.type == "cuda" else "peak_rss",
+        "memory": memory,
         "last_loss": float(loss),
     }
 
@@ -79,28 +85,24 @@ def run_one_engine(config: str, overrides: list[str], steps: int) -> dict:
     (batch loading, forward, backward, clip, update) from its `metrics.jsonl`, nothing saved before the last."""
     import tempfile
 
-    import torch
-
     from train.config import load_config
     from train.engine import build_trainer
+    from train.export import read_metrics
 
     cfg = load_config(config, [*overrides, f"steps={steps + 1}", f"save_every={steps + 1}", "keep_checkpoints=1"])
     with tempfile.TemporaryDirectory() as tmp:
         trainer, _ = build_trainer(cfg, Path(tmp))
         trainer.train()
-        lines = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()][1:]
+        lines = read_metrics(Path(tmp) / "metrics.jsonl")[1:]  # step 1 warms up
     elapsed = sum(cfg.batch_size / m["pairs_per_s"] for m in lines)
     tokens = sum(m["tokens_per_s"] * cfg.batch_size / m["pairs_per_s"] for m in lines)
-    cuda = torch.cuda.is_available()
-    peak = (
-        torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
+    peak, memory = peak_memory()
     return {
         "pairs_per_s": cfg.batch_size * steps / elapsed,
         "tokens_per_s": tokens / elapsed,
         "s_per_step": elapsed / steps,
         "peak_mib": peak,
-        "memory": "cuda_max_allocated" if cuda else "peak_rss",
+        "memory": memory,
         "last_loss": lines[-1]["loss"],
     }
 

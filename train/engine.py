@@ -180,7 +180,7 @@ def _streamed_rows(files: list[str], seed: int, cfg: TrainConfig, config: Any) -
                 yield pair(row, rng, cfg, config)
 
 
-def streamed_dataset(cfg: TrainConfig, config: Any) -> Any:
+def streamed_dataset(cfg: TrainConfig, config: Any, files: list[Path]) -> Any:
     """The JSONL files as one `IterableDataset` read as training goes (`streaming: true`, for data larger than
     memory): files interleaved row by row, then shuffled in a buffer of `stream_buffer` rows. A bad row stops the
     run naming its file and line when it is reached. What it does not keep (README): one source per batch, no
@@ -195,7 +195,7 @@ def streamed_dataset(cfg: TrainConfig, config: Any) -> Any:
             features=features,
             gen_kwargs={"files": [str(f)], "seed": cfg.seed, "cfg": cfg, "config": config},
         )
-        for f in jsonl_files(cfg.data_path())
+        for f in files
     ]
     # each file's rows once per pass, taking turns while files last: a small file is not repeated beside a large one
     whole = "all_exhausted_without_replacement"
@@ -486,9 +486,10 @@ def build_trainer(
     check_half_loss(cfg, getattr(model.config, "pooling", None))
     st = SentenceTransformer(modules=[Causal2VecModule(module, cfg.max_length)], device=str(args.device))
     if cfg.streaming:
-        data = streamed_dataset(cfg, model.config)
-        rows = {f.stem: None for f in jsonl_files(cfg.data_path())}  # not counted: read as training goes
-        labels = {f.stem: f.name for f in jsonl_files(cfg.data_path())}
+        files = jsonl_files(cfg.data_path())
+        data = streamed_dataset(cfg, model.config, files)
+        rows = {f.stem: None for f in files}  # not counted: read as training goes
+        labels = {f.stem: f.name for f in files}
     else:
         rows, labels = load_data(cfg.data_path(), cfg.data)
         data = training_datasets(rows, cfg, model.config)

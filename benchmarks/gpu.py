@@ -45,7 +45,7 @@ import torch
 import yaml
 
 from causal2vec import REPO_ROOT
-from train.bench import peak_memory
+from train.bench import peak_memory, throughput
 from train.build import TINY_DECODER, TINY_ENCODER
 
 # dense bf16 peak (TFLOP/s, no sparsity) by a substring of torch.cuda.get_device_name(); the first match wins
@@ -196,12 +196,11 @@ def train_figures(work: Path, batch: int, save_every: int) -> dict[str, Any]:
 
     metrics = read_metrics(work / "run" / "metrics.jsonl")
     kept = [m for m in metrics if (m["step"] - 1) % save_every]
-    seconds = [batch / m["pairs_per_s"] for m in kept]
-    tokens = sum(m["tokens_per_s"] * s for m, s in zip(kept, seconds, strict=True))
+    rates = throughput(kept, batch)
     return {
         "steps_logged": [m["step"] for m in metrics], "final_step": metrics[-1]["step"],
-        "final_loss": metrics[-1]["loss"], "timed_steps": len(kept), "step_time_s": sum(seconds) / len(kept),
-        "pairs_per_s": batch * len(kept) / sum(seconds), "tokens_per_s": tokens / sum(seconds),
+        "final_loss": metrics[-1]["loss"], "timed_steps": len(kept), "step_time_s": rates["s_per_step"],
+        "pairs_per_s": rates["pairs_per_s"], "tokens_per_s": rates["tokens_per_s"],
     }  # fmt: skip
 
 

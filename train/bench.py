@@ -25,6 +25,18 @@ SETTINGS: dict[str, list[str]] = {
 }
 
 
+def throughput(records: list[dict], batch_size: int) -> dict[str, float]:
+    """Pairs/s, decoder tokens/s and seconds per step over `metrics.jsonl` records (each step's time is its batch
+    over its pairs/s), weighted by time as a run of those steps would be."""
+    seconds = [batch_size / m["pairs_per_s"] for m in records]
+    tokens = sum(m["tokens_per_s"] * t for m, t in zip(records, seconds, strict=True))
+    return {
+        "pairs_per_s": batch_size * len(records) / sum(seconds),
+        "tokens_per_s": tokens / sum(seconds),
+        "s_per_step": sum(seconds) / len(records),
+    }
+
+
 def peak_memory() -> tuple[float, str]:
     """This process's peak memory in MiB and what was measured: `torch.cuda.max_memory_allocated` on CUDA, else the
     peak resident set size (`ru_maxrss`, KiB on Linux)."""
@@ -94,13 +106,9 @@ def run_one_engine(config: str, overrides: list[str], steps: int) -> dict:
         trainer, _ = build_trainer(cfg, Path(tmp))
         trainer.train()
         lines = read_metrics(Path(tmp) / "metrics.jsonl")[1:]  # step 1 warms up
-    elapsed = sum(cfg.batch_size / m["pairs_per_s"] for m in lines)
-    tokens = sum(m["tokens_per_s"] * cfg.batch_size / m["pairs_per_s"] for m in lines)
     peak, memory = peak_memory()
     return {
-        "pairs_per_s": cfg.batch_size * steps / elapsed,
-        "tokens_per_s": tokens / elapsed,
-        "s_per_step": elapsed / steps,
+        **throughput(lines, cfg.batch_size),
         "peak_mib": peak,
         "memory": memory,
         "last_loss": lines[-1]["loss"],

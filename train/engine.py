@@ -47,7 +47,7 @@ from train.config import TrainConfig
 from train.data import Row, iter_jsonl, jsonl_files, load_data
 from train.export import read_metrics, truncate_metrics
 from train.loss import check_half_loss
-from train.trainable import clip_gradients, lr_lambda, param_groups
+from train.trainable import all_finite, clip_step, lr_lambda, param_groups
 
 logger = logging.getLogger("train")
 COMPLETE = "trainer_state.json"  # the Trainer writes it last: a checkpoint folder without it was cut short
@@ -316,19 +316,13 @@ class StepGuard(TrainerCallback):
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
         step = state.global_step + 1
-        if step <= self.cfg.connector_only_steps:
-            for g in optimizer.param_groups:
-                if g["name"] != "connector":
-                    for p in g["params"]:
-                        p.grad = None
-        total, parts = clip_gradients(optimizer.param_groups, self.cfg.max_grad_norm, self.cfg.clip == "per_part")
+        total, parts = clip_step(optimizer.param_groups, self.cfg, step)
         if not torch.isfinite(total):
             raise TrainingDiverged(f"grad norm {total.item()} at step {step}: update not applied")
         self.norms = (total.item(), parts)
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
-        params = [p for g in optimizer.param_groups for p in g["params"]]
-        if not bool(torch.stack([p.isfinite().all() for p in params]).all()):
+        if not all_finite([p for g in optimizer.param_groups for p in g["params"]]):
             raise TrainingDiverged(f"non-finite weights after the update of step {state.global_step + 1}")
 
 

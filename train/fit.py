@@ -33,7 +33,7 @@ from train.data import BatchStream, load_data
 from train.distributed import finish, reduce, setup_distributed
 from train.export import export, merge_lora, read_metrics, truncate_metrics
 from train.loss import step_function
-from train.trainable import build_optimizer, clip_gradients, set_trainable, training_tokenizer
+from train.trainable import all_finite, build_optimizer, clip_step, set_trainable, training_tokenizer
 
 logger = logging.getLogger("train")
 
@@ -64,10 +64,6 @@ def _resume_point(output: Path, cfg: TrainConfig, resume: bool, overwrite: bool,
         return found[-1]
     start_fresh(output, overwrite, rank)
     return None
-
-
-def _finite(params: list[nn.Parameter]) -> bool:
-    return bool(torch.stack([p.isfinite().all() for p in params]).all())
 
 
 def _diverged(output: Path, what: str, bar: tqdm) -> TrainingDiverged:
@@ -150,19 +146,14 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
         batch = next(stream)
         loss, tokens = step_fn(net, tokenizer, batch.shard(rank, size), cfg.temperature, autocast)
         loss = reduce(loss)
-        if step <= cfg.connector_only_steps:  # the connector alone: other parts out of the norm and of Adam's moments
-            for g in optimizer.param_groups:
-                if g["name"] != "connector":
-                    for p in g["params"]:
-                        p.grad = None
-        grad_norm, part_norms = clip_gradients(optimizer.param_groups, cfg.max_grad_norm, cfg.clip == "per_part")
+        grad_norm, part_norms = clip_step(optimizer.param_groups, cfg, step)
         if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
             what = f"loss {loss.item()} / grad norm {grad_norm.item()} at step {step} (batch from {batch.source})"
             raise _diverged(output, what + ": update not applied", bar)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        if not _finite(params):
+        if not all_finite(params):
             raise _diverged(output, f"non-finite weights after the update of step {step} ({batch.source})", bar)
         dt = time.perf_counter() - t0
         train_time += dt

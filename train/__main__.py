@@ -109,7 +109,8 @@ def run_fit(args: argparse.Namespace) -> int:
 
     from train.config import ConfigError, load_config
     from train.data import DataError
-    from train.fit import TrainingDiverged, fit, summary
+    from train.fit import fit, summary
+    from train.trainable import TrainingDiverged
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
@@ -118,14 +119,10 @@ def run_fit(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.engine == "trainer":
-        from train import engine
-
-        fit, diverged = engine.fit, (TrainingDiverged, engine.TrainingDiverged)
-    else:
-        diverged = (TrainingDiverged,)
+        from train.engine import fit
     try:
         folder = fit(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
-    except (*diverged, DataError, FileExistsError, FileNotFoundError, ValueError) as err:
+    except (TrainingDiverged, DataError, FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(json.dumps({"export": str(folder), **summary(args.output)}))

@@ -47,7 +47,7 @@ from train.config import TrainConfig
 from train.data import Row, iter_jsonl, jsonl_files, load_data
 from train.export import read_metrics, truncate_metrics
 from train.loss import check_half_loss
-from train.trainable import all_finite, clip_step, lr_lambda, param_groups
+from train.trainable import TrainingDiverged, all_finite, clip_step, lr_lambda, param_groups
 
 logger = logging.getLogger("train")
 COMPLETE = "trainer_state.json"  # the Trainer writes it last: a checkpoint folder without it was cut short
@@ -104,11 +104,6 @@ REFUSED_ARGS = {
 # the trainer splits a batch into columns by its `*_input_ids` keys: the encoder's inputs travel under short names
 LONG_KEYS = {short: long for long, short in SHORT_ENCODER_KEYS.items()}
 NOT_INPUTS = {"prompt_length", "sentence_embedding", "token_embeddings", "dataset_name"}  # what the trainer adds
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or gradient norm became NaN/inf (the update is not applied), or an update made weights non-finite;
-    either way the run stops before saving anything of that step."""
 
 
 class Causal2VecModule(InputModule):

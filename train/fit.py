@@ -33,14 +33,16 @@ from train.data import BatchStream, load_data
 from train.distributed import finish, reduce, setup_distributed
 from train.export import export, merge_lora, read_metrics, truncate_metrics
 from train.loss import step_function
-from train.trainable import all_finite, build_optimizer, clip_step, set_trainable, training_tokenizer
+from train.trainable import (
+    TrainingDiverged,
+    all_finite,
+    build_optimizer,
+    clip_step,
+    set_trainable,
+    training_tokenizer,
+)
 
 logger = logging.getLogger("train")
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or gradient norm became NaN/inf (the update is not applied), or an update made weights non-finite;
-    either way the run stops before saving anything of that step."""
 
 
 def wrap_baseline(model: nn.Module, name: str | None) -> nn.Module:

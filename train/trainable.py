@@ -11,6 +11,12 @@ from torch import nn
 
 from train.config import TrainConfig
 
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient norm became NaN/inf (the update is not applied), or an update made weights non-finite;
+    either way the run stops before saving anything of that step."""
+
+
 _ATTN_MLP = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LORA_TARGETS: dict[str, list[str]] = {
     **dict.fromkeys(

@@ -7,7 +7,7 @@
    8 KV heads, and a BERT-base encoder, both SDPA, with the offline parts' tokenizers; LoRA r=16 on the decoder,
    connector and encoder trained; bf16, gradient checkpointing) and synthetic JSONL rows whose query, positive and
    hard negative each fill `--max-length` tokens in both tokenizers (64 + 64 + 64 texts a step at 512 tokens).
-2. Runs `python -m train fit --engine trainer` in a subprocess, SIGKILLs it at the first step logged after its first
+2. Runs `python -m train fit` in a subprocess, SIGKILLs it at the first step logged after its first
    checkpoint (every `steps // 3`), reruns it with `--resume` to the last step. A CUDA out-of-memory error in the
    first run halves the batch and starts over.
 3. Training figures from the run's `metrics.jsonl`, leaving out each step that starts a process or follows a
@@ -45,8 +45,8 @@ import torch
 import yaml
 
 from causal2vec import REPO_ROOT
+from causal2vec.assemble import TINY_DECODER, TINY_ENCODER
 from train.bench import peak_memory, throughput
-from train.build import TINY_DECODER, TINY_ENCODER
 
 # dense bf16 peak (TFLOP/s, no sparsity) by a substring of torch.cuda.get_device_name(); the first match wins
 PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0))
@@ -126,7 +126,7 @@ def peak_tflops(override: float | None) -> tuple[str, float | None]:
 
 
 def launch(work: Path, resume: bool, overwrite: bool = False) -> tuple[subprocess.Popen, Path]:
-    """Start `train fit --engine trainer` on the work folder's config (through `_fit`, which records peak memory)."""
+    """Start `train fit` on the work folder's config (through `_fit`, which records peak memory)."""
     log = work / f"fit-{'resume' if resume else 'first'}.log"
     cmd = [sys.executable, "-m", "benchmarks.gpu", "_fit", str(work / "memory.json"), "--config", str(work / "c.yaml")]
     cmd += ["--output", str(work / "run"), *(["--resume"] if resume else []), *(["--overwrite"] if overwrite else [])]
@@ -141,7 +141,7 @@ def failed(what: str, log: Path) -> RuntimeError:
 def past_checkpoint(run: Path) -> bool:
     """A complete checkpoint exists and a later step is logged: the save is over (its `trainer_state.json`, written
     last, may still be half-written when it first appears), so a kill now lands mid-run."""
-    from train.engine import last_checkpoint
+    from train.checkpoint import last_checkpoint
 
     ckpt, metrics = last_checkpoint(run), run / "metrics.jsonl"
     logged = metrics.read_text().count("\n") if metrics.is_file() else 0  # the first run logs steps 1, 2, ...
@@ -151,7 +151,7 @@ def past_checkpoint(run: Path) -> bool:
 def train_kill_resume(work: Path, size: dict[str, Any], batch: int, deadline: float) -> dict[str, Any]:
     """The first run, SIGKILLed once a checkpoint is complete (a CUDA OOM halves the batch and starts over),
     then `--resume` to the end. Returns the resume facts and the batch size used."""
-    from train.engine import last_checkpoint
+    from train.checkpoint import last_checkpoint
     from train.export import read_metrics
 
     run, overwrite, oom_halvings = work / "run", False, 0
@@ -247,10 +247,10 @@ def encode_figures(folder: Path, texts: list[str], batch: int, cuda: bool) -> tu
 
 
 def child_fit(memory_file: str, fit_args: list[str]) -> int:
-    """`train fit --engine trainer` in this process, then its peak memory into `memory_file` (JSON)."""
+    """`train fit` in this process, then its peak memory into `memory_file` (JSON)."""
     from train.__main__ import main as train_main
 
-    rc = train_main(["fit", "--engine", "trainer", *fit_args])
+    rc = train_main(["fit", *fit_args])
     peak, measure = peak_memory()
     mem = {"peak_mib": peak, "measure": measure}
     if torch.cuda.is_available():

@@ -37,9 +37,8 @@ from causal2vec import REPO_ROOT
 from causal2vec.baselines import BASELINES
 from configuration_causal2vec import POOLINGS
 from evaluation.tasks import DEV_BATTERY, SELECTION_TASKS
-from train.checkpoint import checkpoints
+from train.checkpoint import last_checkpoint
 from train.config import load_config, resume_conflicts
-from train.engine import last_checkpoint
 from train.fit import summary
 
 
@@ -95,7 +94,7 @@ def _run(args: list[str]) -> None:
         raise RunError(f"failed: python {' '.join(args)}")
 
 
-def train(config: str, spec: ModelSpec, seed: int, folder: Path, extra: list[str], engine: str = "loop") -> None:
+def train(config: str, spec: ModelSpec, seed: int, folder: Path, extra: list[str]) -> None:
     """Fit one (model, seed) into `folder` unless its export exists (made with this very config: else an error);
     resume an unfinished run; restart one that died before its first checkpoint."""
     sets = [*extra, *spec.overrides, f"seed={seed}", f"model.seed={seed}"]  # the seed last: nothing overrides it
@@ -106,8 +105,8 @@ def train(config: str, spec: ModelSpec, seed: int, folder: Path, extra: list[str
             raise RunError(f"{folder} was trained with another config ({'; '.join(conflicts)}): move it away")
     if (folder / "model" / "model.safetensors").is_file():
         return
-    args = ["-m", "train", "fit", "--engine", engine, "--config", config, "--output", str(folder)]
-    if checkpoints(folder) or last_checkpoint(folder):
+    args = ["-m", "train", "fit", "--config", config, "--output", str(folder)]
+    if last_checkpoint(folder):
         args.append("--resume")
     elif folder.exists():
         args.append("--overwrite")  # died before its first checkpoint: nothing in it worth keeping
@@ -220,7 +219,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--untrained", nargs="*", default=[], help="baselines evaluated untrained (e.g. encoder)")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "runs" / "seeds")
     parser.add_argument("--threads", type=int, help="torch CPU threads for evaluation")
-    parser.add_argument("--engine", choices=("loop", "trainer"), default="loop", help="train fit's --engine")
     parser.add_argument("--cache", type=Path, help="embedding cache of the evaluations (default: evaluation's own)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     parser.add_argument("--table-only", action="store_true", help="train and evaluate nothing: table what exists")
@@ -270,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.table_only:
                 try:
                     if spec.source is None:
-                        train(args.config, spec, seed, run, args.set, args.engine)
+                        train(args.config, spec, seed, run, args.set)
                     evaluate(run / "model", spec, evaluation, args.threads, args.cache)
                 except RunError as err:
                     failures.append(f"{spec.name} seed {seed}: {err}")

@@ -1,6 +1,6 @@
 """Headed TSV files without quoting (the format of `../shared/data/eval`), and STS pairs read from them: what
 evaluation reads its STS and classification sets with, and what training evaluates on during a run
-(`train/engine.py`), so it lives below both.
+(`train/fit.py`), so it lives below both.
 
 Every reader raises `DataError` naming the file and line of the first bad row.
 """

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from causal2vec import REPO_ROOT, SHARED_DATA
-from train.build import TINY_DECODER
+from causal2vec.assemble import TINY_DECODER
 
 SHARED_TRAIN = SHARED_DATA / "train"
 
@@ -23,7 +23,7 @@ TEXTS = [
     "Photosynthesis converts light energy into chemical energy stored in glucose.",
 ]
 
-# tiny decoder configs of several families (the sizes of train.build's tiny llama), for `build_random(decoder=...)`
+# tiny decoder configs of several families (the sizes of the tiny llama), for `build_random(decoder=...)`
 SMALL_DECODER = {k: v for k, v in TINY_DECODER.items() if k != "model_type"}
 DECODER_FAMILIES = {
     "llama": TINY_DECODER,
@@ -48,7 +48,7 @@ def single_process(monkeypatch):
 @pytest.fixture
 def tiny():
     """A tiny random llama + bert Causal2Vec model with the real default tokenizers."""
-    from train.build import build_random
+    from causal2vec.assemble import build_random
 
     return build_random()
 

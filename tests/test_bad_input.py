@@ -11,8 +11,8 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, logging
 from transformers.testing_utils import CaptureLogger
 
+from causal2vec.assemble import TINY_DECODER, TINY_ENCODER
 from configuration_causal2vec import Causal2VecConfig
-from train.build import TINY_DECODER, TINY_ENCODER
 
 
 def test_empty_list_gives_zero_rows(tiny):

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from causal2vec import REPO_ROOT
+from causal2vec.assemble import build_model
 from causal2vec.parts import default_decoder_path
-from train.build import build_model
 from train.config import load_config
 
 pytestmark = pytest.mark.slow

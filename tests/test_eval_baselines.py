@@ -10,9 +10,9 @@ import torch
 from conftest import DECODER_FAMILIES, TEXTS
 from eval_fixtures import make_train_data
 
+from causal2vec.assemble import build_random
 from causal2vec.baselines import BASELINES, build_baseline, full_attention_mask
 from configuration_causal2vec import CONTEXTUAL_TOKEN_FIELDS
-from train.build import build_random
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -115,7 +115,7 @@ def test_echo_row_is_the_joint_tokenization_of_the_template(tiny):
 
 @pytest.mark.parametrize("family", DECODER_FAMILIES)
 def test_bidirectional_really_sees_later_tokens(family):
-    from train.build import build_random
+    from causal2vec.assemble import build_random
 
     model = build_random(decoder=DECODER_FAMILIES[family])
     assert model.decoder.config._attn_implementation in ("sdpa", "eager")
@@ -210,7 +210,7 @@ def test_unknown_baseline(tiny):
 @pytest.fixture(scope="module")
 def short():
     """A tiny model whose decoder budget (16) is far below the 4 demonstrations' ~125 tokens."""
-    from train.build import build_random
+    from causal2vec.assemble import build_random
 
     return build_random(decoder_max_length=16)
 

@@ -165,9 +165,9 @@ def test_baselines_on_one_decoder_do_not_share_cache_entries(tiny, tmp_path):
 @pytest.mark.slow
 def test_sentence_transformer_folder_and_encoder_baseline_agree(tmp_path):
     """all-MiniLM-L6-v2 loaded by sentence-transformers scores like the default model's "encoder" baseline."""
+    from causal2vec.assemble import build_model
     from causal2vec.baselines import build_baseline
     from causal2vec.parts import default_encoder_path
-    from train.build import build_model
 
     root = make_data(tmp_path / "data")
     st = Embedder.from_path(default_encoder_path(), use_instructions=False, show_progress_bar=False)

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.gpu --tiny`: the GPU check's whole path (train fit on the trainer engine, killed and resumed,
+"""`python -m benchmarks.gpu --tiny`: the GPU check's whole path (train fit, killed and resumed,
 encode throughput of Causal2Vec and its eos baseline, agreement) on a tiny model on CPU, so the script cannot rot."""
 
 from __future__ import annotations

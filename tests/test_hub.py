@@ -12,7 +12,7 @@ import pytest
 from conftest import TEXTS, run_isolated
 
 from causal2vec import REPO_ROOT
-from train.build import build_random
+from causal2vec.assemble import build_random
 
 REMOTE_CODE = (
     "configuration_causal2vec",
@@ -271,11 +271,11 @@ def test_reuse_keeps_a_gemma_folder_whatever_its_notice(tmp_path):
     made before the NOTICE existed, or one whose NOTICE the user extended, is the same checkpoint."""
     from conftest import DECODER_FAMILIES
 
-    from train.build import checkpoint_differences, save_checkpoint
+    from causal2vec.assemble import checkpoint_differences, write_checkpoint
 
     model = build_random(DECODER_FAMILIES["gemma3_text"])
     folder = tmp_path / "gemma"
-    save_checkpoint(folder, model, ["google/gemma-3-270m"])
+    write_checkpoint(folder, model, ["google/gemma-3-270m"])
     assert (folder / "NOTICE").is_file() and checkpoint_differences(folder, model, ["google/gemma-3-270m"]) == []
     (folder / "NOTICE").write_text("Copyright 2026 me\n")
     assert checkpoint_differences(folder, model, ["google/gemma-3-270m"]) == []

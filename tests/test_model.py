@@ -8,7 +8,7 @@ import torch
 from conftest import DECODER_FAMILIES, TEXTS
 from transformers import AutoModel, AutoTokenizer
 
-from train.build import TINY_DECODER, TINY_ENCODER, build_random
+from causal2vec.assemble import TINY_DECODER, TINY_ENCODER, build_random
 
 DECODERS = DECODER_FAMILIES
 ENCODERS = {

@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from causal2vec import REPO_ROOT, parts
+from causal2vec.assemble import build_model
 from causal2vec.card import read_card_metadata
-from train.build import build_model
 
 
 def test_decoder_names_resolve_and_folders_pass_through(tmp_path):

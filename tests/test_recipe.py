@@ -14,14 +14,15 @@ import yaml
 from conftest import TEXTS
 
 from benchmarks.seeds import RunError, aggregate, main, parse_model, table, train
+from causal2vec.assemble import build_random
 from causal2vec.baselines import build_baseline
 from configuration_causal2vec import Causal2VecConfig
 from evaluation.diagnose import diagnose
 from evaluation.tasks import DEV_BATTERY, SELECTION_TASKS
 from modeling_causal2vec import Causal2VecModel, input_embedding_rms
-from train.build import build_random
 from train.config import ConfigError, load_config, resume_conflicts
-from train.trainable import build_optimizer, clip_gradients, lr_lambda, set_trainable
+from train.fit import build_trainer
+from train.trainable import clip_gradients, lr_lambda
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -134,15 +135,15 @@ def test_clip_gradients_global_and_per_part():
     assert after == pytest.approx([0.5, 1.0, 1.0], rel=1e-4)  # each part on its own
 
 
-def test_connector_only_steps_hold_the_other_parts():
-    cfg = load_config("tiny", ["connector_only_steps=3", "warmup_steps=2", "steps=10"])
+def test_connector_only_steps_hold_the_other_parts(tmp_path, data_dir):
+    cfg = load_config("tiny", ["connector_only_steps=3", "warmup_steps=2", "steps=10", f"data={data_dir}"])
     connector, decoder = lr_lambda(cfg, "connector"), lr_lambda(cfg, "decoder")
     assert [decoder(s) for s in range(3)] == [0, 0, 0] and decoder(3) == pytest.approx(1 / 3)
     assert connector(0) == pytest.approx(1 / 3) and connector(2) == 1.0
     assert decoder(9) > 0 and connector(9) < decoder(9)  # the decoder's cosine spans the steps it trains
-    model = build_random()
-    set_trainable(model, cfg)
-    optimizer, scheduler = build_optimizer(model, cfg)
+    trainer, _ = build_trainer(cfg, tmp_path / "run")  # the optimizer and schedule `train fit` steps with
+    optimizer = trainer.create_optimizer()
+    trainer.create_scheduler(cfg.steps, optimizer)
     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
     assert lrs["decoder"] == lrs["encoder"] == 0 and lrs["connector"] > 0
     with pytest.raises(ConfigError, match="clip must be global or per_part"):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from train.build import TINY_DECODER
+from causal2vec.assemble import TINY_DECODER
 
 REFERENCE = Path(__file__).with_name("data") / "reference_embeddings.json"
 # Float32 embeddings of magnitude up to ~2.8 (one ulp there: 2.4e-7). Other kernels against the reference, on an
@@ -47,9 +47,9 @@ def compute(tmp: Path) -> tuple[dict[str, torch.Tensor], float]:
     """The embeddings, and the from_parts model's connector RMSNorm gain."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    from causal2vec.assemble import TINY_ENCODER, build_model, build_random
     from causal2vec.baselines import build_baseline
     from causal2vec.parts import default_decoder_path, default_encoder_path
-    from train.build import TINY_ENCODER, build_model, build_random
 
     out = {}
     query = "Instruct: Find it\nQuery: "

@@ -63,7 +63,7 @@ def raw(url: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, 
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from train.build import build_random
+    from causal2vec.assemble import build_random
 
     return build_random(document_prompt="Passage: ").eval()
 

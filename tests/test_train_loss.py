@@ -1,71 +1,136 @@
-"""InfoNCE, the cached (GradCache) loss, gradient checkpointing and what trains, on the tiny random model."""
+"""InfoNCE (`train/loss.py`: sentence-transformers' ranking losses at 1 / temperature) against a hand-written
+formula, the cached (GradCache) loss against the plain one, gradient checkpointing and what trains, on the tiny
+random model wrapped as `fit` wraps it (`Causal2VecModule` in a SentenceTransformer)."""
 
 from __future__ import annotations
 
-import contextlib
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TEXTS
+from sentence_transformers import SentenceTransformer
 
+from causal2vec.assemble import build_random
 from train.config import load_config
-from train.data import Batch
-from train.loss import cached_step, contrastive_loss, info_nce, plain_step, step_function
+from train.fit import Causal2VecModule
+from train.loss import InfoNCE, check_half_loss
 from train.trainable import LORA_TARGETS, lora_targets, lr_lambda, param_groups, set_trainable
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+PROMPT = "Instruct: match the sentence\nQuery: "
+# a batch as the trainer's columns hold it: queries (given PROMPT), their positives, two columns of hard negatives
+BATCH = {
+    "queries": TEXTS[:4],
+    "positives": TEXTS[1:5],
+    "negatives": [
+        ["an unrelated document about cooking", "another negative", "a third one", "rain is expected tomorrow"],
+        ["the museum opens at nine", "a red bicycle", "prices of houses keep rising", "he sings in a choir"],
+    ],
+}
 
-def test_info_nce_matches_the_formula():
+
+def columns(batch: dict[str, Any] = BATCH) -> list[list[str]]:
+    """The batch's texts per column, in the loss's order: queries with their prompt, positives, negatives."""
+    return [[PROMPT + q for q in batch["queries"]], batch["positives"], *batch["negatives"]]
+
+
+def features(st: SentenceTransformer, batch: dict[str, Any] = BATCH) -> list[dict[str, Any]]:
+    """The loss's input, one feature dict per column, tokenized by the input module as the trainer does."""
+    return [st[0].preprocess(column) for column in columns(batch)]
+
+
+def wrap(model: torch.nn.Module) -> SentenceTransformer:
+    """`model` as `fit` trains it: the one input module of a SentenceTransformer."""
+    return SentenceTransformer(modules=[Causal2VecModule(model)], device="cpu")
+
+
+def info_nce(st: SentenceTransformer, **overrides: Any) -> InfoNCE:
+    """The training loss of the tiny config with `overrides` (temperature 0.05)."""
+    return InfoNCE(st, load_config("tiny", [f"{k}={v}" for k, v in overrides.items()]))
+
+
+def reference(q: torch.Tensor, docs: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """InfoNCE written out: query i's cosine with every document (all positives, then all hard negatives) over
+    `temperature`; its own positive i is the class; averaged over the queries."""
+    candidates = torch.cat(docs)
+    losses = []
+    for i in range(len(q)):
+        sims = torch.stack([F.cosine_similarity(q[i], d, dim=0) for d in candidates]) / temperature
+        losses.append(torch.logsumexp(sims, 0) - sims[i])
+    return torch.stack(losses).mean()
+
+
+def reference_with_halves(emb: list[torch.Tensor], temperature: float, weight: float) -> torch.Tensor:
+    """`reference` on the whole vectors plus `weight` times the mean of `reference` on each half alone."""
+    half = emb[0].shape[1] // 2
+    parts = [[e[:, s] for e in emb] for s in (slice(0, half), slice(half, None))]
+    halves = [reference(p[0], p[1:], temperature) for p in parts]
+    return reference(emb[0], emb[1:], temperature) + weight * (halves[0] + halves[1]) / 2
+
+
+def embed(model: torch.nn.Module, batch: dict[str, Any] = BATCH) -> list[torch.Tensor]:
+    """Each column embedded by the model itself, in one forward per column (no sentence-transformers)."""
+    return [model(**model.tokenizer(column, return_tensors="pt")).sentence_embedding for column in columns(batch)]
+
+
+def random_embeddings(rows: int = 3, dim: int = 8) -> list[torch.Tensor]:
+    """Queries, positives and two columns of hard negatives."""
     g = torch.Generator().manual_seed(0)
-    q, p, n = torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g), torch.randn(2, 8, generator=g)
-    loss = info_nce(q, p, n, temperature=0.1)
-    docs = torch.cat([p, n])
-    expected = 0.0
-    for i in range(3):
-        sims = torch.stack([F.cosine_similarity(q[i], d, dim=0) for d in docs]) / 0.1
-        expected += -(sims[i] - torch.logsumexp(sims, 0))
-    torch.testing.assert_close(loss, expected / 3)
-    assert info_nce(p * 2, p, n, 0.01) < 1e-3, "a query equal to its positive wins"
+    return [torch.randn(rows, dim, generator=g) for _ in range(4)]
 
 
-def test_half_losses_add_each_half_alone():
-    g = torch.Generator().manual_seed(0)
-    emb = torch.randn(7, 8, generator=g)  # 3 queries, 3 positives, 1 negative; halves of 4 dimensions
-    plain = contrastive_loss(emb, 3, 3, 0.1)
-    torch.testing.assert_close(plain, info_nce(emb[:3], emb[3:6], emb[6:], 0.1))
-    halves = [info_nce(emb[:3, s], emb[3:6, s], emb[6:, s], 0.1) for s in (slice(0, 4), slice(4, 8))]
-    torch.testing.assert_close(contrastive_loss(emb, 3, 3, 0.1, half_weight=0.5), plain + 0.25 * sum(halves))
+def test_info_nce_matches_the_formula(tiny):
+    tiny.eval()
+    st = wrap(tiny)
+    q, p, n1, n2 = random_embeddings()
+    expected = reference(q, [p, n1, n2], 0.05)
+    torch.testing.assert_close(info_nce(st).inner.compute_loss_from_embeddings([q, p, n1, n2], None), expected)
+    cached = info_nce(st, cached_chunk_size=2).inner
+    torch.testing.assert_close(cached.calculate_loss([[q], [p], [n1], [n2]]), expected)
+    sharp = info_nce(st, temperature=0.01).inner
+    assert sharp.compute_loss_from_embeddings([p * 2, p, n1, n2], None) < 1e-3, "a query equal to its positive wins"
+    with torch.no_grad():  # through the input module, as the trainer calls it: the formula on the model's vectors
+        got = info_nce(st)(features(st), None)
+        emb = embed(tiny)
+    torch.testing.assert_close(got, reference(emb[0], emb[1:], 0.05), atol=1e-5, rtol=1e-5)
+
+
+def test_half_losses_add_each_half_alone(tiny):
+    tiny.eval()
+    st = wrap(tiny)
+    emb = random_embeddings()  # halves of 4 dimensions
+    plain, with_halves = reference_with_halves(emb, 0.05, 0.0), reference_with_halves(emb, 0.05, 0.5)
+    assert abs(with_halves - plain) > 1e-2, "the halves' term counts"
+    cached = info_nce(st, cached_chunk_size=2, half_loss_weight=0.5).inner
+    torch.testing.assert_close(cached.calculate_loss([[e] for e in emb]), with_halves)
+    with torch.no_grad():  # the plain (uncached) loss adds the halves in InfoNCE.forward
+        got = info_nce(st, half_loss_weight=0.5)(features(st), None)
+        vectors = embed(tiny)  # contextual_eos: C's state, then EOS's
+    torch.testing.assert_close(got, reference_with_halves(vectors, 0.05, 0.5), atol=1e-5, rtol=1e-5)
+    assert abs(got - reference_with_halves(vectors, 0.05, 0.0)) > 1e-3
 
 
 def test_half_losses_need_the_concatenated_pooling():
     cfg = load_config("tiny", ["half_loss_weight=1.0"])
-    step_function(cfg, "contextual_eos")
+    check_half_loss(cfg, "contextual_eos")
+    check_half_loss(load_config("tiny"), "eos")  # no halves: any pooling
     with pytest.raises(ValueError, match="half_loss_weight=1.0 needs a Causal2Vec model with pooling contextual_eos"):
-        step_function(cfg, "eos")
+        check_half_loss(cfg, "eos")
     with pytest.raises(ValueError, match="got baseline eos"):
-        step_function(load_config("tiny", ["half_loss_weight=1.0", "baseline=eos"]), "contextual_eos")
+        check_half_loss(load_config("tiny", ["half_loss_weight=1.0", "baseline=eos"]), "contextual_eos")
     with pytest.raises(ValueError, match="half_loss_weight must be >= 0"):
         load_config("tiny", ["half_loss_weight=-1"])
-
-
-def batch() -> Batch:
-    prompt = "Instruct: match the sentence\nQuery: "
-    return Batch(
-        "t",
-        [prompt + t for t in TEXTS[:4]],
-        TEXTS[1:5],
-        [["an unrelated document about cooking"], [], ["another negative", "a third one"], []],
-    )
 
 
 def grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def tiny_trainable(**overrides):
-    from train.build import build_random
+def tiny_trainable(**overrides: Any) -> tuple[torch.nn.Module, Any]:
+    from causal2vec.assemble import build_random
 
     cfg = load_config("tiny", [f"{k}={v}" for k, v in overrides.items()])
     model = build_random(cfg.model.decoder, cfg.model.encoder, **cfg.model.config)
@@ -85,73 +150,91 @@ def assert_same_grads(a: dict, b: dict, atol: float = 1e-5) -> None:
         torch.testing.assert_close(a[name], b[name], atol=atol * scale, rtol=1e-4, msg=name)
 
 
+def step(model: torch.nn.Module, loss: InfoNCE, st: SentenceTransformer) -> tuple[torch.Tensor, int]:
+    """One forward and backward of `loss` on BATCH: the loss and the decoder tokens it counted."""
+    model.zero_grad()
+    loss.tokens = 0
+    value = loss(features(st), None)
+    value.backward()
+    return value.detach(), loss.tokens
+
+
 @pytest.mark.parametrize("chunk", [1, 3, 64])
 def test_cached_loss_matches_plain_loss(chunk):
     model, _ = tiny_trainable()
     model.eval()  # no dropout: one forward of the batch and chunked forwards must agree
-    loss, tokens = plain_step(model, model.tokenizer, batch(), 0.05, contextlib.nullcontext)
+    st = wrap(model)
+    loss, tokens = step(model, info_nce(st), st)
     plain = grads(model)
-    model.zero_grad()
-    cached, cached_tokens = cached_step(model, model.tokenizer, batch(), 0.05, contextlib.nullcontext, chunk)
+    cached, cached_tokens = step(model, info_nce(st, cached_chunk_size=chunk), st)
     torch.testing.assert_close(cached, loss, atol=1e-5, rtol=1e-5)
-    assert cached_tokens == tokens and loss > 0.1
+    assert cached_tokens == tokens > 0 and loss > 0.1
     assert_same_grads(grads(model), plain)
-    model.zero_grad()  # the half losses too: the same through the cache
-    loss, _ = plain_step(model, model.tokenizer, batch(), 0.05, contextlib.nullcontext, half_weight=0.5)
+    # the half losses too: the same through the cache
+    loss, _ = step(model, info_nce(st, half_loss_weight=0.5), st)
     plain = grads(model)
-    model.zero_grad()
-    cached, _ = cached_step(model, model.tokenizer, batch(), 0.05, contextlib.nullcontext, chunk, half_weight=0.5)
+    cached, _ = step(model, info_nce(st, half_loss_weight=0.5, cached_chunk_size=chunk), st)
     torch.testing.assert_close(cached, loss, atol=1e-5, rtol=1e-5)
     assert_same_grads(grads(model), plain)
+
+
+def minibatch(feature: dict[str, Any], begin: int, end: int) -> dict[str, Any]:
+    """Rows begin:end of one column's features, cut after their last decoder token, as GradCache cuts them (the
+    encoder's tensors, of another width, keep theirs)."""
+    width = int(feature["attention_mask"][begin:end].any(0).nonzero().max()) + 1
+    decoder = ("input_ids", "attention_mask")
+    return {k: v[begin:end, :width] if k in decoder else v[begin:end] for k, v in feature.items()}
 
 
 def test_cached_loss_replays_dropout():
-    """With dropout on, each chunk's re-forward must draw the masks of its first pass."""
+    """With dropout on, each chunk's re-forward must draw the masks of its first pass: the cached loss and its
+    gradients are those of embedding column by column, chunk by chunk, from the same seed."""
     model, _ = tiny_trainable()
     model.train()
-    b, chunk = batch(), 4
-    texts = b.queries + b.positives + b.flat_negatives
+    st, chunk = wrap(model), 3  # chunks of 3 and 1 row
     torch.manual_seed(1)
-    parts = []
-    for i in range(0, len(texts), chunk):
-        inputs = model.tokenizer(texts[i : i + chunk], return_tensors="pt")
-        parts.append(model(**inputs).sentence_embedding)
-    emb = torch.cat(parts)
-    expected = info_nce(emb[:4], emb[4:8], emb[8:], 0.05)
+    emb = []
+    for column in features(st):
+        rows = len(column["input_ids"])
+        parts = [st(minibatch(column, b, min(b + chunk, rows)))["sentence_embedding"] for b in range(0, rows, chunk)]
+        emb.append(torch.cat(parts))
+    expected = reference(emb[0], emb[1:], 0.05)
     expected.backward()
-    reference = grads(model)
-    model.zero_grad()
+    want = grads(model)
+    cached = info_nce(st, cached_chunk_size=chunk)
     torch.manual_seed(1)
-    loss, _ = cached_step(model, model.tokenizer, b, 0.05, contextlib.nullcontext, chunk)
-    torch.testing.assert_close(loss, expected.detach())
-    assert_same_grads(grads(model), reference)
+    loss, _ = step(model, cached, st)
+    torch.testing.assert_close(loss, expected.detach(), atol=1e-5, rtol=1e-5)
+    assert_same_grads(grads(model), want)
     torch.manual_seed(2)
-    model.zero_grad()
-    other, _ = cached_step(model, model.tokenizer, b, 0.05, contextlib.nullcontext, chunk)
+    other, _ = step(model, cached, st)
     assert not torch.allclose(other, loss), "dropout is on, so another seed gives another loss"
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():
     model, _ = tiny_trainable()
     model.eval()
-    plain_step(model, model.tokenizer, batch(), 0.05, contextlib.nullcontext)
-    reference = grads(model)
-    model.zero_grad()
+    st = wrap(model)
+    step(model, info_nce(st), st)
+    reference_grads = grads(model)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     for m in model.modules():  # train mode for checkpointing, but no dropout
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
     assert model.decoder.is_gradient_checkpointing and model.encoder.is_gradient_checkpointing
-    plain_step(model, model.tokenizer, batch(), 0.05, contextlib.nullcontext)
-    assert_same_grads(grads(model), reference)
+    step(model, info_nce(st), st)
+    assert_same_grads(grads(model), reference_grads)
 
 
 def test_bf16_autocast_step_runs():
     model, _ = tiny_trainable()
-    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
-    loss, _ = plain_step(model, model.tokenizer, batch(), 0.05, autocast)
+    st = wrap(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = info_nce(st)(features(st), None)
+    loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads(model).values())
+    assert len(grads(model)) > 10
 
 
 def test_what_trains_and_learning_rates():
@@ -196,7 +279,7 @@ def test_lora_target_defaults_per_family():
 
 @pytest.mark.parametrize("family", ["qwen2", "gpt2"])
 def test_lora_applies_to_other_decoder_families(family):
-    from train.build import build_random
+    from causal2vec.assemble import build_random
 
     dec = {"qwen2": dict(model_type="qwen2", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=4, num_key_value_heads=2),
@@ -207,8 +290,10 @@ def test_lora_applies_to_other_decoder_families(family):
     lora = [n for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
     targets = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in lora}
     assert targets == set(LORA_TARGETS[family])
-    loss, _ = plain_step(model, model.tokenizer, batch(), 0.05, contextlib.nullcontext)
-    assert torch.isfinite(loss)
+    st = wrap(model)
+    loss = info_nce(st)(features(st), None)
+    loss.backward()
+    assert torch.isfinite(loss) and any("lora_" in name for name in grads(model))
 
 
 def test_schedule_warms_up_then_decays():
@@ -219,3 +304,23 @@ def test_schedule_warms_up_then_decays():
     assert all(a >= b for a, b in zip(values[2:], values[3:], strict=False))
     cos = lr_lambda(load_config("tiny", ["steps=10", "warmup_steps=0"]))
     assert cos(0) == 1.0 and cos(5) == pytest.approx(0.5) and cos(10) == pytest.approx(0.0)
+
+
+def test_cached_loss_keeps_the_encoders_tokens_when_both_sides_are_as_wide():
+    """GradCache's mini-batches cut every tensor as wide as the decoder's attention mask after the mini-batch's last
+    decoder token: the encoder's inputs (one row per text) must not be cut with them, or the cached loss embeds
+    other inputs than the plain one."""
+    model = build_random().eval()
+    st = wrap(model)
+    queries = ["Instruct: match\nQuery: a long row of letters", "Instruct: match\nQuery: letters with rings"]
+    positives = [
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "ÅÄÖ åäö ØÆ",
+    ]  # the encoder reads more tokens of one, fewer of the other
+    columns = [st[0].preprocess(column) for column in (queries, positives)]
+    docs = columns[1]
+    assert docs["encoder_ids"].shape[-1] == docs["attention_mask"].shape[-1], "both sides as wide: the case at stake"
+    with torch.no_grad():
+        plain = info_nce(st)(columns, None)
+        cached = info_nce(st, cached_chunk_size=1)([st[0].preprocess(c) for c in (queries, positives)], None)
+    torch.testing.assert_close(cached, plain, atol=1e-5, rtol=1e-5)

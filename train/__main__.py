@@ -89,18 +89,13 @@ def add_set_argument(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_fit_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fit", help="contrastive fine-tuning (runs under torchrun / accelerate launch too)")
+    p = sub.add_parser(
+        "fit", help="contrastive fine-tuning on SentenceTransformerTrainer (torchrun / accelerate launch too)"
+    )
     p.add_argument("--config", default="default", help="YAML file, or a name in train/configs/ (default: default)")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, model/ (the export)")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
-    p.add_argument(
-        "--engine",
-        choices=("loop", "trainer"),
-        default="loop",
-        help="loop: the project's own loop (default); trainer: sentence-transformers' SentenceTransformerTrainer "
-        "(accelerate: bf16, gradient accumulation, FSDP/DeepSpeed; the config's trainer: block)",
-    )
     add_set_argument(p, "override a config key, e.g. --set lr_decoder=1e-4 --set lora.r=8")
 
 
@@ -118,8 +113,6 @@ def run_fit(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.engine == "trainer":
-        from train.engine import fit
     try:
         folder = fit(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
     except (TrainingDiverged, DataError, FileExistsError, FileNotFoundError, ValueError) as err:
@@ -137,11 +130,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=3, help="timed steps per setting (after one warm-up step)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--output", default="runs/bench.json", help="JSON file with the results")
-    p.add_argument(
-        "--engine", choices=("loop", "trainer", "both"), default="loop", help="train fit's engine, or both side by side"
-    )
     p.add_argument("--settings", nargs="+", choices=list(SETTINGS), help="default: all")
-    p.add_argument("--only", help=argparse.SUPPRESS)  # internal: run one setting (NAME@ENGINE) in this process
+    p.add_argument("--only", help=argparse.SUPPRESS)  # internal: run one setting in this process
     add_set_argument(p, "override a config key")
 
 

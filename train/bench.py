@@ -2,7 +2,7 @@
 
 Each setting (fp32 / bf16, gradient checkpointing, cached loss) runs in its own process, so peak RSS
 (`ru_maxrss`) is that setting's own; on CUDA it reports `torch.cuda.max_memory_allocated` instead.
-One warm-up step, then `--steps` timed optimizer steps on real batches.
+One warm-up step, then `--steps` timed steps of `train fit`'s trainer on real batches (batch loading included).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 SETTINGS: dict[str, list[str]] = {
@@ -48,58 +47,13 @@ def peak_memory() -> tuple[float, str]:
 
 
 def run_one(config: str, overrides: list[str], steps: int) -> dict:
-    """Time `steps` optimizer steps (after one warm-up) in this process."""
-    import torch
-
-    from train.config import load_config
-    from train.data import load_data
-    from train.fit import autocast_factory, batch_stream, trainable_model
-    from train.loss import step_function
-    from train.trainable import build_optimizer, clip_gradients, training_tokenizer
-
-    cfg = load_config(config, overrides)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, module, _, _ = trainable_model(cfg, device)  # as `fit` builds it: baseline, LoRA, checkpointing
-    optimizer, _ = build_optimizer(module, cfg)
-    stream = batch_stream(cfg, model.config, load_data(cfg.data_path(), cfg.data)[0])
-    autocast = autocast_factory(cfg, device)
-    step_fn = step_function(cfg, getattr(model.config, "pooling", None))
-    tokenizer = training_tokenizer(module, cfg)
-    pairs = tokens = 0
-    elapsed = 0.0
-    for i in range(steps + 1):
-        batch = next(stream)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        loss, n = step_fn(module, tokenizer, batch, cfg.temperature, autocast)
-        clip_gradients(optimizer.param_groups, cfg.max_grad_norm, cfg.clip == "per_part")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i > 0:  # step 0 warms up
-            elapsed += time.perf_counter() - t0
-            pairs, tokens = pairs + len(batch), tokens + n
-    peak, memory = peak_memory()
-    return {
-        "pairs_per_s": pairs / elapsed,
-        "tokens_per_s": tokens / elapsed,
-        "s_per_step": elapsed / steps,
-        "peak_mib": peak,
-        "memory": memory,
-        "last_loss": float(loss),
-    }
-
-
-def run_one_engine(config: str, overrides: list[str], steps: int) -> dict:
-    """Time `steps` steps (after one warm-up) of `fit --engine trainer` in this process: the Trainer's whole step
+    """Time `steps` steps (after one warm-up) of `train fit` in this process: the Trainer's whole step
     (batch loading, forward, backward, clip, update) from its `metrics.jsonl`, nothing saved before the last."""
     import tempfile
 
     from train.config import load_config
-    from train.engine import build_trainer
     from train.export import read_metrics
+    from train.fit import build_trainer
 
     cfg = load_config(config, [*overrides, f"steps={steps + 1}", f"save_every={steps + 1}", "keep_checkpoints=1"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,19 +72,14 @@ def run_one_engine(config: str, overrides: list[str], steps: int) -> dict:
 def main(args: argparse.Namespace) -> int:
     common = [f"batch_size={args.batch_size}", *args.set]
     if args.only:
-        name, _, engine = args.only.partition("@")
-        run = run_one_engine if engine == "trainer" else run_one
-        print(json.dumps(run(args.config, [*common, *SETTINGS[name]], args.steps)))
+        print(json.dumps(run_one(args.config, [*common, *SETTINGS[args.only]], args.steps)))
         return 0
     from causal2vec import REPO_ROOT
 
     results = {}
-    engines = ("loop", "trainer") if args.engine == "both" else (args.engine,)
-    names = [f"{s}@{e}" if len(engines) > 1 else s for s in args.settings or SETTINGS for e in engines]
     print(f"{'setting':<26} {'pairs/s':>8} {'tokens/s':>9} {'s/step':>7} {'peak MiB':>9}", flush=True)
-    for name in names:
-        only = name if "@" in name else f"{name}@{args.engine}"
-        cmd = [sys.executable, "-m", "train", "bench", "--only", only, "--config", args.config]
+    for name in args.settings or SETTINGS:
+        cmd = [sys.executable, "-m", "train", "bench", "--only", name, "--config", args.config]
         cmd += ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
         cmd += [a for s in args.set for a in ("--set", s)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
@@ -143,7 +92,6 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"config": args.config, "batch_size": args.batch_size, "steps": args.steps, "overrides": args.set}
-    meta["engine"] = args.engine
     out.write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

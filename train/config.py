@@ -13,12 +13,14 @@ import yaml
 from transformers import PreTrainedConfig
 
 from causal2vec import REPO_ROOT
+from causal2vec.assemble import flatten
 from configuration_causal2vec import CONTEXTUAL_TOKEN_FIELDS, Causal2VecConfig
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DTYPE_NAMES = ("bf16", "fp32")  # no fp16: it would need a GradScaler; bf16 is what we document
 # keys a resumed run may change: they do not affect what the next step computes
-RESUME_SAFE_KEYS = frozenset({"save_every", "keep_checkpoints", "log_every", "eval_every", "eval_data"})
+RESUME_SAFE_KEYS = frozenset({"save_every", "keep_checkpoints", "eval_every", "eval_data"})
+RETIRED_KEYS = frozenset({"log_every"})  # meant nothing to training: a saved config holding them still compares
 # keys a baseline run ignores as well (it has no connector), so a recipe change there keeps its runs reusable
 BASELINE_SAFE_KEYS = frozenset({"lr_connector", *(f"model.config.{f}" for f in CONTEXTUAL_TOKEN_FIELDS)})
 PART_KEYS = {"encoder": "model.encoder", "decoder": "model.decoder", "dtype": "model.dtype"}  # where these go instead
@@ -174,17 +176,16 @@ class TrainConfig:
     # bookkeeping
     save_every: int = 50
     keep_checkpoints: int = 2
-    log_every: int = 10  # tqdm postfix refresh; metrics.jsonl gets every step
-    # `fit --engine trainer`: read the JSONL data as it trains (a `datasets` IterableDataset, for data larger than
-    # memory), shuffled in a buffer of `stream_buffer` rows; batches may then mix sources (train/engine.py)
+    # read the JSONL data as it trains (a `datasets` IterableDataset, for data larger than memory), shuffled in a
+    # buffer of `stream_buffer` rows; batches may then mix sources (train/data.py)
     streaming: bool = False
     stream_buffer: int = 10000
-    # evaluation during training (`fit --engine trainer`): every `eval_every` steps (0: never), Spearman of the
+    # evaluation during training: every `eval_every` steps (0: never), Spearman of the
     # cosines on `eval_data`, an STS TSV (sentence1, sentence2, score) relative to the repository root
     eval_every: int = 0
     eval_data: str = "../shared/data/eval/stsb/dev.tsv"
-    # SentenceTransformerTrainingArguments fields for `fit --engine trainer` (gradient_accumulation_steps, report_to,
-    # fsdp, deepspeed, dataloader_num_workers, ...); keys the config owns above are refused there (train/engine.py)
+    # SentenceTransformerTrainingArguments fields (gradient_accumulation_steps, report_to, dataloader_num_workers,
+    # ...); keys the config owns above are refused there, naming the key to set (train/fit.py)
     trainer: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -209,7 +210,7 @@ class TrainConfig:
             self.model.dtype == "fp32" or self.dtype == self.model.dtype,
             f"model.dtype={self.model.dtype} needs autocast in the same dtype: set dtype: {self.model.dtype}",
         )
-        for name in ("batch_size", "steps", "save_every", "log_every", "stream_buffer"):
+        for name in ("batch_size", "steps", "save_every", "stream_buffer"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         non_negative = ("hard_negatives", "cached_chunk_size", "warmup_steps", "keep_checkpoints", "weight_decay")
         non_negative += ("connector_only_steps", "half_loss_weight", "eval_every")
@@ -227,23 +228,12 @@ class TrainConfig:
         return asdict(self)
 
 
-def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"lora": {"r": 8}}` -> `{"lora.r": 8}`."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def resume_conflicts(saved: dict[str, Any], current: TrainConfig) -> list[str]:
     """`key: saved -> now` for each (dotted) key whose value differs between a checkpoint's config and `current`;
     keys the saved config lacks count at their default; `RESUME_SAFE_KEYS` may change, and `BASELINE_SAFE_KEYS`
     too when both train the same baseline."""
     try:
-        old = flatten(_build(TrainConfig, saved).to_dict())
+        old = flatten(_build(TrainConfig, {k: v for k, v in saved.items() if k not in RETIRED_KEYS}).to_dict())
     except ConfigError as err:
         return [f"the saved config is not valid now ({err})"]
     new = flatten(current.to_dict())

@@ -1,4 +1,4 @@
-"""Contrastive training data: validated JSONL rows and a seeded, resumable stream of task-homogeneous batches.
+"""Contrastive training data: validated rows (JSONL, or `datasets` data), then the Trainer's `datasets` objects.
 
 A row is `{"query": str, "pos": [str, ...], "neg": [str, ...], "instruction": str}`; `neg` may be left out
 (no hard negatives) and so may `instruction` (the model's default query instruction is used). `load_data` also
@@ -11,9 +11,12 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -28,29 +31,6 @@ class Row:
     pos: tuple[str, ...]
     neg: tuple[str, ...]
     instruction: str | None
-
-
-@dataclass
-class Batch:
-    """One step's pairs, all from one file: `queries[i]` (prompt included) goes with `positives[i]`."""
-
-    source: str
-    queries: list[str]
-    positives: list[str]
-    negatives: list[list[str]]  # per query, possibly empty
-
-    def __len__(self) -> int:
-        return len(self.queries)
-
-    def shard(self, rank: int, world: int) -> Batch:
-        """The contiguous slice of rows that rank `rank` of `world` embeds."""
-        per = len(self) // world
-        s = slice(rank * per, (rank + 1) * per)
-        return Batch(self.source, self.queries[s], self.positives[s], self.negatives[s])
-
-    @property
-    def flat_negatives(self) -> list[str]:
-        return [n for negs in self.negatives for n in negs]
 
 
 def _strings(value: object, name: str, where: str, allow_empty_list: bool) -> tuple[str, ...]:
@@ -145,89 +125,6 @@ def load_files(path: str | Path) -> dict[str, list[Row]]:
             raise DataError(f"{file}: no usable rows")
         out[file.stem] = rows
     return out
-
-
-@dataclass
-class BatchStream:
-    """An endless, seeded stream of batches of `batch_size` rows, each batch from one file.
-
-    Every epoch shuffles each file's rows, cuts them into batches (a row whose query or chosen positive already
-    appears in the batch is skipped, as is a negative that does; an incomplete last batch is dropped), then
-    shuffles the batches of all files together. The stream's position is `(epoch, index)`, so it resumes exactly.
-    """
-
-    files: dict[str, list[Row]]
-    batch_size: int
-    hard_negatives: int
-    seed: int
-    query_prompt: Callable[[str | None], str]
-    document_prompt: str = ""
-    epoch: int = 0
-    index: int = 0
-    skipped_duplicates: int = 0
-    _plan: list[Batch] | None = field(default=None, repr=False)
-
-    def plan(self, epoch: int) -> list[Batch]:
-        rng = random.Random(f"{self.seed}-{epoch}")
-        batches = []
-        self.skipped_duplicates = 0
-        for name, rows in self.files.items():
-            order = list(range(len(rows)))
-            rng.shuffle(order)
-            batch, seen = None, set()
-            for i in order:
-                if batch is None:
-                    batch, seen = Batch(name, [], [], []), set()
-                row = rows[i]
-                pos = rng.choice(row.pos)
-                negs = rng.sample(row.neg, min(self.hard_negatives, len(row.neg)))
-                if row.query in seen or pos in seen:
-                    self.skipped_duplicates += 1
-                    continue
-                seen.update((row.query, pos))
-                negs = [n for n in negs if n not in seen]
-                seen.update(negs)
-                batch.queries.append(self.query_prompt(row.instruction) + row.query)
-                batch.positives.append(self.document_prompt + pos)
-                batch.negatives.append([self.document_prompt + n for n in negs])
-                if len(batch) == self.batch_size:
-                    batches.append(batch)
-                    batch = None
-        if not batches:
-            raise DataError(f"no file has {self.batch_size} distinct rows for one batch; lower batch_size")
-        rng.shuffle(batches)
-        logger.info(
-            "epoch %d: %d batches; %d rows skipped as duplicates within a batch",
-            epoch,
-            len(batches),
-            self.skipped_duplicates,
-        )
-        return batches
-
-    def __iter__(self) -> BatchStream:
-        return self
-
-    def __next__(self) -> Batch:
-        if self._plan is None:
-            self._plan = self.plan(self.epoch)
-        if self.index >= len(self._plan):
-            self.epoch, self.index = self.epoch + 1, 0
-            self._plan = self.plan(self.epoch)
-        batch = self._plan[self.index]
-        self.index += 1
-        return batch
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "index": self.index}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.index, self._plan = int(state["epoch"]), int(state["index"]), None
-
-    @property
-    def batches_per_epoch(self) -> int:
-        if self._plan is None:
-            self._plan = self.plan(self.epoch)
-        return len(self._plan)
 
 
 # sentence-transformers' column conventions, and this project's JSONL field names
@@ -382,3 +279,65 @@ def _texts(record: dict, column: str, where: str) -> list:
     if isinstance(value, list):
         return value
     raise DataError(f"{where}: column {column!r} holds {type(value).__name__}, not text")
+
+
+def pair(row: Row, rng: random.Random, cfg: TrainConfig, config: Any) -> dict[str, str]:
+    """One training example: the row's query with its query prompt (per row: instructions differ), one positive
+    and up to `hard_negatives` negatives drawn with `rng`, documents with the document prompt."""
+    doc = config.document_prompt or ""
+    negs = rng.sample(row.neg, min(cfg.hard_negatives, len(row.neg)))
+    example = {"anchor": config.query_prompt(row.instruction) + row.query, "positive": doc + rng.choice(row.pos)}
+    return example | {f"negative_{i + 1}": doc + neg for i, neg in enumerate(negs)}
+
+
+def training_datasets(rows: dict[str, list[Row]], cfg: TrainConfig, config: Any) -> Any:
+    """A `DatasetDict` with columns `anchor`, `positive` (and `negative_1`, ...), one dataset per file, examples
+    drawn with the config's seed (`pair`). A file whose rows hold different numbers of negatives becomes one dataset
+    per number (`wikiqa`, `wikiqa/1neg`), since a batch's columns are fixed; one smaller than a batch is left out."""
+    from datasets import Dataset, DatasetDict
+
+    rng = random.Random(cfg.seed)
+    groups: dict[str, dict[str, list[str]]] = {}
+    for name, file_rows in rows.items():
+        for row in file_rows:
+            example = pair(row, rng, cfg, config)
+            negatives = len(example) - 2
+            key = name if negatives == cfg.hard_negatives else f"{name}/{negatives}neg"
+            for column, text in example.items():
+                groups.setdefault(key, {}).setdefault(column, []).append(text)
+    small = {name: len(c["anchor"]) for name, c in groups.items() if len(c["anchor"]) < cfg.batch_size}
+    for name, n in small.items():
+        logger.warning(
+            "%s: %d row(s) left out: fewer than one batch (%d) hold that many negatives", name, n, cfg.batch_size
+        )
+    if len(small) == len(groups):
+        raise DataError(f"no file has {cfg.batch_size} rows for one batch; lower batch_size")
+    return DatasetDict({name: Dataset.from_dict(c) for name, c in groups.items() if name not in small})
+
+
+def _streamed_rows(files: list[str], seed: int, cfg: TrainConfig, config: Any) -> Iterator[dict[str, str]]:
+    rng = random.Random(f"{seed}-{files}")
+    for file in files:
+        for row in iter_jsonl(Path(file)):
+            if row.pos and len(row.neg) >= cfg.hard_negatives:  # fixed columns: rows with fewer negatives are left out
+                yield pair(row, rng, cfg, config)
+
+
+def streamed_dataset(cfg: TrainConfig, config: Any, files: list[Path]) -> Any:
+    """The JSONL files as one `IterableDataset` read as training goes (`streaming: true`, for data larger than
+    memory): files interleaved row by row, then shuffled in a buffer of `stream_buffer` rows. A bad row stops the
+    run naming its file and line when it is reached. What it does not keep (train/README.md): one source per batch,
+    no duplicates in a batch, and rows with fewer than `hard_negatives` negatives."""
+    from datasets import Features, IterableDataset, Value, interleave_datasets
+
+    columns = ["anchor", "positive", *(f"negative_{i + 1}" for i in range(cfg.hard_negatives))]
+    features = Features({c: Value("string") for c in columns})  # known before the first row is read
+    kwargs = {"seed": cfg.seed, "cfg": cfg, "config": config}
+    parts = [
+        IterableDataset.from_generator(_streamed_rows, features=features, gen_kwargs={"files": [str(f)], **kwargs})
+        for f in files
+    ]
+    # each file's rows once per pass, taking turns while files last: a small file is not repeated beside a large one
+    whole = "all_exhausted_without_replacement"
+    data = parts[0] if len(parts) == 1 else interleave_datasets(parts, seed=cfg.seed, stopping_strategy=whole)
+    return data.shuffle(seed=cfg.seed, buffer_size=cfg.stream_buffer)

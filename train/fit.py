@@ -1,85 +1,322 @@
-"""`python -m train fit`: contrastive fine-tuning of a Causal2Vec model, on one process or under torchrun (DDP).
+"""`python -m train fit`: contrastive fine-tuning on sentence-transformers' `SentenceTransformerTrainer` (the
+Hugging Face `Trainer` and accelerate underneath: processes, checkpoints, resume, bf16, gradient accumulation, DDP
+launchers, logging integrations), on one process or under torchrun / accelerate launch.
 
-Output folder: `train_config.yaml`, `metrics.jsonl` (one line per step), `checkpoints/step-N/`, and `model/`,
-the exported Hub-ready model.
+What the engine has no mechanism for is added here as small hooks, each in one place:
+- `Causal2VecModule`: a Causal2Vec model, or a baseline sharing its parts, as sentence-transformers' one input module.
+- data (`train/data.py`): a `DatasetDict`, one dataset per file and negative count (a batch never mixes two;
+  `NO_DUPLICATES` batches), prompts applied per row (instructions differ per row).
+- loss (`train/loss.py`): sentence-transformers' ranking losses at `1 / temperature`, gathered across processes.
+- `Causal2VecTrainer`: per-part AdamW groups and `lr_lambda` schedules; checkpoints hold the trainable weights only.
+- `StepGuard`: connector-only steps, the clip (global or per part) and the NaN/inf stop, between backward and step.
+- `MetricsFile`: one `metrics.jsonl` line per step.
+
+Output folder: `train_config.yaml`, `metrics.jsonl`, `checkpoints/checkpoint-N/` (the Trainer's), `model/` (export).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import yaml
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+from sentence_transformers.base.modules import InputModule
 from torch import nn
-from tqdm.auto import tqdm
+from transformers import TrainerCallback
 
 from causal2vec.dtypes import DTYPES
+from tokenization_causal2vec import shorten_encoder_keys
 from train.build import build
-from train.checkpoint import (
-    checkpoints,
-    load_checkpoint,
-    nothing_to_resume,
-    refuse_other_config,
-    save_checkpoint,
-    start_fresh,
-)
+from train.checkpoint import last_checkpoint, load_trainable, resume_point, save_trainable, step_of
 from train.config import TrainConfig
-from train.data import BatchStream, load_data
-from train.distributed import finish, reduce, setup_distributed
+from train.data import jsonl_files, load_data, streamed_dataset, training_datasets
 from train.export import export, merge_lora, read_metrics, truncate_metrics
-from train.loss import step_function
-from train.trainable import (
-    TrainingDiverged,
-    all_finite,
-    build_optimizer,
-    clip_step,
-    set_trainable,
-    training_tokenizer,
-)
+from train.loss import InfoNCE, check_half_loss
+from train.trainable import TrainingDiverged, all_finite, clip_step, lr_lambda, param_groups, set_trainable
 
 logger = logging.getLogger("train")
+EVAL_NAME = "sts-dev"  # the evaluator's name: its main score is logged as `eval_sts-dev_spearman_cosine`
+# TrainingArguments fields a train config owns under its own names: set those keys, not `trainer:` ones
+OWNED_ARGS = {
+    "learning_rate": "lr_decoder / lr_connector / lr_encoder",
+    "max_steps": "steps",
+    "per_device_train_batch_size": "batch_size (global, over all processes)",
+    "seed": "seed",
+    "data_seed": "seed",
+    "bf16": "dtype",
+    "fp16": "dtype",
+    "max_grad_norm": "max_grad_norm",
+    "warmup_steps": "warmup_steps",
+    "lr_scheduler_type": "schedule",
+    "weight_decay": "weight_decay",
+    "gradient_checkpointing": "gradient_checkpointing",  # trainable_model turns it on in the decoder
+    "activation_checkpointing": "gradient_checkpointing",
+    "output_dir": "--output",
+    "save_steps": "save_every",
+    "save_total_limit": "keep_checkpoints",
+    "prompts": "the rows' instructions and document_prompt",
+    "eval_strategy": "eval_every",
+    "eval_steps": "eval_every",
+    "batch_sampler": "(fixed: no duplicates in a batch)",
+    "multi_dataset_batch_sampler": "(fixed: one source per batch)",
+    "num_train_epochs": "steps",
+    "warmup_ratio": "warmup_steps",
+    "use_cpu": "(none: the GPU when there is one)",
+}
+# fields the trainer would silently ignore or that break what it guarantees (one metrics line per step, resume,
+# whole batches, the per-part optimizer, a Hub-ready export): refused with the reason
+REFUSED_ARGS = {
+    **dict.fromkeys(("logging_steps", "logging_strategy", "logging_nan_inf_filter"), "metrics.jsonl logs every step"),
+    **dict.fromkeys(("save_strategy", "save_only_model", "ignore_data_skip"), "--resume needs whole checkpoints"),
+    "dataloader_drop_last": "every batch is whole (batch_size)",
+    **dict.fromkeys(
+        ("optim", "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler_kwargs"),
+        "the optimizer is AdamW per part with the config's schedule (train/trainable.py)",
+    ),
+    **dict.fromkeys(
+        ("push_to_hub", "hub_model_id", "hub_strategy"),
+        "checkpoints hold the trainable weights only: upload the export, `hf upload NAME OUTPUT/model .`",
+    ),
+    **dict.fromkeys(
+        ("fsdp", "fsdp_config", "deepspeed"),
+        "not supported yet: checkpoints, the per-part optimizer "
+        "and the step guard assume unsharded parameters (DDP works)",
+    ),
+}
 
 
-def wrap_baseline(model: nn.Module, name: str | None) -> nn.Module:
-    """`causal2vec.baselines.build_baseline(name, model)` (sharing the model's parts), or the model itself."""
-    if not name:
-        return model
-    from causal2vec.baselines import build_baseline
-
-    return build_baseline(name, model)
+NOT_INPUTS = {"prompt_length", "sentence_embedding", "token_embeddings", "dataset_name"}  # what the trainer adds
 
 
-def _resume_point(output: Path, cfg: TrainConfig, resume: bool, overwrite: bool, rank: int) -> Path | None:
-    """The checkpoint to resume from (None: start fresh in an emptied `output`). Every rank checks, so all of them
-    stop on a refusal: no checkpoint to resume, a checkpoint saved with another config, a non-empty `output`."""
-    if resume:
-        found = checkpoints(output)
-        if not found:
-            raise nothing_to_resume(output)
-        saved = torch.load(found[-1] / "state.pt", map_location="cpu", weights_only=False, mmap=True).get("config")
-        refuse_other_config(found[-1], saved, cfg)
-        return found[-1]
-    start_fresh(output, overwrite, rank)
-    return None
+class Causal2VecModule(InputModule):
+    """Any module with a `tokenizer` and a forward giving `.sentence_embedding` (a Causal2Vec model, a baseline
+    sharing its parts) as sentence-transformers' input module. Texts arrive with their prompts (the tokenizer
+    splits a query prompt off for the decoder); `max_length` cuts them while training."""
+
+    def __init__(self, model: nn.Module, max_length: int | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.max_length = max_length
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        texts = [(prompt or "") + text for text in inputs]
+        options = {"max_length": self.max_length} if self.max_length else {}
+        batch = self.model.tokenizer(texts, return_tensors="pt", **options)
+        return dict(shorten_encoder_keys(batch))  # the names and shape the trainer's batches and GradCache need
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        inputs = {k: v for k, v in features.items() if k not in NOT_INPUTS}
+        features["sentence_embedding"] = self.model(**inputs).sentence_embedding.float()
+        return features
+
+    def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
+        save_trainable(self.model, Path(output_path))
 
 
-def _diverged(output: Path, what: str, bar: tqdm) -> TrainingDiverged:
-    bar.close()
-    last = checkpoints(output)
-    return TrainingDiverged(f"{what}; stopped without saving it. Last checkpoint: {last[-1] if last else 'none'}")
+class Causal2VecTrainer(SentenceTransformerTrainer):
+    """The Trainer with this recipe's optimizer (AdamW groups per part, each with its learning rate and
+    `lr_lambda` schedule) and checkpoints of the trainable weights only (a frozen 7B base is not copied per
+    checkpoint)."""
+
+    def __init__(self, *args: Any, cfg: TrainConfig, module: nn.Module, info_nce: InfoNCE, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cfg, self.module, self.info_nce = cfg, module, info_nce
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        self.info_nce.source = inputs.get("dataset_name")  # the batch's file, for metrics.jsonl and errors
+        return super().compute_loss(model, inputs, *args, **kwargs)
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            self.optimizer = torch.optim.AdamW(param_groups(self.module, self.cfg))
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        if self.lr_scheduler is None:
+            optimizer = optimizer or self.optimizer
+            schedules = [lr_lambda(self.cfg, g["name"]) for g in optimizer.param_groups]
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
+        return self.lr_scheduler
+
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        if not self.args.should_save:  # the Trainer calls it on every process; one writes
+            return
+        folder = Path(output_dir or self.args.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_trainable(self.module, folder)
+        torch.save(self.args, folder / "training_args.bin")  # as the Trainer's own _save does
+
+    def training_step(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        loss = super().training_step(*args, **kwargs)
+        if not torch.isfinite(loss):  # before the update (StepGuard also stops a non-finite gradient, on every rank)
+            at = f"step {self.state.global_step + 1} (batch from {self.info_nce.source or 'the stream'})"
+            raise TrainingDiverged(f"loss {loss.item()} at {at}: update not applied")
+        return loss
+
+    def _load_best_model(self) -> None:
+        """sentence-transformers logs a failed load and goes on with the last weights; here it is an error."""
+        self._load_from_checkpoint(self.state.best_model_checkpoint)
+
+    def _load_from_checkpoint(self, checkpoint_path: str, model: Any = None) -> None:
+        load_trainable(self.module, Path(checkpoint_path))
+
+
+class StepGuard(TrainerCallback):
+    """Between the backward and the optimizer step (the Trainer's own clip is off): during `connector_only_steps`
+    the other parts' gradients are dropped (out of the norm and of Adam's moments); then the clip, over all
+    parameters or part by part; a non-finite loss or norm stops the run before the update, and so do non-finite
+    weights after it. The norms go to `MetricsFile`."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.norms: tuple[float, dict[str, float]] = (0.0, {})
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # a resumed run's TrainerState comes from the checkpoint: today's save_every / eval_every win
+        state.save_steps, state.eval_steps, state.logging_steps = args.save_steps, args.eval_steps, 1
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
+        step = state.global_step + 1
+        total, parts = clip_step(optimizer.param_groups, self.cfg, step)
+        if not torch.isfinite(total):
+            raise TrainingDiverged(f"grad norm {total.item()} at step {step}: update not applied")
+        self.norms = (total.item(), parts)
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
+        if not all_finite([p for g in optimizer.param_groups for p in g["params"]]):
+            raise TrainingDiverged(f"non-finite weights after the update of step {state.global_step + 1}")
+
+
+class MetricsFile(TrainerCallback):
+    """One `metrics.jsonl` line per step (rank 0): loss, grad norms before clipping, learning rate per part,
+    pairs per second, train time (sum of step times) and wall time since the first start, over resumes."""
+
+    def __init__(
+        self, path: Path, guard: StepGuard, loss: InfoNCE, batch_size: int, before: tuple[float, float]
+    ) -> None:
+        self.path, self.guard, self.loss, self.batch_size = path, guard, loss, batch_size
+        self.train_time, self.wall_before = before
+        self.start = time.perf_counter()
+        self.t0 = self.start
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.t0 = time.perf_counter()  # a step's time runs from the last one's log: its batch's loading included
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        scores = {k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_")}
+        if scores:  # the evaluator's line: its scores at this step
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": state.global_step, "eval": scores}) + "\n")
+            self.t0 = time.perf_counter()
+            return
+        if "loss" not in logs:
+            return
+        dt = time.perf_counter() - self.t0
+        self.train_time += dt
+        optimizer = kwargs["optimizer"]
+        record = {
+            "step": state.global_step,
+            "loss": logs["loss"],
+            "grad_norm": self.guard.norms[0],
+            "grad_norms": self.guard.norms[1],
+            "lr": {g["name"]: g["lr"] for g in optimizer.param_groups},
+            "source": self.loss.source,  # the last micro-batch's file (None when streamed)
+            "pairs_per_s": self.batch_size * args.gradient_accumulation_steps / dt,
+            "tokens_per_s": self.loss.tokens / dt,  # this process's
+            "train_time_s": self.train_time,
+            "wall_time_s": self.wall_before + time.perf_counter() - self.start,
+        }
+        self.loss.tokens = 0
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.t0 = time.perf_counter()
+
+
+def sts_evaluator(cfg: TrainConfig, config: Any) -> Any:
+    """sentence-transformers' STS evaluator on `cfg.eval_data` (Spearman of the cosines), both sides with the STS
+    instruction as the query prompt, as the evaluation embeds STS; None when `eval_every` is 0."""
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+    from causal2vec.instructions import load_instructions
+    from causal2vec.tsv import read_sts
+
+    if not cfg.eval_every:
+        return None
+    path = cfg.data_path("eval_data")
+    sts, prompt = read_sts(path), config.query_prompt(load_instructions()["stsb"])
+    first, second = ([prompt + t for t in side] for side in (sts.sentences1, sts.sentences2))
+    return EmbeddingSimilarityEvaluator(first, second, sts.scores, main_similarity="cosine", name=EVAL_NAME)
+
+
+def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> SentenceTransformerTrainingArguments:
+    """The Trainer's arguments: the config's own keys mapped to their fields, then its `trainer:` block (any other
+    field, as the Hugging Face docs say; one owned by a config key is an error naming that key)."""
+    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+
+    owned = sorted(set(cfg.trainer) & set(OWNED_ARGS))
+    if owned:
+        raise ValueError(f"trainer.{owned[0]}: set {OWNED_ARGS[owned[0]]} instead (the config's own key)")
+    refused = sorted(set(cfg.trainer) & set(REFUSED_ARGS))
+    if refused:
+        raise ValueError(f"trainer.{refused[0]} is not available here: {REFUSED_ARGS[refused[0]]}")
+    known = set(SentenceTransformerTrainingArguments.__dataclass_fields__)
+    unknown = sorted(set(cfg.trainer) - known)
+    if unknown:
+        raise ValueError(f"unknown trainer key(s): {', '.join(unknown)} (SentenceTransformerTrainingArguments fields)")
+    if cfg.batch_size % processes:
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({processes})")
+    accelerator = dict(cfg.trainer.get("accelerator_config") or {})
+    accelerator.setdefault("split_batches", True)  # one global batch (one source) split over the processes
+    fields = {
+        "logging_steps": 1,
+        "logging_nan_inf_filter": False,
+        "report_to": [],
+        "disable_tqdm": False,
+        "save_strategy": "steps",
+        "dataloader_drop_last": True,
+        **cfg.trainer,
+        "accelerator_config": accelerator,
+        "metric_for_best_model": cfg.trainer.get("metric_for_best_model", f"eval_{EVAL_NAME}_spearman_cosine"),
+        "greater_is_better": cfg.trainer.get("greater_is_better", True),
+        "output_dir": str(output / "checkpoints"),
+        "max_steps": cfg.steps,
+        "per_device_train_batch_size": cfg.batch_size,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "bf16": cfg.dtype == "bf16",
+        "max_grad_norm": 0.0,  # StepGuard clips
+        "save_steps": cfg.save_every,
+        "save_total_limit": cfg.keep_checkpoints or None,
+        "eval_strategy": "steps" if cfg.eval_every else "no",
+        "eval_steps": cfg.eval_every or None,
+        "batch_sampler": BatchSamplers.NO_DUPLICATES,
+        "multi_dataset_batch_sampler": MultiDatasetBatchSamplers.PROPORTIONAL,
+        "use_cpu": not torch.cuda.is_available(),
+    }
+    return SentenceTransformerTrainingArguments(**fields)
 
 
 def trainable_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Module, Any, list[str]]:
-    """The Causal2Vec model, the module that trains (it or a baseline around it), the peft model (or None) and the
-    base model names, with the trainable parameters set, on `device` in train mode."""
+    """The Causal2Vec model, the module that trains (it, or `causal2vec.baselines.build_baseline(cfg.baseline)`
+    sharing its parts), the peft model (or None) and the base model names, trainable parameters set, on `device`."""
+    from causal2vec.baselines import build_baseline
+
     model, bases = build(cfg)
-    torch.manual_seed(cfg.seed)  # LoRA init: the same on every rank
-    module = wrap_baseline(model, cfg.baseline)
+    torch.manual_seed(cfg.seed)  # LoRA init: the same on every process
+    module = build_baseline(cfg.baseline, model) if cfg.baseline else model
     peft_model = set_trainable(module, cfg)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -87,122 +324,80 @@ def trainable_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, 
     return model, module, peft_model, bases
 
 
-def batch_stream(cfg: TrainConfig, config: Any, files: dict[str, list]) -> BatchStream:
-    """The seeded batch stream over `files`, with the model config's query and document prompts."""
-    return BatchStream(files, cfg.batch_size, cfg.hard_negatives, cfg.seed, config.query_prompt, config.document_prompt)
+def build_trainer(
+    cfg: TrainConfig, output: Path, processes: int = 1, before: tuple[float, float] = (0.0, 0.0)
+) -> tuple[Causal2VecTrainer, Any]:
+    """The Trainer for `cfg` writing under `output`, and what the export needs: (model, peft model, base model
+    names, {data label: rows})."""
+    from datasets import DatasetDict
 
-
-def autocast_factory(cfg: TrainConfig, device: torch.device) -> Any:
-    """A new autocast context per call, in the config's dtype (none for fp32)."""
-    return partial(torch.autocast, device.type, dtype=DTYPES[cfg.dtype], enabled=cfg.dtype != "fp32")
+    args = training_arguments(cfg, output, processes)
+    model, module, peft_model, bases = trainable_model(cfg, args.device)
+    check_half_loss(cfg, getattr(model.config, "pooling", None))
+    st = SentenceTransformer(modules=[Causal2VecModule(module, cfg.max_length)], device=str(args.device))
+    if cfg.streaming:
+        files = jsonl_files(cfg.data_path())
+        data = streamed_dataset(cfg, model.config, files)
+        rows = {f.stem: None for f in files}  # not counted: read as training goes
+        labels = {f.stem: f.name for f in files}
+    else:
+        rows, labels = load_data(cfg.data_path(), cfg.data)
+        data = training_datasets(rows, cfg, model.config)
+    guard, loss = StepGuard(cfg), InfoNCE(st, cfg)
+    trainer = Causal2VecTrainer(
+        model=st,
+        args=args,
+        train_dataset=data,
+        evaluator=sts_evaluator(cfg, model.config),
+        # one loss per dataset, all the same: the trainer then tells which dataset each batch comes from
+        loss=dict.fromkeys(data, loss) if isinstance(data, DatasetDict) else loss,
+        callbacks=[guard, MetricsFile(output / "metrics.jsonl", guard, loss, cfg.batch_size, before)],
+        cfg=cfg,
+        module=module,
+        info_nce=loss,
+    )
+    counts = {labels[name]: "streamed" if r is None else len(r) for name, r in rows.items()}
+    return trainer, (model, peft_model, bases, counts)
 
 
 def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
     """Train per `cfg`, write checkpoints and metrics under `output`, export to `output/model`; returns that."""
     t_start = time.perf_counter()
-    if overwrite and resume:
-        raise ValueError("pass --resume or --overwrite, not both")
-    rank, size, device = setup_distributed()
     output = Path(output)
-    if cfg.batch_size % size:
-        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({size})")
-    ckpt = _resume_point(output, cfg, resume, overwrite, rank)
-
-    model, module, peft_model, bases = trainable_model(cfg, device)
-    optimizer, scheduler = build_optimizer(module, cfg)
-    files, labels = load_data(cfg.data_path(), cfg.data)
-    stream = batch_stream(cfg, model.config, files)
-    if rank == 0:
-        counts = {name: len(rows) for name, rows in files.items()}
-        logger.info("data %s: %s rows; %d batches an epoch", cfg.data_path(), counts, stream.batches_per_epoch)
-    metrics_path, start, train_time, wall_before = output / "metrics.jsonl", 0, 0.0, 0.0
-    torch.manual_seed(cfg.seed + rank)  # dropout: distinct per rank
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, module, optimizer, scheduler, rank)
-        stream.load_state_dict(state["data"])
-        start, train_time = state["step"], state.get("elapsed", 0.0)
-        wall_before = state.get("wall_time", train_time)  # older checkpoints kept only the step-time sum
-        if rank == 0:
-            truncate_metrics(metrics_path, start)
-            logger.info("resuming from %s", ckpt)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # torchrun / accelerate launch
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank, processes = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    ckpt = resume_point(cfg, output, resume, overwrite, rank)
+    metrics_path, before = output / "metrics.jsonl", (0.0, 0.0)
+    if ckpt is not None and rank == 0:
+        kept = truncate_metrics(metrics_path, step_of(ckpt))
+        before = (kept[-1]["train_time_s"], kept[-1]["wall_time_s"]) if kept else before
     elif rank == 0:
         (output / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-
-    def wall_time() -> float:  # since the first run started, over all resumes
-        return wall_before + time.perf_counter() - t_start
-
-    net = module
-    if size > 1:
-        net = nn.parallel.DistributedDataParallel(module, find_unused_parameters=cfg.baseline is not None)
-    autocast = autocast_factory(cfg, device)
-    step_fn = step_function(cfg, getattr(model.config, "pooling", None))
-    params = [p for p in module.parameters() if p.requires_grad]
-    tokenizer = training_tokenizer(module, cfg)
-    if rank == 0:
-        n_train, n_all = sum(p.numel() for p in params), sum(p.numel() for p in module.parameters())
-        logger.info("trainable parameters: %d of %d; %d processes", n_train, n_all, size)
-
-    bar = tqdm(total=cfg.steps, initial=start, disable=rank != 0, desc="fit", dynamic_ncols=True)
-    for step in range(start + 1, cfg.steps + 1):
-        t0 = time.perf_counter()
-        batch = next(stream)
-        loss, tokens = step_fn(net, tokenizer, batch.shard(rank, size), cfg.temperature, autocast)
-        loss = reduce(loss)
-        grad_norm, part_norms = clip_step(optimizer.param_groups, cfg, step)
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-            what = f"loss {loss.item()} / grad norm {grad_norm.item()} at step {step} (batch from {batch.source})"
-            raise _diverged(output, what + ": update not applied", bar)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if not all_finite(params):
-            raise _diverged(output, f"non-finite weights after the update of step {step} ({batch.source})", bar)
-        dt = time.perf_counter() - t0
-        train_time += dt
-        tokens = int(reduce(torch.tensor(float(tokens), device=loss.device), op="sum"))
-        record = {
-            "step": step,
-            "loss": loss.item(),
-            "grad_norm": grad_norm.item(),
-            "grad_norms": part_norms,  # per part, before clipping
-            "lr": {g["name"]: g["lr"] for g in optimizer.param_groups},
-            "source": batch.source,
-            "pairs_per_s": len(batch) / dt,
-            "tokens_per_s": tokens / dt,
-            "train_time_s": train_time,
-            "wall_time_s": wall_time(),
-        }
-        if rank == 0:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            bar.update()
-            if step % cfg.log_every == 0 or step == start + 1:
-                lr = f"{scheduler.get_last_lr()[0]:.2e}"
-                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=lr, pairs_s=f"{record['pairs_per_s']:.1f}")
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            extra = {"elapsed": train_time, "wall_time": wall_time(), "config": cfg.to_dict()}
-            save_checkpoint(
-                output, step, module, optimizer, scheduler, stream.state_dict(), cfg.keep_checkpoints, extra
-            )
-    bar.close()
-
+    trainer, (model, peft_model, bases, data_files) = build_trainer(cfg, output, processes, before)
+    try:
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    except TrainingDiverged as err:
+        last = last_checkpoint(output)
+        raise TrainingDiverged(f"{err}; stopped without saving it. Last checkpoint: {last or 'none'}") from None
     folder = output / "model"
-    if rank == 0:
-        data_files = {labels[name]: len(rows) for name, rows in files.items()}
-        _export(model, peft_model, cfg, bases, data_files, folder, size, train_time, wall_time())
-    finish()
+    if trainer.is_world_process_zero():
+        wall = before[1] + time.perf_counter() - t_start
+        export_run(model, peft_model, cfg, bases, data_files, folder, processes, wall)
+    if dist.is_initialized():  # every process waits for the export, then leaves the process group
+        dist.barrier()
+        dist.destroy_process_group()
     return folder
 
 
-def _export(
+def export_run(
     model: nn.Module,
     peft_model: Any,
     cfg: TrainConfig,
     bases: list[str],
-    data_files: dict[str, int],
+    data_files: dict[str, Any],
     folder: Path,
     processes: int,
-    train_time: float,
     wall_time: float,
 ) -> Path:
     """Merge LoRA and write the Hub-ready folder, its card recording the run (wall time: over all resumes, from
@@ -213,7 +408,7 @@ def _export(
     training = {
         "steps": cfg.steps,
         "wall_time_s": round(wall_time, 1),
-        "train_time_s": round(train_time, 1),
+        "train_time_s": round(metrics[-1]["train_time_s"], 1) if metrics else 0.0,
         "final_loss": round(metrics[-1]["loss"], 4) if metrics else None,
         "processes": processes,
         **{k: v for k, v in cfg.to_dict().items() if k != "model"},

@@ -1,132 +1,17 @@
-"""InfoNCE over in-batch positives and hard negatives, gathered across ranks, plain or cached (GradCache).
-
-Each rank embeds its shard of the batch. Documents (positives, then hard negatives) of all ranks are gathered
-*with gradients*; each rank's loss is the mean over its own queries. DDP averages gradients over ranks, and
-the gather's backward sums the documents' gradients over ranks, so the update equals that of one process
-computing the mean loss over the whole batch.
-"""
+"""InfoNCE over in-batch positives and hard negatives (cosine / temperature), gathered across processes:
+sentence-transformers' ranking losses, cached (GradCache) when `cached_chunk_size` > 0, plus the per-half term."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Sequence
-from functools import partial
+from typing import Any
 
 import torch
-import torch.nn.functional as F
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.losses.merged_forward import embed_columns
+from sentence_transformers.sentence_transformer import losses
 from torch import nn
 
 from train.config import TrainConfig
-from train.data import Batch
-from train.distributed import gather, world
-
-
-def info_nce(
-    queries: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """Mean InfoNCE of this rank's queries against all ranks' positives and hard negatives (cosine / temperature).
-
-    Query i of rank r matches the positive at its global index; every other document is a negative.
-    """
-    rank, _ = world()
-    all_pos, sizes = gather(positives)
-    all_neg, _ = gather(negatives)
-    docs = F.normalize(torch.cat([all_pos, all_neg]).float(), dim=-1)
-    q = F.normalize(queries.float(), dim=-1)
-    labels = torch.arange(queries.shape[0], device=q.device) + sum(sizes[:rank])
-    return F.cross_entropy(q @ docs.T / temperature, labels)
-
-
-def contrastive_loss(emb: torch.Tensor, nq: int, npos: int, temperature: float, half_weight: float = 0.0):
-    """InfoNCE of the embeddings `emb` = queries, positives, hard negatives (in that order). `half_weight` > 0
-    adds that weight times the mean InfoNCE of each half of the vectors on its own (`pooling="contextual_eos"`:
-    C's and EOS's last states), so that neither half can leave the work to the other."""
-    parts = (emb[:nq], emb[nq : nq + npos], emb[nq + npos :])
-    loss = info_nce(*parts, temperature)
-    if half_weight:
-        half = emb.shape[1] // 2
-        halves = [info_nce(*(x[:, sl] for x in parts), temperature) for sl in (slice(0, half), slice(half, None))]
-        loss = loss + half_weight * (halves[0] + halves[1]) / 2
-    return loss
-
-
-def embed(model: nn.Module, tokenizer: Callable, texts: Sequence[str], autocast: Callable) -> tuple[torch.Tensor, int]:
-    """Embeddings (fp32) of `texts` and their number of decoder tokens."""
-    inputs = tokenizer(list(texts), return_tensors="pt").to(next(model.parameters()).device)
-    with autocast():
-        emb = model(**inputs).sentence_embedding
-    return emb.float(), int(inputs["attention_mask"].sum())
-
-
-def _texts(batch: Batch) -> tuple[list[str], int, int]:
-    return batch.queries + batch.positives + batch.flat_negatives, len(batch.queries), len(batch.positives)
-
-
-def plain_step(
-    model: nn.Module,
-    tokenizer: Callable,
-    batch: Batch,
-    temperature: float,
-    autocast: Callable,
-    half_weight: float = 0.0,
-):
-    """Embed the shard in one forward, compute the loss and backpropagate. Returns (loss, tokens)."""
-    texts, nq, npos = _texts(batch)
-    emb, tokens = embed(model, tokenizer, texts, autocast)
-    loss = contrastive_loss(emb, nq, npos, temperature, half_weight)
-    loss.backward()
-    return loss.detach(), tokens
-
-
-class _RngState:
-    """The CPU (and CUDA) RNG state, so a chunk's re-forward draws the same dropout masks."""
-
-    def __init__(self) -> None:
-        self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-
-    def restore(self) -> None:
-        torch.set_rng_state(self.cpu)
-        if self.cuda is not None:
-            torch.cuda.set_rng_state_all(self.cuda)
-
-
-def cached_step(
-    model: nn.Module,
-    tokenizer: Callable,
-    batch: Batch,
-    temperature: float,
-    autocast: Callable,
-    chunk_size: int,
-    half_weight: float = 0.0,
-):
-    """GradCache: embed chunks without grad, backprop the loss to the cached embeddings, then re-embed each chunk
-    with grad (same RNG state as its first pass) and backprop the cached gradients. Memory ~ one chunk.
-
-    Under DDP (`model.no_sync`), gradients are synchronised on the last chunk's backward only.
-    """
-    texts, nq, npos = _texts(batch)
-    chunks = [texts[i : i + chunk_size] for i in range(0, len(texts), chunk_size)]
-    states, cached, tokens = [], [], 0
-    with torch.no_grad():
-        for chunk in chunks:
-            states.append(_RngState())
-            emb, n = embed(model, tokenizer, chunk, autocast)
-            cached.append(emb)
-            tokens += n
-    after = _RngState()
-    emb = torch.cat(cached).requires_grad_()
-    loss = contrastive_loss(emb, nq, npos, temperature, half_weight)
-    loss.backward()
-    grads = emb.grad.split([len(c) for c in chunks])
-    no_sync = getattr(model, "no_sync", contextlib.nullcontext)
-    for i, (chunk, state, grad) in enumerate(zip(chunks, states, grads, strict=True)):
-        state.restore()
-        with no_sync() if i < len(chunks) - 1 else contextlib.nullcontext():
-            again, _ = embed(model, tokenizer, chunk, autocast)
-            again.backward(grad)
-    after.restore()
-    return loss.detach(), tokens
 
 
 def check_half_loss(cfg: TrainConfig, pooling: str | None) -> None:
@@ -139,10 +24,57 @@ def check_half_loss(cfg: TrainConfig, pooling: str | None) -> None:
         )
 
 
-def step_function(cfg: TrainConfig, pooling: str | None) -> Callable:
-    """The training step `cfg` asks for: GradCache when `cached_chunk_size` > 0, the half losses when
-    `half_loss_weight` > 0 (only for `pooling="contextual_eos"`, whose vectors are C's and EOS's states)."""
-    check_half_loss(cfg, pooling)
-    if cfg.cached_chunk_size:
-        return partial(cached_step, chunk_size=cfg.cached_chunk_size, half_weight=cfg.half_loss_weight)
-    return partial(plain_step, half_weight=cfg.half_loss_weight)
+class CachedInfoNCE(losses.CachedMultipleNegativesRankingLoss):
+    """GradCache's ranking loss plus `half_weight` times the mean of each half's alone, on the cached embeddings
+    (as sentence-transformers' MatryoshkaLoss decorates `calculate_loss`): the halves' gradients reach the cached
+    embeddings, and through them the chunks' re-embedding, like the full loss's."""
+
+    def __init__(self, model: SentenceTransformer, half_weight: float, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.half_weight = half_weight
+
+    def calculate_loss(self, reps: list[list[torch.Tensor]], labels: Any = None, *, with_backward: bool = False) -> Any:
+        loss = super().calculate_loss(reps, labels, with_backward=with_backward)
+        if not self.half_weight:
+            return loss
+        half = reps[0][0].shape[1] // 2
+        for part in (slice(0, half), slice(half, None)):
+            columns = [[r[:, part] for r in column] for column in reps]
+            term = super().calculate_loss(columns, labels) * self.half_weight / 2
+            if with_backward:
+                term.backward()
+                term = term.detach()
+            loss = loss + term
+        return loss
+
+
+class InfoNCE(nn.Module):
+    """InfoNCE over in-batch positives and hard negatives (cosine / temperature), gathered across processes:
+    sentence-transformers' ranking loss, cached (GradCache) when `cached_chunk_size` > 0; `half_loss_weight` adds
+    that weight times the mean InfoNCE of each half of the vectors alone (C's and EOS's states). Counts the decoder
+    tokens it sees, for `metrics.jsonl`."""
+
+    def __init__(self, model: SentenceTransformer, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.half_weight = cfg.half_loss_weight
+        self.tokens = 0  # since MetricsFile last read it
+        self.source: str | None = None  # the file of the batch being embedded (set by the trainer)
+        kwargs = {"scale": 1.0 / cfg.temperature, "gather_across_devices": True}
+        if cfg.cached_chunk_size:
+            self.inner = CachedInfoNCE(model, cfg.half_loss_weight, mini_batch_size=cfg.cached_chunk_size, **kwargs)
+        else:
+            self.inner = losses.MultipleNegativesRankingLoss(model, **kwargs)
+
+    def forward(self, sentence_features: list[dict[str, Any]], labels: Any) -> torch.Tensor:
+        self.tokens += sum(int(f["attention_mask"].sum()) for f in sentence_features)
+        if not self.half_weight or isinstance(self.inner, CachedInfoNCE):  # the cached loss adds the halves itself
+            return self.inner(sentence_features, labels)
+        embeddings = embed_columns(self.model, sentence_features)
+        loss = self.inner.compute_loss_from_embeddings(embeddings, labels)
+        half = embeddings[0].shape[1] // 2
+        halves = [
+            self.inner.compute_loss_from_embeddings([e[:, part] for e in embeddings], labels)
+            for part in (slice(0, half), slice(half, None))
+        ]
+        return loss + self.half_weight * (halves[0] + halves[1]) / 2

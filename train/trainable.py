@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any
 
 import torch
@@ -95,11 +94,6 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     return groups
 
 
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters that train, by name: what a checkpoint needs to restore the model."""
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
 # hand-written: transformers.get_scheduler has no per-part delay (connector_only_steps), and its warmup gives the
 # first step lr 0 where this one gives lr / (warmup + 1)
 def lr_lambda(cfg: TrainConfig, part: str = "connector"):
@@ -123,20 +117,6 @@ def lr_lambda(cfg: TrainConfig, part: str = "connector"):
     return factor
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig):
-    """AdamW over `param_groups`, with one `lr_lambda` schedule per group."""
-    optimizer = torch.optim.AdamW(param_groups(model, cfg))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, [lr_lambda(cfg, g["name"]) for g in optimizer.param_groups]
-    )
-    return optimizer, scheduler
-
-
-def training_tokenizer(module: nn.Module, cfg: TrainConfig) -> Any:
-    """The tokenizer call training uses: `module.tokenizer` cut to `max_length` (the model keeps its own lengths)."""
-    return partial(module.tokenizer, max_length=cfg.max_length) if cfg.max_length else module.tokenizer
-
-
 def clip_gradients(
     groups: list[dict[str, Any]], max_norm: float, per_part: bool
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -157,7 +137,7 @@ def clip_gradients(
 
 
 def clip_step(groups: list[dict[str, Any]], cfg: TrainConfig, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-    """What both engines do between the backward and the update of `step` (1-based): during `connector_only_steps`
+    """What happens between the backward and the update of `step` (1-based): during `connector_only_steps`
     the other parts' gradients are dropped (out of the norm and of Adam's moments), then `clip_gradients` per
     `cfg.clip`. Returns the total norm before clipping and each part's."""
     if step <= cfg.connector_only_steps:

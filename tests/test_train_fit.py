@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import TEXTS, run_isolated
 from safetensors.torch import load_file
 
@@ -647,3 +648,15 @@ def test_bench_times_each_setting_in_its_own_process(tmp_path, data_dir):
     for r in results.values():
         assert r["pairs_per_s"] > 0 and r["tokens_per_s"] > 0 and r["s_per_step"] > 0
         assert r["peak_mib"] > 0 and r["memory"] in ("peak_rss", "cuda_max_allocated")
+
+
+def test_matryoshka_training_runs_plain_and_cached(tmp_path, data_dir):
+    """`matryoshka_dims` trains through `train fit` (the term itself: tests/test_train_loss.py), and its dims are
+    checked against the model's vectors before anything is written."""
+    for chunk in (0, 4):
+        out = tmp_path / f"mrl{chunk}"
+        sets = ["matryoshka_dims=[32,16]", f"cached_chunk_size={chunk}", "steps=2", "save_every=2"]
+        assert fit(out, data_dir, *[a for s in sets for a in ("--set", s)]) == 0
+        assert all(np.isfinite(m["loss"]) for m in metrics(out))
+        assert yaml.safe_load((out / "model" / "training_config.yaml").read_text())["matryoshka_dims"] == [32, 16]
+    assert fit(tmp_path / "wide", data_dir, "--set", "matryoshka_dims=[128]") == 1

@@ -13,9 +13,9 @@ from conftest import TEXTS
 from sentence_transformers import SentenceTransformer
 
 from causal2vec.assemble import build_random
-from train.config import load_config
+from train.config import ConfigError, load_config
 from train.fit import Causal2VecModule
-from train.loss import InfoNCE, check_half_loss
+from train.loss import InfoNCE, check_prefix_terms
 from train.trainable import LORA_TARGETS, lora_targets, lr_lambda, param_groups, set_trainable
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -115,14 +115,39 @@ def test_half_losses_add_each_half_alone(tiny):
 
 def test_half_losses_need_the_concatenated_pooling():
     cfg = load_config("tiny", ["half_loss_weight=1.0"])
-    check_half_loss(cfg, "contextual_eos")
-    check_half_loss(load_config("tiny"), "eos")  # no halves: any pooling
+    check_prefix_terms(cfg, "contextual_eos", 64)
+    check_prefix_terms(load_config("tiny"), "eos", 64)  # no halves: any pooling
     with pytest.raises(ValueError, match="half_loss_weight=1.0 needs a Causal2Vec model with pooling contextual_eos"):
-        check_half_loss(cfg, "eos")
+        check_prefix_terms(cfg, "eos", 64)
     with pytest.raises(ValueError, match="got baseline eos"):
-        check_half_loss(load_config("tiny", ["half_loss_weight=1.0", "baseline=eos"]), "contextual_eos")
+        check_prefix_terms(load_config("tiny", ["half_loss_weight=1.0", "baseline=eos"]), "contextual_eos", 64)
     with pytest.raises(ValueError, match="half_loss_weight must be >= 0"):
         load_config("tiny", ["half_loss_weight=-1"])
+
+
+@pytest.mark.parametrize("chunk", [0, 2])
+def test_matryoshka_term_adds_each_prefix_renormalised(tiny, chunk):
+    """`matryoshka_dims`: the loss of the whole vector plus that of each leading prefix, renormalised (the cosine
+    renormalises), plain or cached; the same gradients either way; dims are checked against the vectors."""
+    st = wrap(tiny.eval())
+    with torch.no_grad():
+        vectors = embed(tiny)
+        got = info_nce(st, matryoshka_dims="[32,8]", cached_chunk_size=chunk)(features(st), None)
+    dim = vectors[0].shape[1]
+    expected = sum(reference(vectors[0][:, :d], [v[:, :d] for v in vectors[1:]], 0.05) for d in (dim, 32, 8))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert abs(got - reference(vectors[0], vectors[1:], 0.05)) > 1e-2, "the prefixes count"
+    with pytest.raises(ValueError, match=r"matryoshka_dims \[4096\] exceed the embedding size \(64\)"):
+        check_prefix_terms(load_config("tiny", ["matryoshka_dims=[32,4096]"]), "contextual_eos", 64)
+    for bad, message in [
+        ("matryoshka_dims=[0]", "matryoshka_dims must be positive"),
+        ("matryoshka_dims=[8,8]", "matryoshka_dims repeats a value"),
+        ("matryoshka_dims=[x]", r"matryoshka_dims\[0\] must be an integer"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config("tiny", [bad])
+    with pytest.raises(ConfigError, match="one prefix term at a time"):
+        load_config("tiny", ["matryoshka_dims=[8]", "half_loss_weight=0.5"])
 
 
 def grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -86,8 +86,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return value
     if origin is dict and isinstance(value, dict):
         return value
-    if origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
+    if origin is list and isinstance(value, list):
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
     raise ConfigError(f"{key} must be {name}, got {value!r}")
 
@@ -158,6 +158,9 @@ class TrainConfig:
     temperature: float = 0.05
     cached_chunk_size: int = 0  # > 0: GradCache loss, embedding this many texts per forward
     half_loss_weight: float = 0.0  # > 0: + this x the InfoNCE of C's and of EOS's half alone (train/loss.py)
+    # Matryoshka: also the InfoNCE of each of these leading prefixes, renormalised (e.g. [576, 256, 128]: C, then
+    # parts of it; 768 would be C plus part of EOS), each at weight 1, so shorter vectors (`truncate_dim`) keep meaning
+    matryoshka_dims: list[int] = field(default_factory=list)
     # optimisation
     steps: int = 250
     lr_decoder: float = 2e-4
@@ -216,6 +219,12 @@ class TrainConfig:
         non_negative += ("connector_only_steps", "half_loss_weight", "eval_every")
         for name in (*non_negative, "lr_decoder", "lr_connector", "lr_encoder"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        dims = self.matryoshka_dims
+        _require(all(d >= 1 for d in dims), f"matryoshka_dims must be positive, got {dims}")
+        _require(len(set(dims)) == len(dims), f"matryoshka_dims repeats a value: {dims}")
+        _require(
+            not (dims and self.half_loss_weight), "matryoshka_dims and half_loss_weight: one prefix term at a time"
+        )
         for name in ("temperature", "max_grad_norm"):
             _require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
 

@@ -38,7 +38,7 @@ from train.checkpoint import last_checkpoint, load_trainable, resume_point, save
 from train.config import TrainConfig
 from train.data import jsonl_files, load_data, streamed_dataset, training_datasets
 from train.export import export, merge_lora, read_metrics, truncate_metrics
-from train.loss import InfoNCE, check_half_loss
+from train.loss import InfoNCE, check_prefix_terms
 from train.trainable import TrainingDiverged, all_finite, clip_step, lr_lambda, param_groups, set_trainable
 
 logger = logging.getLogger("train")
@@ -108,6 +108,9 @@ class Causal2VecModule(InputModule):
     @property
     def tokenizer(self) -> Any:
         return self.model.tokenizer
+
+    def get_embedding_dimension(self) -> int:
+        return self.model.config.embedding_dim  # a baseline's config says its own
 
     def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
         texts = [(prompt or "") + text for text in inputs]
@@ -333,7 +336,7 @@ def build_trainer(
 
     args = training_arguments(cfg, output, processes)
     model, module, peft_model, bases = trainable_model(cfg, args.device)
-    check_half_loss(cfg, getattr(model.config, "pooling", None))
+    check_prefix_terms(cfg, getattr(model.config, "pooling", None), module.config.embedding_dim)
     st = SentenceTransformer(modules=[Causal2VecModule(module, cfg.max_length)], device=str(args.device))
     if cfg.streaming:
         files = jsonl_files(cfg.data_path())

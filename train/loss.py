@@ -14,14 +14,16 @@ from torch import nn
 from train.config import TrainConfig
 
 
-def check_half_loss(cfg: TrainConfig, pooling: str | None) -> None:
+def check_prefix_terms(cfg: TrainConfig, pooling: str | None, dim: int) -> None:
     """`half_loss_weight` > 0 splits the vectors into C's and EOS's halves: only `pooling="contextual_eos"` of a
-    Causal2Vec model (not a baseline) has them."""
+    Causal2Vec model (not a baseline) has them. `matryoshka_dims` must be prefixes of the `dim`-wide vectors."""
     if cfg.half_loss_weight and (cfg.baseline is not None or pooling != "contextual_eos"):
         raise ValueError(
             f"half_loss_weight={cfg.half_loss_weight} needs a Causal2Vec model with pooling contextual_eos, "
             f"got {'baseline ' + cfg.baseline if cfg.baseline else 'pooling ' + str(pooling)}"
         )
+    if too_wide := [d for d in cfg.matryoshka_dims if d > dim]:
+        raise ValueError(f"matryoshka_dims {too_wide} exceed the embedding size ({dim})")
 
 
 class CachedInfoNCE(losses.CachedMultipleNegativesRankingLoss):
@@ -51,8 +53,9 @@ class CachedInfoNCE(losses.CachedMultipleNegativesRankingLoss):
 class InfoNCE(nn.Module):
     """InfoNCE over in-batch positives and hard negatives (cosine / temperature), gathered across processes:
     sentence-transformers' ranking loss, cached (GradCache) when `cached_chunk_size` > 0; `half_loss_weight` adds
-    that weight times the mean InfoNCE of each half of the vectors alone (C's and EOS's states). Counts the decoder
-    tokens it sees, for `metrics.jsonl`."""
+    that weight times the mean InfoNCE of each half of the vectors alone (C's and EOS's states); `matryoshka_dims`
+    adds the loss of each of those prefixes (sentence-transformers' `MatryoshkaLoss`, the full vector kept at weight
+    1). Counts the decoder tokens it sees, for `metrics.jsonl`."""
 
     def __init__(self, model: SentenceTransformer, cfg: TrainConfig) -> None:
         super().__init__()
@@ -65,6 +68,9 @@ class InfoNCE(nn.Module):
             self.inner = CachedInfoNCE(model, cfg.half_loss_weight, mini_batch_size=cfg.cached_chunk_size, **kwargs)
         else:
             self.inner = losses.MultipleNegativesRankingLoss(model, **kwargs)
+        if cfg.matryoshka_dims:  # the full vector first, so its term is the plain loss
+            dims = [model.get_embedding_dimension(), *cfg.matryoshka_dims]
+            self.inner = losses.MatryoshkaLoss(model, self.inner, dims)
 
     def forward(self, sentence_features: list[dict[str, Any]], labels: Any) -> torch.Tensor:
         self.tokens += sum(int(f["attention_mask"].sum()) for f in sentence_features)

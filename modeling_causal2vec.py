@@ -300,16 +300,12 @@ class Causal2VecModel(EmbedderMixin, Causal2VecPreTrainedModel):
         encoder_mask: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Causal2VecOutput:
-        """Embed a batch made by `Causal2VecTokenizer` (any padding side). `encoder_ids` / `encoder_mask`, (batch,
-        1, length), are `encoder_input_ids` / `encoder_attention_mask` as the tokenizer's `short_encoder_keys` gives
-        them."""
+        """Embed a batch made by `Causal2VecTokenizer` (any padding side). `encoder_ids` / `encoder_mask` are
+        other names of `encoder_input_ids` / `encoder_attention_mask` (the tokenizer's `short_encoder_keys`)."""
         if encoder_ids is not None or encoder_mask is not None:
             if encoder_input_ids is not None or encoder_attention_mask is not None:
                 raise ValueError("pass the encoder's inputs as encoder_input_ids/_attention_mask or encoder_ids/_mask")
-            encoder_input_ids, encoder_attention_mask = (
-                x[:, 0] if x is not None and x.dim() == 3 and x.shape[1] == 1 else x
-                for x in (encoder_ids, encoder_mask)
-            )
+            encoder_input_ids, encoder_attention_mask = encoder_ids, encoder_mask
         missing = [
             n
             for n, v in (

@@ -34,10 +34,10 @@ FIXED_KWARGS: dict[str, Any] = {
     "return_offsets_mapping": False,
     "return_length": False,
 }
-# `short_encoder_keys=True` gives the encoder's inputs the names and shape sentence-transformers' trainer needs: no key
-# but the decoder's ends in `_input_ids` (the trainer splits a batch into one feature dict per `*_input_ids` key), and
-# each is (batch, 1, length), never as wide as the decoder's `attention_mask` (GradCache mini-batches cut every tensor
-# that wide after the decoder's last token); `Causal2VecModel.forward` takes them back
+# `short_encoder_keys=True` makes a batch for sentence-transformers' trainer: the encoder's inputs named so that no
+# key but the decoder's ends in `_input_ids` (the trainer splits a batch into one feature dict per `*_input_ids` key),
+# and never exactly as wide as the decoder's (GradCache's mini-batches cut every tensor as wide as `attention_mask`
+# after the decoder's last token): where both would be, the decoder gets one more padding column
 SHORT_ENCODER_KEYS = {"encoder_input_ids": "encoder_ids", "encoder_attention_mask": "encoder_mask"}
 
 
@@ -213,8 +213,9 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         model keeps its own lengths). `padding_side` sets the decoder's
         (the encoder's is always right). Other tokenizer arguments are
         accepted only with the value this tokenizer uses anyway (e.g. `add_special_tokens=True`).
-        `short_encoder_keys=True` returns the encoder's inputs as `encoder_ids` / `encoder_mask` of shape (batch, 1,
-        length) (the exported `sentence_bert_config.json` asks for it; `forward` takes either; see SHORT_ENCODER_KEYS).
+        `short_encoder_keys=True` returns the encoder's inputs as `encoder_ids` / `encoder_mask`, never exactly as
+        wide as the decoder's (the exported `sentence_bert_config.json` asks for it; `forward` takes either name; see
+        SHORT_ENCODER_KEYS).
         """
         if text_pair is not None or kwargs.get("text_target") is not None:
             raise ValueError("Causal2VecTokenizer embeds single texts; text pairs are not supported (nor text_target)")
@@ -232,8 +233,7 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         if self.encoder_tokenizer is None:
             raise ValueError("this Causal2VecTokenizer has no encoder_tokenizer; load it with from_pretrained")
         if not texts:
-            batch = self._empty_batch(return_tensors)
-            return shorten_encoder_keys(batch) if short_encoder_keys else batch
+            return _rename(self._empty_batch(return_tensors), short_encoder_keys)
         limit = min(self.decoder_max_length, max_length or self.decoder_max_length)
         rows, indices = self._decoder_ids(prompts, bodies, limit)
         encoded = self.encoder_tokenizer(
@@ -244,14 +244,19 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
             padding_side="right",
             return_token_type_ids=False,
         )
-        data = self.pad({"input_ids": rows}, padding=pad, padding_side=padding_side)
+        widths = {max(map(len, rows)), max(map(len, encoded["input_ids"]))}
+        if short_encoder_keys and pad and len(widths) == 1:  # see SHORT_ENCODER_KEYS
+            data = self.pad(
+                {"input_ids": rows}, padding="max_length", max_length=widths.pop() + 1, padding_side=padding_side
+            )
+        else:
+            data = self.pad({"input_ids": rows}, padding=pad, padding_side=padding_side)
         data["encoder_input_ids"] = encoded["input_ids"]
         data["encoder_attention_mask"] = encoded["attention_mask"]
         data["contextual_index"] = indices
         if return_tensors is not None and not pad and len({len(r) for r in rows}) > 1:
             raise ValueError("padding=False with return_tensors needs rows of equal length")
-        batch = BatchEncoding(dict(data), tensor_type=return_tensors)
-        return shorten_encoder_keys(batch) if short_encoder_keys else batch
+        return _rename(BatchEncoding(dict(data), tensor_type=return_tensors), short_encoder_keys)
 
     @staticmethod
     def _check_options(padding: Any, truncation: Any, max_length: int | None, kwargs: dict[str, Any]) -> None:
@@ -285,12 +290,8 @@ class Causal2VecTokenizer(PreTrainedTokenizerFast):
         return batch
 
 
-def shorten_encoder_keys(batch: Any) -> BatchEncoding:
-    """`batch` with the encoder's inputs as `SHORT_ENCODER_KEYS` names them, each (batch, 1, length)."""
-
-    def one_row(value: Any) -> Any:
-        return value[:, None] if hasattr(value, "shape") else [[row] for row in value]
-
-    return BatchEncoding(
-        {SHORT_ENCODER_KEYS.get(k, k): one_row(v) if k in SHORT_ENCODER_KEYS else v for k, v in batch.items()}
-    )
+def _rename(batch: BatchEncoding, short_encoder_keys: bool) -> BatchEncoding:
+    """`batch` with the encoder's keys renamed per `SHORT_ENCODER_KEYS` when `short_encoder_keys`."""
+    if not short_encoder_keys:
+        return batch
+    return BatchEncoding({SHORT_ENCODER_KEYS.get(k, k): v for k, v in batch.items()})

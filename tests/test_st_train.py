@@ -71,14 +71,12 @@ def test_sentence_transformers_trainer_fine_tunes_an_export(tiny, tmp_path, one_
 
 
 def test_short_encoder_keys_name_the_same_inputs(tiny):
-    """What the exported sentence_bert_config.json asks the tokenizer for: no `*_input_ids` key but the decoder's,
-    and the encoder's inputs one row per text (GradCache's mini-batches cut what is as wide as the decoder's)."""
+    """What the exported sentence_bert_config.json asks the tokenizer for: no `*_input_ids` key but the decoder's."""
     plain = tiny.tokenizer(TEXTS, return_tensors="pt")
     short = tiny.tokenizer(TEXTS, return_tensors="pt", short_encoder_keys=True)
     assert [k for k in short if k.endswith("input_ids")] == ["input_ids"]
-    assert short["encoder_ids"].shape == (len(TEXTS), 1, plain["encoder_input_ids"].shape[1])  # never as wide
-    assert torch.equal(short["encoder_ids"][:, 0], plain["encoder_input_ids"])  # as the decoder's mask
-    assert torch.equal(short["encoder_mask"][:, 0], plain["encoder_attention_mask"])
+    assert torch.equal(short["encoder_ids"], plain["encoder_input_ids"])
+    assert torch.equal(short["encoder_mask"], plain["encoder_attention_mask"])
     tiny.eval()
     with torch.inference_mode():
         torch.testing.assert_close(tiny(**short).sentence_embedding, tiny(**plain).sentence_embedding)

@@ -92,10 +92,17 @@ def test_info_nce_matches_the_formula(tiny):
     torch.testing.assert_close(cached.calculate_loss([[q], [p], [n1], [n2]]), expected)
     sharp = info_nce(st, temperature=0.01).inner
     assert sharp.compute_loss_from_embeddings([p * 2, p, n1, n2], None) < 1e-3, "a query equal to its positive wins"
-    with torch.no_grad():  # through the input module, as the trainer calls it: the formula on the model's vectors
-        got = info_nce(st)(features(st), None)
-        emb = embed(tiny)
-    torch.testing.assert_close(got, reference(emb[0], emb[1:], 0.05), atol=1e-5, rtol=1e-5)
+    # through the input module, as the trainer calls it: the formula on the model's vectors, and its gradients
+    got = info_nce(st)(features(st), None)
+    got.backward()
+    want_grads = grads(tiny)
+    tiny.zero_grad()
+    emb = embed(tiny)
+    want = reference(emb[0], emb[1:], 0.05)
+    want.backward()
+    torch.testing.assert_close(got.detach(), want.detach(), atol=1e-5, rtol=1e-5)
+    assert_same_grads(want_grads, grads(tiny))
+    tiny.zero_grad()
 
 
 def test_half_losses_add_each_half_alone(tiny):
@@ -137,8 +144,8 @@ def test_matryoshka_term_adds_each_prefix_renormalised(tiny, chunk):
     expected = sum(reference(vectors[0][:, :d], [v[:, :d] for v in vectors[1:]], 0.05) for d in (dim, 32, 8))
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert abs(got - reference(vectors[0], vectors[1:], 0.05)) > 1e-2, "the prefixes count"
-    with pytest.raises(ValueError, match=r"matryoshka_dims \[4096\] exceed the embedding size \(64\)"):
-        check_prefix_terms(load_config("tiny", ["matryoshka_dims=[32,4096]"]), "contextual_eos", 64)
+    with pytest.raises(ValueError, match=r"matryoshka_dims \[64, 4096\]: each must be below the embedding size \(64\)"):
+        check_prefix_terms(load_config("tiny", ["matryoshka_dims=[32,64,4096]"]), "contextual_eos", 64)
     for bad, message in [
         ("matryoshka_dims=[0]", "matryoshka_dims must be positive"),
         ("matryoshka_dims=[8,8]", "matryoshka_dims repeats a value"),
@@ -333,19 +340,22 @@ def test_schedule_warms_up_then_decays():
 
 def test_cached_loss_keeps_the_encoders_tokens_when_both_sides_are_as_wide():
     """GradCache's mini-batches cut every tensor as wide as the decoder's attention mask after the mini-batch's last
-    decoder token: the encoder's inputs (one row per text) must not be cut with them, or the cached loss embeds
-    other inputs than the plain one."""
+    decoder token: where the encoder's inputs come out exactly as wide, the decoder gets one more padding column, so
+    they are not cut (or the cached loss would embed other inputs than the plain one); the columns still merge into
+    one forward for the plain loss, and the padding column changes no embedding."""
+    from sentence_transformers.base.losses.merged_forward import merge_feature_batches
+
     model = build_random().eval()
     st = wrap(model)
     queries = ["Instruct: match\nQuery: a long row of letters", "Instruct: match\nQuery: letters with rings"]
-    positives = [
-        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-        "ÅÄÖ åäö ØÆ",
-    ]  # the encoder reads more tokens of one, fewer of the other
+    positives = ["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "ÅÄÖ åäö ØÆ"]  # the encoder reads more of one, fewer of the other
+    plain_batch = model.tokenizer(positives, return_tensors="pt")
+    assert plain_batch["encoder_input_ids"].shape[1] == plain_batch["input_ids"].shape[1], "the case at stake"
     columns = [st[0].preprocess(column) for column in (queries, positives)]
-    docs = columns[1]
-    assert docs["encoder_ids"].shape[-1] == docs["attention_mask"].shape[-1], "both sides as wide: the case at stake"
+    assert columns[1]["attention_mask"].shape[1] == columns[1]["encoder_ids"].shape[1] + 1
+    assert merge_feature_batches(columns) is not None, "the plain loss embeds all columns in one forward"
     with torch.no_grad():
+        torch.testing.assert_close(model(**columns[1]).sentence_embedding, model(**plain_batch).sentence_embedding)
         plain = info_nce(st)(columns, None)
         cached = info_nce(st, cached_chunk_size=1)([st[0].preprocess(c) for c in (queries, positives)], None)
     torch.testing.assert_close(cached, plain, atol=1e-5, rtol=1e-5)

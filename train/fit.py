@@ -32,7 +32,6 @@ from torch import nn
 from transformers import TrainerCallback
 
 from causal2vec.dtypes import DTYPES
-from tokenization_causal2vec import shorten_encoder_keys
 from train.build import build
 from train.checkpoint import last_checkpoint, load_trainable, resume_point, save_trainable, step_of
 from train.config import TrainConfig
@@ -115,11 +114,12 @@ class Causal2VecModule(InputModule):
     def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
         texts = [(prompt or "") + text for text in inputs]
         options = {"max_length": self.max_length} if self.max_length else {}
-        batch = self.model.tokenizer(texts, return_tensors="pt", **options)
-        return dict(shorten_encoder_keys(batch))  # the names and shape the trainer's batches and GradCache need
+        if getattr(self.model.config, "model_type", None) == "causal2vec":  # baselines' tokenizers have no encoder
+            options["short_encoder_keys"] = True  # the names and widths the trainer's batches and GradCache need
+        return dict(self.model.tokenizer(texts, return_tensors="pt", **options))
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        inputs = {k: v for k, v in features.items() if k not in NOT_INPUTS}
+        inputs = {k: v for k, v in features.items() if k not in NOT_INPUTS}  # the model takes either key name
         features["sentence_embedding"] = self.model(**inputs).sentence_embedding.float()
         return features
 
@@ -137,7 +137,7 @@ class Causal2VecTrainer(SentenceTransformerTrainer):
         self.cfg, self.module, self.info_nce = cfg, module, info_nce
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        self.info_nce.source = inputs.get("dataset_name")  # the batch's file, for metrics.jsonl and errors
+        self.info_nce.sources.append(inputs.get("dataset_name"))  # the micro-batch's file, for metrics and errors
         return super().compute_loss(model, inputs, *args, **kwargs)
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
@@ -163,7 +163,7 @@ class Causal2VecTrainer(SentenceTransformerTrainer):
     def training_step(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         loss = super().training_step(*args, **kwargs)
         if not torch.isfinite(loss):  # before the update (StepGuard also stops a non-finite gradient, on every rank)
-            at = f"step {self.state.global_step + 1} (batch from {self.info_nce.source or 'the stream'})"
+            at = f"step {self.state.global_step + 1} (batch from {self.info_nce.sources[-1] or 'the stream'})"
             raise TrainingDiverged(f"loss {loss.item()} at {at}: update not applied")
         return loss
 
@@ -217,7 +217,12 @@ class MetricsFile(TrainerCallback):
         self.t0 = time.perf_counter()  # a step's time runs from the last one's log: its batch's loading included
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs and dist.is_initialized():  # every process logs the step: tokens over all of them
+            tokens = torch.tensor(float(self.loss.tokens), device=args.device)
+            dist.all_reduce(tokens)
+            self.loss.tokens = int(tokens.item())
         if not state.is_world_process_zero or not logs:
+            self.loss.tokens, self.loss.sources = 0, []
             return
         scores = {k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_")}
         if scores:  # the evaluator's line: its scores at this step
@@ -230,19 +235,20 @@ class MetricsFile(TrainerCallback):
         dt = time.perf_counter() - self.t0
         self.train_time += dt
         optimizer = kwargs["optimizer"]
+        sources = list(dict.fromkeys(self.loss.sources))  # each micro-batch holds one file (none when streamed)
         record = {
             "step": state.global_step,
             "loss": logs["loss"],
             "grad_norm": self.guard.norms[0],
             "grad_norms": self.guard.norms[1],
             "lr": {g["name"]: g["lr"] for g in optimizer.param_groups},
-            "source": self.loss.source,  # the last micro-batch's file (None when streamed)
+            "source": sources[0] if len(sources) == 1 else sources,  # a list: accumulated micro-batches differ
             "pairs_per_s": self.batch_size * args.gradient_accumulation_steps / dt,
-            "tokens_per_s": self.loss.tokens / dt,  # this process's
+            "tokens_per_s": self.loss.tokens / dt,  # decoder tokens, all processes
             "train_time_s": self.train_time,
             "wall_time_s": self.wall_before + time.perf_counter() - self.start,
         }
-        self.loss.tokens = 0
+        self.loss.tokens, self.loss.sources = 0, []
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         self.t0 = time.perf_counter()
@@ -370,7 +376,7 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # torchrun / accelerate launch
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank, processes = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    ckpt = resume_point(cfg, output, resume, overwrite, rank)
+    ckpt = resume_point(cfg, output, resume, overwrite, rank, processes)
     metrics_path, before = output / "metrics.jsonl", (0.0, 0.0)
     if ckpt is not None and rank == 0:
         kept = truncate_metrics(metrics_path, step_of(ckpt))
@@ -428,6 +434,6 @@ def summary(output: Path) -> dict[str, Any]:
     return {
         "steps": last.get("step"),
         "wall_time_s": last.get("wall_time_s"),
-        "train_time_s": last.get("train_time_s", last.get("elapsed_s")),
+        "train_time_s": last.get("train_time_s"),
         "final_loss": last.get("loss"),
     }

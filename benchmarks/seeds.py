@@ -106,6 +106,10 @@ def train(config: str, spec: ModelSpec, seed: int, folder: Path, extra: list[str
     if (folder / "model" / "model.safetensors").is_file():
         return
     args = ["-m", "train", "fit", "--config", config, "--output", str(folder)]
+    if any((folder / "checkpoints").glob("step-*")):
+        raise RunError(
+            f"{folder} holds an unfinished run of the former training loop (step-N checkpoints): move it away"
+        )
     if last_checkpoint(folder):
         args.append("--resume")
     elif folder.exists():

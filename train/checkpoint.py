@@ -65,10 +65,10 @@ def barrier() -> None:
         dist.barrier()
 
 
-def resume_point(cfg: Any, output: Path, resume: bool, overwrite: bool, rank: int) -> Path | None:
+def resume_point(cfg: Any, output: Path, resume: bool, overwrite: bool, rank: int, processes: int = 1) -> Path | None:
     """The checkpoint to resume from (None: start fresh in an emptied `output`). Every process checks, so all of
     them stop on a refusal: no checkpoint to resume, a run saved with another config (a key that changes what the
-    next step computes), a non-empty `output` without `overwrite`."""
+    next step computes) or by another number of processes, a non-empty `output` without `overwrite`."""
     from train.build import check_output, prepare_output
     from train.config import RESUME_SAFE_KEYS, resume_conflicts
 
@@ -84,9 +84,18 @@ def resume_point(cfg: Any, output: Path, resume: bool, overwrite: bool, rank: in
     ckpt = last_checkpoint(output)
     if ckpt is None:
         why = "has no complete checkpoint to resume from" if output.is_dir() else "does not exist: nothing to resume"
+        if any((output / "checkpoints").glob("step-*")):
+            why = "holds checkpoints of the project's former training loop (step-N), which cannot be resumed"
         raise FileNotFoundError(f"{output} {why}; run without --resume")
     saved = output / "train_config.yaml"
-    conflicts = resume_conflicts(yaml.safe_load(saved.read_text()), cfg) if saved.is_file() else []
+    if not saved.is_file():
+        raise FileNotFoundError(f"{saved} is missing: the config {ckpt} was trained with is unknown; cannot resume")
+    # the Trainer restores one RNG state per process and only logs a mismatch: resume as many processes as saved
+    rng = sorted(p.name for p in ckpt.glob("rng_state*.pth"))
+    expected = ["rng_state.pth"] if processes == 1 else sorted(f"rng_state_{i}.pth" for i in range(processes))
+    if rng != expected:
+        raise ValueError(f"{ckpt} was saved by another number of processes: resume with as many as saved ({len(rng)})")
+    conflicts = resume_conflicts(yaml.safe_load(saved.read_text()), cfg)
     if conflicts:
         raise ValueError(
             f"{ckpt} was saved with another config; resume with the same one (only "

@@ -261,6 +261,8 @@ def _build(cls: type, values: dict[str, Any], where: str = "") -> Any:
     """Make dataclass `cls` from a dict, refusing unknown keys (with their dotted name)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
+    if retired := sorted(set(unknown) & RETIRED_KEYS) if cls is TrainConfig else []:
+        raise ConfigError(f"{', '.join(retired)}: retired (metrics.jsonl logs every step); remove it from the config")
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(where + k for k in unknown)}")
     kwargs = {}

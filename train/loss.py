@@ -22,8 +22,8 @@ def check_prefix_terms(cfg: TrainConfig, pooling: str | None, dim: int) -> None:
             f"half_loss_weight={cfg.half_loss_weight} needs a Causal2Vec model with pooling contextual_eos, "
             f"got {'baseline ' + cfg.baseline if cfg.baseline else 'pooling ' + str(pooling)}"
         )
-    if too_wide := [d for d in cfg.matryoshka_dims if d > dim]:
-        raise ValueError(f"matryoshka_dims {too_wide} exceed the embedding size ({dim})")
+    if too_wide := [d for d in cfg.matryoshka_dims if d >= dim]:
+        raise ValueError(f"matryoshka_dims {too_wide}: each must be below the embedding size ({dim}), always kept")
 
 
 class CachedInfoNCE(losses.CachedMultipleNegativesRankingLoss):
@@ -62,7 +62,7 @@ class InfoNCE(nn.Module):
         self.model = model
         self.half_weight = cfg.half_loss_weight
         self.tokens = 0  # since MetricsFile last read it
-        self.source: str | None = None  # the file of the batch being embedded (set by the trainer)
+        self.sources: list[str | None] = []  # each micro-batch's file since the last metrics line (the trainer's)
         kwargs = {"scale": 1.0 / cfg.temperature, "gather_across_devices": True}
         if cfg.cached_chunk_size:
             self.inner = CachedInfoNCE(model, cfg.half_loss_weight, mini_batch_size=cfg.cached_chunk_size, **kwargs)

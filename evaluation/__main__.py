@@ -2,6 +2,7 @@
 
 python -m evaluation run --model runs/default-init --tasks stsb trec --dtype bf16 --output runs/eval/default
 python -m evaluation run --model runs/default-init --baseline echo --tasks stsb
+python -m evaluation run --model runs/default/model --battery --dtype bf16 --truncate-dim 256   # first 256 dims
 python -m evaluation efficiency --model runs/default-init --output runs/efficiency
 python -m evaluation compare runs/eval/default runs/eval/default-init-echo-fp32 --output runs/compare.md
 python -m evaluation diagnose --model runs/default/model        # C: attention share, sink activations, cosines
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus-limit", type=int, help="retrieval corpus subsample (judged documents always kept)")
     p.add_argument("--no-instructions", action="store_true", help="embed every text without an instruction")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--truncate-dim", type=int, help="score the first K dimensions (as `encode(truncate_dim=K)`; cache shared)"
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--card", action="store_true", help="write the scores into the checkpoint's model card (README.md)")
 
@@ -70,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         from evaluation.embedder import Embedder
         from evaluation.run import evaluate, summary_rows
 
+        if args.card and args.truncate_dim is not None:
+            parser.error("--card records the model's full-size scores; do not combine it with --truncate-dim")
         name = Path(args.model).resolve().name + (f"-{args.baseline}" if args.baseline else "") + f"-{args.dtype}"
         name += f"-{args.pooling}-pooling" if args.pooling else ""
+        name += f"-dim{args.truncate_dim}" if args.truncate_dim is not None else ""
         output = args.output or REPO_ROOT / "runs" / "eval" / name
         embedder = Embedder.from_path(
             args.model,
@@ -81,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             dtype=args.dtype,
             batch_size=args.batch_size,
             use_instructions=not args.no_instructions,
+            truncate_dim=args.truncate_dim,
         )
         if args.battery and (args.limit or args.corpus_limit):
             parser.error("--battery sets each task's sample; do not combine it with --limit / --corpus-limit")
@@ -94,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             model_name=str(args.model)
             + (f" [{args.baseline}]" if args.baseline else "")
-            + (f" [pooling={args.pooling}]" if args.pooling else ""),
+            + (f" [pooling={args.pooling}]" if args.pooling else "")
+            + (f" [dim={args.truncate_dim}]" if args.truncate_dim else ""),
             task_limits=DEV_BATTERY if args.battery else None,
         )
         print((Path(output) / "summary.md").read_text())

@@ -59,6 +59,10 @@ class Embedder:
     texts without one (documents) its "document"/"passage" prompt, if it has them, else its default prompt
     (`default_prompt_name`) or none.
     `use_instructions=False` drops all prompts.
+
+    `truncate_dim=k` returns the first k dimensions of each embedding, what `encode(truncate_dim=k)` returns; the
+    cache keeps the full embeddings, so every k shares one forward. Every score here is a cosine (the metrics scale
+    rows to unit length), so a prefix scores as its renormalised self, the server's `dimensions`.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class Embedder:
         batch_size: int = 32,
         use_instructions: bool = True,
         show_progress_bar: bool = True,
+        truncate_dim: int | None = None,
     ):
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
@@ -81,6 +86,13 @@ class Embedder:
         self.use_instructions = use_instructions
         self.show_progress_bar = show_progress_bar
         self.encode_calls = 0  # model forward passes requested (cache misses)
+        self.truncate_dim = truncate_dim
+        if truncate_dim is not None:
+            full = self.embedding_dim
+            if isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1:
+                raise ValueError(f"truncate_dim must be a positive integer, got {truncate_dim!r}")
+            if full is not None and truncate_dim > full:
+                raise ValueError(f"truncate_dim must be from 1 to {full} (the embedding size), got {truncate_dim}")
 
     @classmethod
     def from_path(
@@ -121,6 +133,14 @@ class Embedder:
         return type(self.model).__name__ == "SentenceTransformer"
 
     @property
+    def embedding_dim(self) -> int | None:
+        """The model's full embedding size (its config's, or a SentenceTransformer's), None where it does not say."""
+        dim = getattr(getattr(self.model, "config", None), "embedding_dim", None)
+        if dim is None and hasattr(self.model, "get_embedding_dimension"):
+            dim = self.model.get_embedding_dimension()
+        return int(dim) if dim else None
+
+    @property
     def applies_instructions(self) -> bool:
         """Whether the task instructions reach the model (never for a plain SentenceTransformer)."""
         return self.use_instructions and not self.is_sentence_transformer
@@ -145,7 +165,16 @@ class Embedder:
         return int(value) if value else None
 
     def embed(self, texts: list[str], instruction: str | None = None, desc: str = "") -> np.ndarray:
-        """Embeddings (float32, one row per text), from the cache when this exact request was made before."""
+        """Embeddings (float32, one row per text; the first `truncate_dim` dimensions if set), from the cache when
+        this exact request was made before."""
+        emb = self._embed_full(texts, instruction, desc)
+        if self.truncate_dim is None:
+            return emb
+        if self.truncate_dim > emb.shape[1]:
+            raise ValueError(f"truncate_dim {self.truncate_dim} is larger than the embeddings ({emb.shape[1]})")
+        return np.ascontiguousarray(emb[:, : self.truncate_dim])
+
+    def _embed_full(self, texts: list[str], instruction: str | None, desc: str) -> np.ndarray:
         prompt = self.prompt(instruction)
         key = embedding_key(self.model_id, texts, prompt=prompt, dtype=self.dtype, max_length=self.max_length())
         cached = self.cache.get(key)

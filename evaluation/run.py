@@ -68,6 +68,7 @@ def write_summary(results: dict[str, dict[str, Any]], output: Path, model_name: 
     meta = {
         "model": model_name,
         "dtype": embedder.dtype,
+        "truncate_dim": embedder.truncate_dim,
         "instructions": embedder.use_instructions,
         "machine": platform.machine(),
         "encode_calls": embedder.encode_calls,

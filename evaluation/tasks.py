@@ -69,7 +69,27 @@ def run_sts(embedder: Embedder, path: Path, instruction: str | None, limit: int 
     return {**scores, "num_samples": len(keep)}
 
 
-def run_retrieval(
+@dataclass
+class RetrievalSet:
+    """A retrieval task's sample, embedded: query ids, document ids, their judgements and embeddings (row i of
+    `query_emb` is query `qids[i]`, row j of `doc_emb` document `doc_ids[j]`)."""
+
+    qids: list[str]
+    doc_ids: list[str]
+    qrels: dict[str, dict[str, int]]
+    query_emb: np.ndarray
+    doc_emb: np.ndarray
+
+    def scores(self, idx: np.ndarray, val: np.ndarray) -> dict:
+        """`metrics.retrieval_scores` of a ranking: `idx[i]` the document rows ranked for query i, `val[i]` their
+        scores, best first (what `metrics.top_k` returns)."""
+        ids = self.doc_ids
+        run = {q: {ids[j]: float(s) for j, s in zip(idx[i], val[i], strict=True)} for i, q in enumerate(self.qids)}
+        scores = metrics.retrieval_scores(self.qrels, run)
+        return {**scores, "num_queries": len(self.qids), "num_documents": len(self.doc_ids)}
+
+
+def embed_retrieval(
     embedder: Embedder,
     folder: Path,
     instruction: str | None,
@@ -77,9 +97,10 @@ def run_retrieval(
     corpus_limit: int | None = None,
     seed: int = 0,
     split: str = "test",
-) -> dict:
-    """Cosine top-100 retrieval; only queries get the instruction. `corpus_limit` keeps every judged document
-    of the kept queries plus a seeded sample of the others."""
+) -> RetrievalSet:
+    """The judged queries (a seeded sample of `limit`) and documents of a BEIR folder, embedded; only queries get
+    the instruction. `corpus_limit` keeps every judged document of the kept queries plus a seeded sample of the
+    others."""
     beir = data.read_beir(folder, split)
     qids = sorted(beir.queries)
     qids = [qids[i] for i in sample_indices(len(qids), limit, seed)]
@@ -92,10 +113,21 @@ def run_retrieval(
         doc_ids = [d for d in doc_ids if d in keep]
     doc_emb = embedder.embed([beir.corpus[d] for d in doc_ids], None, desc=f"{folder.name} corpus")
     query_emb = embedder.embed([beir.queries[q] for q in qids], instruction, desc=f"{folder.name} queries")
-    idx, val = metrics.top_k(query_emb, doc_emb, 100)
-    run = {q: {doc_ids[j]: float(s) for j, s in zip(idx[i], val[i], strict=True)} for i, q in enumerate(qids)}
-    qrels = {q: beir.qrels[q] for q in qids}
-    return {**metrics.retrieval_scores(qrels, run), "num_queries": len(qids), "num_documents": len(doc_ids)}
+    return RetrievalSet(qids, doc_ids, {q: beir.qrels[q] for q in qids}, query_emb, doc_emb)
+
+
+def run_retrieval(
+    embedder: Embedder,
+    folder: Path,
+    instruction: str | None,
+    limit: int | None = None,
+    corpus_limit: int | None = None,
+    seed: int = 0,
+    split: str = "test",
+) -> dict:
+    """Cosine top-100 retrieval on `embed_retrieval`'s sample."""
+    sample = embed_retrieval(embedder, folder, instruction, limit, corpus_limit, seed, split)
+    return sample.scores(*metrics.top_k(sample.query_emb, sample.doc_emb, 100))
 
 
 def cross_validate(emb: np.ndarray, labels: list[str], folds: int = 10, seed: int = 0) -> dict[str, float]:
@@ -161,6 +193,11 @@ def dataset_revision(spec: TaskSpec, root: Path) -> str:
     return h.hexdigest()
 
 
+def task_instruction(spec: TaskSpec, instructions: dict[str, str]) -> str | None:
+    """The instruction of a task (`stsb-dev` shares `stsb`'s), None for none."""
+    return instructions.get(spec.name.split("-")[0])
+
+
 def run_task(
     spec: TaskSpec,
     embedder: Embedder,
@@ -171,7 +208,7 @@ def run_task(
     seed: int = 0,
 ) -> dict:
     """Run one task and return an MTEB-style result dict (`scores[split][0]` holds the metrics)."""
-    instruction = instructions.get(spec.name.split("-")[0])
+    instruction = task_instruction(spec, instructions)
     files = {k: root / v for k, v in spec.files.items()}
     start = time.perf_counter()
     if spec.kind == "sts":
@@ -189,6 +226,7 @@ def run_task(
         "instruction": instruction if embedder.applies_instructions else None,
         "prompt": embedder.prompt(instruction),  # what preceded the query-side texts
         "dtype": embedder.dtype,
+        "truncate_dim": embedder.truncate_dim,
         "limit": limit,
         "scores": {
             spec.split: [

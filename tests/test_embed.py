@@ -4,7 +4,6 @@ every input format, clear errors. A real tiny exported model and real files; no 
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_layout import _imported
 
 from causal2vec import REPO_ROOT
 from embed.corpus import CorpusError, read_corpus
@@ -363,16 +363,7 @@ def test_embed_imports_no_other_layer_and_its_embedder_no_project_module():
     project, so a Ray cluster can ship the package to its workers as it is."""
     project = {p.stem for p in REPO_ROOT.glob("*.py")} | {p.parent.name for p in REPO_ROOT.glob("*/__init__.py")}
 
-    def imported(path: Path) -> set[str]:
-        found = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                found |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(node.module.split(".")[0])
-        return found
-
     for path in (REPO_ROOT / "embed").glob("*.py"):
-        assert not imported(path) & {"train", "evaluation", "serve", "benchmarks"}, path
-    assert imported(REPO_ROOT / "embed" / "embedder.py") & project == set()
-    assert not imported(REPO_ROOT / "embed" / "job.py") & {"ray"}, "Ray is imported only by ray_job.py"
+        assert not _imported(path) & {"train", "evaluation", "serve", "benchmarks"}, path
+    assert _imported(REPO_ROOT / "embed" / "embedder.py") & project == set()
+    assert not _imported(REPO_ROOT / "embed" / "job.py") & {"ray"}, "Ray is imported only by ray_job.py"

@@ -116,20 +116,6 @@ def embed_retrieval(
     return RetrievalSet(qids, doc_ids, {q: beir.qrels[q] for q in qids}, query_emb, doc_emb)
 
 
-def run_retrieval(
-    embedder: Embedder,
-    folder: Path,
-    instruction: str | None,
-    limit: int | None = None,
-    corpus_limit: int | None = None,
-    seed: int = 0,
-    split: str = "test",
-) -> dict:
-    """Cosine top-100 retrieval on `embed_retrieval`'s sample."""
-    sample = embed_retrieval(embedder, folder, instruction, limit, corpus_limit, seed, split)
-    return sample.scores(*metrics.top_k(sample.query_emb, sample.doc_emb, 100))
-
-
 def cross_validate(emb: np.ndarray, labels: list[str], folds: int = 10, seed: int = 0) -> dict[str, float]:
     """Mean accuracy and macro F1 of `metrics.classification_accuracy` over seeded stratified k folds.
 
@@ -214,7 +200,8 @@ def run_task(
     if spec.kind == "sts":
         scores = run_sts(embedder, files["test"], instruction, limit, seed)
     elif spec.kind == "retrieval":
-        scores = run_retrieval(embedder, files["folder"], instruction, limit, corpus_limit, seed, spec.split)
+        sample = embed_retrieval(embedder, files["folder"], instruction, limit, corpus_limit, seed, spec.split)
+        scores = sample.scores(*metrics.top_k(sample.query_emb, sample.doc_emb, 100))  # cosine top-100
     elif spec.kind == "classification":
         scores = run_classification(embedder, files, instruction, limit, seed, **spec.options)
     else:

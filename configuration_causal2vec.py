@@ -81,22 +81,21 @@ class Causal2VecConfig(PreTrainedConfig):
             `rms` ends the connector with an RMSNorm whose gain starts at the root-mean-square of the decoder's
             input embeddings (measured when the model is built from pretrained parts), so that C enters the
             decoder at the scale of a real token; `none` leaves the MLP's output as it is (for SmolLM2 an
-            untrained connector's output is ~5x smaller than a token embedding).
+            untrained connector's output is smaller than a token embedding: docs/configuration.md).
         connector_init (`str`, defaults to `"normal"`):
             How a new connector's Linear layers start. `normal`: weights ~ N(0, decoder initializer_range), biases 0.
             `isometric`: the chain maps the pooled encoder vector onto a random subspace keeping all its angles
             (orthonormal columns in every layer, the first one's entries at the same scale as `normal`; biases 0),
-            so C's cosines start equal to the encoder's; a normal(0.02) MLP loses 4-6 TREC points of
-            all-MiniLM-L6-v2 depending on the draw (README, "Does it work?"). Needs widths that never shrink from the
-            encoder's hidden size and a `gelu`, `silu` or `tanh` activation. Used when a connector is created; a saved
-            checkpoint keeps its weights.
+            so C's cosines start equal to the encoder's, where a normal(0.02) MLP loses some of the encoder's TREC
+            accuracy (measured: docs/experiments.md#where-the-classification-points-go-the-connectors-random-start).
+            Needs widths that never shrink from the encoder's hidden size and a `gelu`, `silu` or `tanh` activation.
+            Used when a connector is created; a saved checkpoint keeps its weights.
         contextual_scale (`float`, defaults to 256.0):
             With `connector_norm="rms"`, the RMSNorm gain starts at `contextual_scale` times the RMS of the
             decoder's input embeddings; at 1 C enters at a real token's scale. At 256 C dominates its own residual
             stream, so its last hidden state keeps the encoder's information through the decoder (pre-norm layers
-            see C's direction, not its size): untrained, C's half of the embedding scores 78 on STS-B dev at 256
-            against 20 at 1 (README, "Does it work?"). Used when the model is built from parts; a saved checkpoint
-            keeps its trained gain.
+            see C's direction, not its size). Used when the model is built from parts; a saved checkpoint keeps its
+            trained gain. Measured: docs/experiments.md#the-contextual-tokens-scale-contextual_scale.
         encoder_pooling (`str`, defaults to `"mean"`):
             How the encoder's token states become one vector: `mean` (masked mean, what sentence encoders
             such as all-MiniLM-L6-v2 were trained with) or `cls` (the first token's state).
@@ -104,8 +103,8 @@ class Causal2VecConfig(PreTrainedConfig):
             Where the Contextual token C sits in the decoder input. `before_instruction`:
             `[BOS] C instruction text EOS`, so that the instruction tokens also see the summary of the text
             (the paper prepends C to the whole LLM input). `before_text`: `[BOS] instruction C text EOS`
-            (trained on the default recipe at three seeds: a tie on STS-B dev, 85.69 +- 0.70 against 85.91 +-
-            0.33, and lower on the mean of every other task of the dev battery; README).
+            (measured on the default recipe: docs/experiments.md#what-the-runs-show, "C before the instruction or
+            before the text").
         pooling (`str`, defaults to `"contextual_eos"`):
             `contextual_eos` concatenates the last hidden states of C and EOS (the paper's method); `eos`,
             `contextual` and `mean` (over all real decoder tokens) are ablations. `contextual` reads none of the
@@ -113,9 +112,9 @@ class Causal2VecConfig(PreTrainedConfig):
         decoder_add_bos (`bool`, defaults to `True`):
             Put the decoder's BOS token (its EOS token where it has no BOS) first in every decoder row, in front
             of C, even when the decoder's own tokenizer adds none (SmolLM2, Qwen, GPT-2). Without it C sits at
-            position 0, the attention-sink slot of causal LMs: it then draws about half of all attention, gets a
-            massive activation and a final state that is nearly the same for every text. Measured on the default
-            recipe: off costs 3.6 on STS-B dev over three seeds (README, "Does it work?").
+            position 0, the attention-sink slot of causal LMs: it then draws much of the attention, gets a massive
+            activation and a final state that hardly depends on the text (measured: tokenization_notes.md, "Why a
+            BOS before C"; trained: docs/experiments.md#what-the-runs-show, "BOS before C").
         encoder_max_length (`int`, defaults to 512): encoder tokens per text, special tokens included.
         decoder_max_length (`int`, defaults to 512): decoder tokens per text, BOS, C and EOS included.
         prompt_template (`str`): How an instruction becomes a query prompt; must contain `{}` once.

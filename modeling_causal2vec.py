@@ -218,8 +218,8 @@ def init_connector_layer(layer: nn.Linear, config: Causal2VecConfig, first: bool
     if config.connector_init == "isometric":
         # orthonormal columns in every layer (widths never shrink: checked by the config) make the chain an isometry
         # where the activation is linear around 0; the first layer's entries at RMS `std` keep the pre-activations
-        # near there (`python -m benchmarks.connector_init`: TREC on all-MiniLM-L6-v2 through it 86.6-86.8, alone
-        # 86.6, through `normal` draws 80.2-82.2)
+        # near there (measured with `python -m benchmarks.connector_init`:
+        # docs/experiments.md#where-the-classification-points-go-the-connectors-random-start)
         nn.init.orthogonal_(layer.weight, gain=std * layer.out_features**0.5 if first else 1.0)
     else:
         nn.init.normal_(layer.weight, std=std)

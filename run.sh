@@ -3,7 +3,7 @@
 # install, build the untrained checkpoint, fine-tune it with train/configs/default.yaml, export a Hub-ready
 # folder, and evaluate both checkpoints on the dev battery (STS-B dev and test, SciFact, TREC, MR:
 # evaluation/tasks.py DEV_BATTERY), writing the scores into the exported model card. About 30 minutes on a 2-core CPU
-# (28 min 36 s end to end, README).
+# (timed: README.md, "Set-up: two commands").
 #
 #   bash run.sh                    # everything
 #   OUT=runs/mine bash run.sh      # another run folder
@@ -17,7 +17,7 @@
 # Rerunning is safe: an existing untrained checkpoint is reused if it is what the recipe builds (config, weights, code;
 # else run.sh stops and says what differs), an unfinished training run resumes from its last checkpoint, a finished
 # one is not retrained, and nothing is overwritten. Several seeds and the baselines, like for like:
-# python -m benchmarks.seeds (README, "Does it work?").
+# python -m benchmarks.seeds (docs/experiments.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -21,7 +21,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    try:  # CPUs with AVX512-BF16 / AMX: bf16 autocast is ~2.6x faster than fp32 (README)
+    try:  # CPUs with AVX512-BF16 / AMX: bf16 autocast is faster than fp32 (docs/benchmarks.md#encode-throughput)
         native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         native = False

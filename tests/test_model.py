@@ -100,7 +100,7 @@ def test_contextual_token_is_used(tiny):
 def test_pooling_c_alone_never_reads_the_decoders_text(position):
     """Under the causal mask C sees only what precedes it (BOS, and the instruction when C comes before the text), so
     `pooling: contextual` is a function of the encoder's input: the decoder's text cannot change it, while the
-    method's C + EOS does (README, "Pooling C alone")."""
+    method's C + EOS does (docs/experiments.md, "Pooling C alone")."""
     texts = ["The cat sleeps on the mat.", "Rockets burn liquid oxygen and kerosene to reach orbit."]
     embeddings = {}
     for pooling in ("contextual", "contextual_eos"):

@@ -1,9 +1,11 @@
-"""Two CPU processes under torchrun (gloo) train like one process on the same global batch."""
+"""Two CPU processes under torchrun (gloo) train like one process on the same global batch: DDP, and FSDP2 (torch
+runs it on CPU; accelerate turns it on only for GPUs, so those runs go through tests/fsdp_cpu_launch.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,12 +29,19 @@ COMMON = [
 ]
 
 
-def run(output: Path, data: Path, nproc: int, *extra: str) -> list[dict]:
+FSDP = [
+    "trainer.fsdp=true",
+    'trainer.fsdp_config={"version": 2, "transformer_layer_cls_to_wrap": ["LlamaDecoderLayer", "BertLayer"]}',
+]
+FSDP_LAUNCH = str(REPO_ROOT / "tests" / "fsdp_cpu_launch.py")
+
+
+def run(output: Path, data: Path, nproc: int, *extra: str, program: tuple[str, ...] = ("-m", "train")) -> list[dict]:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    sets = [a for s in [*COMMON, f"data={data}", *extra] for a in ("--set", s)]
+    sets = [a for s in [*COMMON, f"data={data}", *extra] for a in ((s,) if s.startswith("--") else ("--set", s))]
     # loopback for gloo: where the host name does not resolve (sandboxes), gloo's default interface lookup fails
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
-    cmd = [*launcher, "-m", "train", "fit", "--config", "tiny", "--output", str(output), *sets]
+    cmd = [*launcher, *program, "fit", "--config", "tiny", "--output", str(output), *sets]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
@@ -79,3 +88,36 @@ def test_two_processes_match_one(tmp_path, cached):
     moved = {k for k in w1 if (w1[k] - initial[k]).abs().max() > 1e-3}
     assert any(k.startswith("connector.") for k in moved) and any(k.startswith("encoder.") for k in moved)
     assert any(k.startswith("decoder.") and "proj" in k for k in moved), "merged LoRA changed the decoder"
+
+
+def test_fsdp_two_processes_match_one_and_resume(tmp_path):
+    """FSDP2 over two processes (every part sharded by layer, GradCache in chunks of 5) follows one unsharded
+    process step for step; its checkpoints hold the gathered trainable weights, not the whole model; resumed from
+    step 2 after losing step 3, it ends with the same weights bit for bit."""
+    data = wikiqa(tmp_path)
+    one = run(tmp_path / "one", data, 1)
+    two = run(tmp_path / "two", data, 2, *FSDP, "cached_chunk_size=5", "save_every=2", program=(FSDP_LAUNCH,))
+    assert_same_run(tmp_path, one, two, 1e-5)
+    checkpoint = tmp_path / "two" / "checkpoints" / "checkpoint-2"
+    assert {p.name for p in checkpoint.iterdir()} >= {"trainable.safetensors", "optimizer.bin", "scheduler.pt"}
+    assert not list(checkpoint.glob("pytorch_model_fsdp*"))
+    trainable = load_file(checkpoint / "trainable.safetensors")
+    assert any(k.startswith("encoder.") for k in trainable) and all(v.dim() for v in trainable.values())
+
+    shutil.copytree(tmp_path / "two", tmp_path / "again")
+    shutil.rmtree(tmp_path / "again" / "checkpoints" / "checkpoint-3")
+    shutil.rmtree(tmp_path / "again" / "model")
+    again = run(
+        tmp_path / "again", data, 2, *FSDP, "cached_chunk_size=5", "save_every=2", "--resume", program=(FSDP_LAUNCH,)
+    )
+    assert [(m["loss"], m["grad_norm"]) for m in again] == [(m["loss"], m["grad_norm"]) for m in two]
+    w2 = load_file(tmp_path / "two" / "model" / "model.safetensors")
+    w3 = load_file(tmp_path / "again" / "model" / "model.safetensors")
+    assert all(torch.equal(w2[k], w3[k]) for k in w2)
+
+
+def test_fsdp_where_accelerate_leaves_it_off_is_an_error(tmp_path):
+    """Two CPU processes without the test launcher: accelerate keeps them MULTI_CPU, and the run stops rather than
+    train unsharded while the config asks for FSDP."""
+    with pytest.raises(AssertionError, match="accelerate did not turn FSDP on"):
+        run(tmp_path / "off", wikiqa(tmp_path), 2, *FSDP)

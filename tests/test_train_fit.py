@@ -533,13 +533,16 @@ def test_run_sh_passes_overrides_whole_to_init_and_fit(tmp_path):
         ("trainer.learning_rate=0.1", "trainer.learning_rate: set lr_decoder / lr_connector / lr_encoder instead"),
         ("trainer.save_steps=5", "trainer.save_steps: set save_every instead"),
         ("trainer.logging_steps=5", "trainer.logging_steps is not available here: metrics.jsonl logs"),
-        ("trainer.fsdp=full_shard", "trainer.fsdp is not available here: not supported yet"),
+        ("trainer.deepspeed=ds.json", "trainer.deepspeed is not available here: ZeRO keeps gradients"),
+        ('trainer.fsdp_config={"version": 1}', "trainer.fsdp_config.version: only FSDP2"),
+        ("trainer.fsdp=true", "Using fsdp only works in distributed training"),  # transformers' own check
         ("trainer.push_to_hub=true", "upload the export, `hf upload NAME OUTPUT/model .`"),
         ("half_loss_weight=0.5", "needs a Causal2Vec model with pooling contextual_eos, got pooling eos"),
     ],
 )
 def test_trainer_block_refuses_unknown_and_owned_keys(tmp_path, data_dir, capsys, key, message):
     extra = ["--set", "model.config.pooling=eos"] if key.startswith("half") else []
+    extra += ["--set", "trainer.fsdp=true"] if "version" in key else []
     assert fit(tmp_path / "bad", data_dir, "--set", key, *extra) == 1
     assert message in capsys.readouterr().err
 
@@ -608,6 +611,7 @@ def test_accelerate_examples_load_and_the_7b_config_makes_trainer_arguments(tmp_
         "deepspeed_zero2": "DistributedType.DEEPSPEED",
         "deepspeed_zero3": "DistributedType.DEEPSPEED",
     }
+    assert load_config_from_file(str(folder / "fsdp.yaml")).fsdp_config["fsdp_version"] == 2  # FSDP1 is refused
     cfg = load_config("mistral7b")
     args = training_arguments(cfg, tmp_path, processes=8)
     assert args.per_device_train_batch_size == 512 and args.accelerator_config.split_batches

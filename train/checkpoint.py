@@ -15,29 +15,44 @@ import torch.distributed as dist
 import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 TRAINABLE = "trainable.safetensors"  # a checkpoint's trainable parameters, by name
 COMPLETE = "trainer_state.json"  # the Trainer writes it last: a checkpoint folder without it was cut short
 
 
-def save_trainable(model: nn.Module, folder: Path) -> None:
+def trainable_weights(model: nn.Module, state_dict: dict[str, torch.Tensor] | None = None, prefix: str = "") -> dict:
+    """The parameters of `model` that train, by name: its own, or taken from `state_dict` (whole tensors gathered
+    by the Trainer under FSDP, where the model's own are shards; its keys are `prefix` + the model's names)."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    source = dict(model.named_parameters()) if state_dict is None else {n: state_dict[prefix + n] for n in names}
+    return {n: source[n].detach().contiguous() for n in names}
+
+
+def save_trainable(model: nn.Module, folder: Path, state_dict: dict | None = None, prefix: str = "") -> None:
     """The parameters that train, into `folder/trainable.safetensors`: what a checkpoint needs of the model."""
-    weights = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-    save_file(weights, folder / TRAINABLE)
+    save_file(trainable_weights(model, state_dict, prefix), folder / TRAINABLE)
 
 
-def load_trainable(model: nn.Module, folder: Path) -> None:
-    """Copy `folder/trainable.safetensors` into `model`; an error names what does not fit (a trainable parameter
-    missing, or a saved one the model lacks)."""
-    weights = load_file(folder / TRAINABLE)
+def assign_trainable(model: nn.Module, weights: dict[str, torch.Tensor], source: object) -> None:
+    """Copy `weights` (by name) into `model`'s parameters, each rank its shard where FSDP sharded them; an error
+    names what does not fit (a trainable parameter missing, or a saved one the model lacks)."""
     params = dict(model.named_parameters())
     missing = sorted(n for n, p in params.items() if p.requires_grad and n not in weights)
     unknown = sorted(set(weights) - set(params))
     if missing or unknown:
-        raise ValueError(f"{folder} does not fit this model: missing {missing[:5]}, unexpected {unknown[:5]}")
+        raise ValueError(f"{source} does not fit this model: missing {missing[:5]}, unexpected {unknown[:5]}")
     with torch.no_grad():
         for name, value in weights.items():
-            params[name].copy_(value)
+            param = params[name]
+            if isinstance(param, DTensor):  # every rank holds the whole tensor and keeps its shard
+                value = distribute_tensor(value.to(param.dtype), param.device_mesh, param.placements)
+            param.copy_(value)
+
+
+def load_trainable(model: nn.Module, folder: Path) -> None:
+    """Copy `folder/trainable.safetensors` into `model` (`assign_trainable`)."""
+    assign_trainable(model, load_file(folder / TRAINABLE), folder)
 
 
 def step_of(checkpoint: Path) -> int:

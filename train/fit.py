@@ -26,14 +26,24 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import yaml
+from accelerate.utils import save_fsdp_optimizer
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.base.modules import InputModule
 from torch import nn
 from transformers import TrainerCallback
+from transformers.trainer import SCHEDULER_NAME
 
 from causal2vec.dtypes import DTYPES
 from train.build import build
-from train.checkpoint import last_checkpoint, load_trainable, resume_point, save_trainable, step_of
+from train.checkpoint import (
+    assign_trainable,
+    last_checkpoint,
+    load_trainable,
+    resume_point,
+    save_trainable,
+    step_of,
+    trainable_weights,
+)
 from train.config import TrainConfig
 from train.data import jsonl_files, load_data, streamed_dataset, training_datasets
 from train.export import export, merge_lora, read_metrics, truncate_metrics
@@ -83,14 +93,13 @@ REFUSED_ARGS = {
         ("push_to_hub", "hub_model_id", "hub_strategy"),
         "checkpoints hold the trainable weights only: upload the export, `hf upload NAME OUTPUT/model .`",
     ),
-    **dict.fromkeys(
-        ("fsdp", "fsdp_config", "deepspeed"),
-        "not supported yet: checkpoints, the per-part optimizer "
-        "and the step guard assume unsharded parameters (DDP works)",
-    ),
+    "deepspeed": "ZeRO keeps gradients in its own partitioned buffers, out of reach of the per-part clip, the "
+    "connector-only steps and the non-finite check (StepGuard); use FSDP (fsdp: true, FSDP2)",
 }
 
 
+FSDP1_REFUSED = "only FSDP2 (version 2) keeps the parameter names the per-part learning rates and checkpoints use"
+MODULE_PREFIX = "0.model."  # the trained module's names in the SentenceTransformer's state dict
 NOT_INPUTS = {"prompt_length", "sentence_embedding", "token_embeddings", "dataset_name"}  # what the trainer adds
 
 
@@ -157,8 +166,19 @@ class Causal2VecTrainer(SentenceTransformerTrainer):
             return
         folder = Path(output_dir or self.args.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        save_trainable(self.module, folder)
+        save_trainable(self.module, folder, state_dict, MODULE_PREFIX)  # under FSDP: the gathered whole weights
         torch.save(self.args, folder / "training_args.bin")  # as the Trainer's own _save does
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if not self.is_fsdp_enabled:
+            return super()._save_optimizer_and_scheduler(output_dir)
+        # under FSDP the Trainer writes the whole model here as well (pytorch_model_fsdp, frozen weights and all):
+        # a checkpoint's weights are the trainable ones (_save); its optimizer and scheduler, as the Trainer's
+        plugin = self.accelerator.state.fsdp_plugin
+        save_fsdp_optimizer(plugin, self.accelerator, self.optimizer, self.model, output_dir)
+        if self.args.should_save:
+            torch.save(self.lr_scheduler.state_dict(), Path(output_dir) / SCHEDULER_NAME)
+        return None
 
     def training_step(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         loss = super().training_step(*args, **kwargs)
@@ -278,6 +298,8 @@ def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> Senten
     owned = sorted(set(cfg.trainer) & set(OWNED_ARGS))
     if owned:
         raise ValueError(f"trainer.{owned[0]}: set {OWNED_ARGS[owned[0]]} instead (the config's own key)")
+    if cfg.trainer.get("fsdp") and int((cfg.trainer.get("fsdp_config") or {}).get("version", 2)) != 2:
+        raise ValueError(f"trainer.fsdp_config.version: {FSDP1_REFUSED}")  # before accelerate builds FSDP1
     refused = sorted(set(cfg.trainer) & set(REFUSED_ARGS))
     if refused:
         raise ValueError(f"trainer.{refused[0]} is not available here: {REFUSED_ARGS[refused[0]]}")
@@ -365,8 +387,26 @@ def build_trainer(
         module=module,
         info_nce=loss,
     )
+    check_fsdp(trainer)
     counts = {labels[name]: "streamed" if r is None else len(r) for name, r in rows.items()}
     return trainer, (model, peft_model, bases, counts)
+
+
+def check_fsdp(trainer: Causal2VecTrainer) -> None:
+    """FSDP asked for (`trainer.fsdp`, or an accelerate config) is FSDP2 and on, or an error: never a silent
+    unsharded run; DeepSpeed from an accelerate config is refused as the trainer block's is."""
+    if trainer.is_deepspeed_enabled:
+        raise ValueError(f"DeepSpeed (accelerate config) is not available here: {REFUSED_ARGS['deepspeed']}")
+    if trainer.args.fsdp and not trainer.is_fsdp_enabled:
+        raise ValueError(
+            f"trainer.fsdp: accelerate did not turn FSDP on ({trainer.accelerator.distributed_type}, "
+            f"{trainer.args.device}): it does on GPUs (or other accelerators) under torchrun / accelerate launch"
+        )
+    if trainer.is_fsdp_enabled and trainer.accelerator.state.fsdp_plugin.fsdp_version != 2:
+        raise ValueError(
+            "FSDP version 1: only FSDP2 (trainer.fsdp_config.version: 2) keeps the parameter names "
+            "the per-part learning rates and the checkpoints use"
+        )
 
 
 def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
@@ -390,6 +430,12 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
         last = last_checkpoint(output)
         raise TrainingDiverged(f"{err}; stopped without saving it. Last checkpoint: {last or 'none'}") from None
     folder = output / "model"
+    if trainer.is_fsdp_enabled:  # the trained weights are shards: gathered (every process), into a whole copy
+        gathered = trainer.accelerator.get_state_dict(trainer.model)
+        if trainer.is_world_process_zero():
+            weights = trainable_weights(trainer.module, gathered, MODULE_PREFIX)
+            model, module, peft_model, bases = trainable_model(cfg, torch.device("cpu"))
+            assign_trainable(module, weights, "the gathered FSDP weights")
     if trainer.is_world_process_zero():
         wall = before[1] + time.perf_counter() - t_start
         export_run(model, peft_model, cfg, bases, data_files, folder, processes, wall)

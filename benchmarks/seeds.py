@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -54,7 +55,7 @@ class ModelSpec:
 
 
 def parse_model(text: str) -> ModelSpec:
-    """`causal2vec`, a baseline name, or `NAME:KEY=VALUE[,KEY=VALUE...]`."""
+    """`causal2vec`, a baseline name, or `NAME:KEY=VALUE[,KEY=VALUE...]` (a value may be a list: `k=[1,2]`)."""
     name, sep, rest = text.partition(":")
     if not name:
         raise ValueError(f"model {text!r}: empty name")
@@ -64,7 +65,7 @@ def parse_model(text: str) -> ModelSpec:
         if name in BASELINES:
             return ModelSpec(name, [f"baseline={name}"], name)
         raise ValueError(f"unknown model {name!r}: causal2vec, one of {', '.join(BASELINES)}, or NAME:KEY=VALUE,...")
-    items = [item.strip() for item in rest.split(",") if item.strip()]
+    items = [item.strip() for item in re.split(r",(?![^\[]*\])", rest) if item.strip()]  # no split inside [...]
     if not items or any("=" not in item for item in items):
         raise ValueError(f"model {text!r}: expected NAME:KEY=VALUE[,KEY=VALUE...]")
     pairs = dict(item.split("=", 1) for item in items)

@@ -200,6 +200,8 @@ def test_parse_model_specs():
     bos = parse_model("bos-off:model.config.decoder_add_bos=false,clip=per_part")
     assert bos.overrides == ["model.config.decoder_add_bos=false", "clip=per_part"] and bos.baseline is None
     assert parse_model("enc:baseline=encoder,lr_encoder=1e-4").baseline == "encoder"
+    mat = parse_model("mat:matryoshka_dims=[864, 576,256],steps=10")
+    assert mat.overrides == ["matryoshka_dims=[864, 576,256]", "steps=10"]
     pooled = parse_model("eos-pool:from=causal2vec,eval.pooling=eos")
     assert (pooled.source, pooled.pooling, pooled.overrides) == ("causal2vec", "eos", [])
     for bad, message in (

@@ -11,7 +11,8 @@ for `dimensions`). The model embeds once, at full size; where `runs/eval-cache` 
 at the same `--dtype` (bf16, as `run.sh` runs it), it does not embed at all.
 
 Smaller: the battery's SciFact sample (every test query against the judged documents plus a seeded sample of the
-others, `DEV_BATTERY`) at full size, scaled to unit length; the documents quantized with sentence-transformers'
+others, `DEV_BATTERY`) at each size of `--quantize-dims` (default: full and half: for Causal2Vec, C + EOS and C
+alone), the prefix scaled to unit length; the documents quantized with sentence-transformers'
 `quantize_embeddings` (int8 with ranges from these documents' embeddings, or ubinary: one bit a dimension), the
 queries kept float32, searched as sentence-transformers' `semantic_search_usearch` searches: a first stage ranks by
 int8 inner product (the query quantized with the same ranges) or by Hamming distance and keeps `--top-k` documents,
@@ -49,11 +50,11 @@ def default_dims(full: int) -> list[int]:
     return sorted({d for d in (full, full // 2, 256, 128) if 1 <= d <= full}, reverse=True)
 
 
-def check_dims(dims: list[int], full: int) -> list[int]:
+def check_dims(dims: list[int], full: int, flag: str = "--dims") -> list[int]:
     """`dims` without repeats, in order; each must be from 1 to the full size `full`."""
     bad = [d for d in dims if not 1 <= d <= full]
     if bad:
-        raise ValueError(f"--dims {' '.join(map(str, bad))}: each size must be from 1 to {full} (the embedding size)")
+        raise ValueError(f"{flag} {' '.join(map(str, bad))}: each size must be from 1 to {full} (the embedding size)")
     return list(dict.fromkeys(dims))
 
 
@@ -141,17 +142,18 @@ def quantized_search(
     return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(rescored, order, axis=1)
 
 
-def smaller(sample: RetrievalSet, k: int, rescore_multiplier: int) -> list[dict[str, Any]]:
-    """One row per precision (and, quantized, without and with rescoring): bytes per vector and the metrics."""
-    query, docs = normalize(sample.query_emb), normalize(sample.doc_emb)
-    dim = docs.shape[1]
+def smaller(sample: RetrievalSet, k: int, rescore_multiplier: int, dims: list[int]) -> list[dict[str, Any]]:
+    """One row per size of `dims` (the first k dimensions, renormalised) and precision (and, quantized, without
+    and with rescoring): bytes per vector and the metrics."""
     rows = []
-    for precision in PRECISIONS:
+    for dim, precision in ((dim, p) for dim in dims for p in PRECISIONS):
+        query, docs = normalize(sample.query_emb[:, :dim]), normalize(sample.doc_emb[:, :dim])
         for rescore in (False,) if precision == "float32" else (False, True):
             idx, val = quantized_search(query, docs, precision, k, rescore_multiplier, rescore)
             scores = sample.scores(idx, val)
             rows.append(
                 {
+                    "dims": dim,
                     "precision": precision,
                     "bytes": bytes_per_vector(precision, dim),
                     "rescore": rescore,
@@ -189,19 +191,20 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"**Smaller vectors**: SciFact {rows[0]['num_queries']} queries against {rows[0]['num_documents']} "
-        f"documents, full size, unit length; documents quantized with `quantize_embeddings` (int8 ranges from "
+        f"documents, the first `dims` dimensions at unit length; documents quantized with `quantize_embeddings` "
+        "(int8 ranges from "
         f"these documents), queries float32; the first stage keeps the top {s['top_k']} by int8 inner product or "
         f"Hamming distance, or the top {s['rescore_multiplier']} x {s['top_k']} to rescore with the float32 "
         "query against the dequantized int8 / unpacked bits. Scores x100.",
         "",
-        "| precision | bytes / vector | rescored | candidates | nDCG@10 | recall@10 |",
-        "|---|---|---|---|---|---|",
+        "| dims | precision | bytes / vector | rescored | candidates | nDCG@10 | recall@10 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         rescored = "-" if r["precision"] == "float32" else ("yes" if r["rescore"] else "no")
         lines.append(
-            f"| {r['precision']} | {r['bytes']} | {rescored} | {r['candidates']} | {100 * r['ndcg_at_10']:.2f} "
-            f"| {100 * r['recall_at_10']:.2f} |"
+            f"| {r['dims']} | {r['precision']} | {r['bytes']} | {rescored} | {r['candidates']} "
+            f"| {100 * r['ndcg_at_10']:.2f} | {100 * r['recall_at_10']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -219,6 +222,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--model", required=True, help="Causal2Vec checkpoint folder or SentenceTransformer folder")
     parser.add_argument("--dims", type=int, nargs="+", help="embedding sizes (default: full, half, 256, 128)")
+    parser.add_argument(
+        "--quantize-dims", type=int, nargs="+", help="sizes of the SciFact precision rows (default: full, half)"
+    )
     parser.add_argument("--tasks", nargs="+", choices=list(DEV_BATTERY), default=list(DEV_BATTERY))
     parser.add_argument("--dtype", default="bf16", choices=["fp32", "bf16", "fp16"], help="forward dtype (bf16)")
     parser.add_argument("--top-k", type=int, default=10, help="documents kept per query (10)")
@@ -243,6 +249,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"{args.model}: the model does not say its embedding size")
     try:
         dims = check_dims(args.dims, full) if args.dims else default_dims(full)
+        quantize_dims = (
+            check_dims(args.quantize_dims, full, "--quantize-dims") if args.quantize_dims else [full, full // 2]
+        )
     except ValueError as err:
         parser.error(str(err))
     instructions = load_instructions()
@@ -265,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "search": {"top_k": args.top_k, "rescore_multiplier": args.rescore_multiplier, "task": RETRIEVAL},
         "shorter": short,
-        "smaller": smaller(sample, args.top_k, args.rescore_multiplier),
+        "smaller": smaller(sample, args.top_k, args.rescore_multiplier, quantize_dims),
         "forwards": forwards + base.encode_calls,  # embedding requests the model ran (not served by the cache)
     }
     print(markdown(result))

@@ -101,7 +101,8 @@ def test_rows_are_the_battery_prefixes_and_quantized_search(setup, tmp_path, mon
     monkeypatch.setitem(DEV_BATTERY, "scifact", (None, CORPUS))
     out = tmp_path / "vectors.json"
     args = ["--model", str(folder), "--data", str(root), "--cache", str(tmp_path / "cache"), "--output", str(out)]
-    result = main([*args, "--dims", "64", "16", "--rescore-multiplier", str(MULTIPLIER), "--threads", "1"])
+    sizes = ["--dims", "64", "16", "--quantize-dims", "64", "16"]
+    result = main([*args, *sizes, "--rescore-multiplier", str(MULTIPLIER), "--threads", "1"])
     printed = capsys.readouterr().out
     assert json.loads(out.read_text()) == result and result["command"].startswith("python -m benchmarks.vectors ")
     assert "--rescore-multiplier 2" in result["command"] and result["dims"] == [64, 16]
@@ -130,9 +131,12 @@ def test_rows_are_the_battery_prefixes_and_quantized_search(setup, tmp_path, mon
     assert short[16, "scifact"]["score"] != short[64, "scifact"]["score"], "a prefix scores otherwise"
 
     # precision rows: float32 is the battery's SciFact; int8 / ubinary follow the recipe, done by hand here
-    rows = {(r["precision"], r["rescore"]): r for r in result["smaller"]}
+    assert [r["bytes"] for r in result["smaller"]] == [256, 64, 64, 8, 8, 64, 16, 16, 2, 2]  # 64, then 16 dims
+    rows = {(r["precision"], r["rescore"]): r for r in result["smaller"] if r["dims"] == 64}
     assert rows["float32", False]["ndcg_at_10"] == pytest.approx(expected["scifact"], abs=1e-9)
-    assert [r["bytes"] for r in result["smaller"]] == [256, 64, 64, 8, 8]
+    prefix = {(r["precision"], r["rescore"]): r["ndcg_at_10"] for r in result["smaller"] if r["dims"] == 16}
+    assert prefix["float32", False] == pytest.approx(short[16, "scifact"]["score"], abs=1e-9)  # the prefix row's
+    assert {r["dims"] for r in again["smaller"]} == {64, 32}, "default: full and half"
     assert rows["int8", True]["candidates"] == TOP_K * MULTIPLIER and rows["int8", True]["num_documents"] == CORPUS
     sample = embed_retrieval(full, root / "scifact", load_instructions()["scifact"], None, CORPUS)
     query, docs = normalize(sample.query_emb), normalize(sample.doc_emb)
@@ -140,7 +144,7 @@ def test_rows_are_the_battery_prefixes_and_quantized_search(setup, tmp_path, mon
     assert ndcg["int8", False] != ndcg["int8", True] != ndcg["ubinary", True] != ndcg["ubinary", False]
     assert ndcg["ubinary", True] != ndcg["float32", False], "the rows rank otherwise: the checks below can fail"
     for k, multiplier, found in ((TOP_K, MULTIPLIER, result), (3, 3, again)):
-        rows = {(r["precision"], r["rescore"]): r for r in found["smaller"]}
+        rows = {(r["precision"], r["rescore"]): r for r in found["smaller"] if r["dims"] == 64}
         for precision in ("int8", "ubinary"):
             for rescore in (False, True):
                 ranked = by_hand(query, docs, precision, k, multiplier if rescore else 1)

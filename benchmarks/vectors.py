@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,39 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summarize(results: list[dict[str, Any]]) -> str:
+    """Both tables as mean ± sample std over several runs' JSON (seeds of one recipe), the worst run in brackets;
+    the runs must hold the same rows."""
+    cells: dict[str, dict[tuple, list[float]]] = {"shorter": {}, "smaller": {}}
+    for result in results:
+        for row in result["shorter"]:
+            cells["shorter"].setdefault((row["dims"], row["task"]), []).append(row["score"])
+        for row in result["smaller"]:
+            key = (row["dims"], row["precision"], row["rescore"], row["bytes"])
+            cells["smaller"].setdefault(key, []).append(row["ndcg_at_10"])
+    if any(len(v) != len(results) for table in cells.values() for v in table.values()):
+        raise ValueError("the runs do not hold the same rows (dims, tasks, precisions): summarize like with like")
+
+    def cell(values: list[float]) -> str:
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f} ({100 * min(values):.2f})"
+
+    tasks = list(dict.fromkeys(task for _, task in cells["shorter"]))
+    lines = [
+        f"{len(results)} runs: " + ", ".join(r["model"] for r in results),
+        "",
+        "| dims | " + " | ".join(tasks) + " |",
+    ]
+    lines.append("|---|" + "---|" * len(tasks))
+    for dim in dict.fromkeys(dim for dim, _ in cells["shorter"]):
+        lines.append(f"| {dim} | " + " | ".join(cell(cells["shorter"][dim, t]) for t in tasks) + " |")
+    lines += ["", "| dims | precision | bytes / vector | rescored | SciFact nDCG@10 |", "|---|---|---|---|---|"]
+    for (dim, precision, rescore, size), values in cells["smaller"].items():
+        rescored = "-" if precision == "float32" else ("yes" if rescore else "no")
+        lines.append(f"| {dim} | {precision} | {size} | {rescored} | {cell(values)} |")
+    return "\n".join(lines) + "\n"
+
+
 def model_name(folder: str | Path) -> str:
     """The folder's name, or its parent's for a training run's `<run>/model`."""
     path = Path(folder).resolve()
@@ -220,7 +254,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.vectors", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, help="Causal2Vec checkpoint folder or SentenceTransformer folder")
+    parser.add_argument("--model", help="Causal2Vec checkpoint folder or SentenceTransformer folder")
+    parser.add_argument("--summarize", type=Path, nargs="+", help="instead: mean ± std over these runs' JSON outputs")
     parser.add_argument("--dims", type=int, nargs="+", help="embedding sizes (default: full, half, 256, 128)")
     parser.add_argument(
         "--quantize-dims", type=int, nargs="+", help="sizes of the SciFact precision rows (default: full, half)"
@@ -235,6 +270,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--output", type=Path, help="JSON file (default runs/vectors/<model name>.json)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     args = parser.parse_args(argv)
+    if args.summarize:
+        try:
+            print(summarize([json.loads(path.read_text()) for path in args.summarize]))
+        except (OSError, ValueError, KeyError) as err:
+            parser.error(f"--summarize: {err}")
+        return {}
+    if not args.model:
+        parser.error("--model is required (or --summarize)")
     if args.top_k < 1 or args.rescore_multiplier < 1:
         parser.error("--top-k and --rescore-multiplier must be at least 1")
     if args.threads:

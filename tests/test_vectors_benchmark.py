@@ -137,6 +137,18 @@ def test_rows_are_the_battery_prefixes_and_quantized_search(setup, tmp_path, mon
     prefix = {(r["precision"], r["rescore"]): r["ndcg_at_10"] for r in result["smaller"] if r["dims"] == 16}
     assert prefix["float32", False] == pytest.approx(short[16, "scifact"]["score"], abs=1e-9)  # the prefix row's
     assert {r["dims"] for r in again["smaller"]} == {64, 32}, "default: full and half"
+
+    # --summarize: mean ± std over runs' JSON (here one run twice: std 0), refusing runs with other rows
+    first = tmp_path / "first.json"  # `out` holds the last run's (again)
+    first.write_text(json.dumps(result))
+    capsys.readouterr()
+    main(["--summarize", str(first), str(first)])
+    table = capsys.readouterr().out
+    assert f"| 16 | int8 | 16 | yes | {100 * prefix['int8', True]:.2f} ± 0.00 " in table
+    assert f"| 64 | {100 * short[64, 'stsb-dev']['score']:.2f} ± 0.00 " in table
+    with pytest.raises(SystemExit):
+        main(["--summarize", str(first), str(out)])
+    assert "do not hold the same rows" in capsys.readouterr().err
     assert rows["int8", True]["candidates"] == TOP_K * MULTIPLIER and rows["int8", True]["num_documents"] == CORPUS
     sample = embed_retrieval(full, root / "scifact", load_instructions()["scifact"], None, CORPUS)
     query, docs = normalize(sample.query_emb), normalize(sample.doc_emb)

@@ -40,8 +40,10 @@ DECODER_FAMILIES = {
 @pytest.fixture(autouse=True)
 def single_process(monkeypatch):
     """Tests run as one process: a launcher's variables inherited by pytest (torchrun's WORLD_SIZE, RANK, ...)
-    would make an in-process `fit` join a process group. Tests of several processes launch their own."""
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+    would make an in-process `fit` join a process group. Tests of several processes launch their own. accelerate
+    writes its FSDP / DeepSpeed switches into os.environ when a Trainer asks for them: each test starts without."""
+    launcher = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    for name in (*launcher, "ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
         monkeypatch.delenv(name, raising=False)
 
 

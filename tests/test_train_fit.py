@@ -534,7 +534,8 @@ def test_run_sh_passes_overrides_whole_to_init_and_fit(tmp_path):
         ("trainer.save_steps=5", "trainer.save_steps: set save_every instead"),
         ("trainer.logging_steps=5", "trainer.logging_steps is not available here: metrics.jsonl logs"),
         ("trainer.deepspeed=ds.json", "trainer.deepspeed is not available here: ZeRO keeps gradients"),
-        ('trainer.fsdp_config={"version": 1}', "trainer.fsdp_config.version: only FSDP2"),
+        ('trainer.fsdp_config={"version": 1}', "trainer.fsdp_config.version: use version 2"),
+        ('trainer.fsdp_config={"fsdp_version": 1}', "trainer.fsdp_config.version: use version 2"),
         ("trainer.fsdp=true", "Using fsdp only works in distributed training"),  # transformers' own check
         ("trainer.push_to_hub=true", "upload the export, `hf upload NAME OUTPUT/model .`"),
         ("half_loss_weight=0.5", "needs a Causal2Vec model with pooling contextual_eos, got pooling eos"),
@@ -545,6 +546,22 @@ def test_trainer_block_refuses_unknown_and_owned_keys(tmp_path, data_dir, capsys
     extra += ["--set", "trainer.fsdp=true"] if "version" in key else []
     assert fit(tmp_path / "bad", data_dir, "--set", key, *extra) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed (accelerate config) is not available here"),
+        ("ACCELERATE_USE_FSDP", "FSDP (trainer.fsdp or an accelerate config): accelerate did not turn FSDP on"),
+    ],
+)
+def test_accelerate_config_refusals(tmp_path, data_dir, capsys, monkeypatch, variable, message):
+    """What `accelerate launch` passes from its config (DeepSpeed; FSDP where accelerate leaves it off) is refused
+    like the trainer block's keys, before any step."""
+    monkeypatch.setenv(variable, "true")
+    assert fit(tmp_path / "bad", data_dir) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()
 
 
 def test_trainer_block_reaches_the_trainer(tmp_path, data_dir):

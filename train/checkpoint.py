@@ -21,17 +21,17 @@ TRAINABLE = "trainable.safetensors"  # a checkpoint's trainable parameters, by n
 COMPLETE = "trainer_state.json"  # the Trainer writes it last: a checkpoint folder without it was cut short
 
 
-def trainable_weights(model: nn.Module, state_dict: dict[str, torch.Tensor] | None = None, prefix: str = "") -> dict:
-    """The parameters of `model` that train, by name: its own, or taken from `state_dict` (whole tensors gathered
-    by the Trainer under FSDP, where the model's own are shards; its keys are `prefix` + the model's names)."""
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    source = dict(model.named_parameters()) if state_dict is None else {n: state_dict[prefix + n] for n in names}
-    return {n: source[n].detach().contiguous() for n in names}
+def trainable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters of `model` that train, by name, as whole tensors: FSDP2's shards (DTensors) are gathered, so
+    under FSDP every process calls it; only these are gathered, never the frozen base."""
+    params = ((n, p) for n, p in model.named_parameters() if p.requires_grad)
+    return {n: (p.full_tensor() if isinstance(p, DTensor) else p).detach().contiguous() for n, p in params}
 
 
-def save_trainable(model: nn.Module, folder: Path, state_dict: dict | None = None, prefix: str = "") -> None:
-    """The parameters that train, into `folder/trainable.safetensors`: what a checkpoint needs of the model."""
-    save_file(trainable_weights(model, state_dict, prefix), folder / TRAINABLE)
+def save_trainable(model: nn.Module, folder: Path, weights: dict[str, torch.Tensor] | None = None) -> None:
+    """The parameters that train (`weights`, or `model`'s own), into `folder/trainable.safetensors`: what a
+    checkpoint needs of the model."""
+    save_file(trainable_weights(model) if weights is None else weights, folder / TRAINABLE)
 
 
 def assign_trainable(model: nn.Module, weights: dict[str, torch.Tensor], source: object) -> None:
@@ -48,6 +48,39 @@ def assign_trainable(model: nn.Module, weights: dict[str, torch.Tensor], source:
             if isinstance(param, DTensor):  # every rank holds the whole tensor and keeps its shard
                 value = distribute_tensor(value.to(param.dtype), param.device_mesh, param.placements)
             param.copy_(value)
+
+
+def load_fsdp_optimizer(accelerator: Any, optimizer: Any, model: nn.Module, folder: Path) -> None:
+    """accelerate's `load_fsdp_optimizer` (FSDP2; full or sharded state dicts, as it saved them) without its
+    strictness: a checkpoint of the connector-only steps holds no state for the other parts (their gradients were
+    dropped), which a strict load refuses. Parameters with no saved state get FSDP's initial one."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    plugin = accelerator.state.fsdp_plugin
+    full = "FULL_STATE_DICT" in str(plugin.state_dict_type)
+    options = StateDictOptions(
+        full_state_dict=full,
+        cpu_offload=getattr(plugin.state_dict_config, "offload_to_cpu", False),
+        broadcast_from_rank0=getattr(plugin.state_dict_config, "rank0_only", False),
+        strict=False,
+    )
+    accelerator.wait_for_everyone()
+    if full:
+        rank0_only = getattr(plugin.optim_state_dict_config, "rank0_only", False)
+        reads = accelerator.process_index == 0 or not rank0_only
+        state = torch.load(folder / "optimizer.bin", weights_only=True) if reads else None
+    else:
+        state = {"optimizer": get_optimizer_state_dict(model, optimizer, options=options)}
+        planner = dcp.default_planner.DefaultLoadPlanner(allow_partial_load=True)
+        dcp.load(state, storage_reader=dcp.FileSystemReader(folder / "optimizer_0"), planner=planner)
+        state = state["optimizer"]
+    set_optimizer_state_dict(model, optimizer, state, options=options)
+    accelerator.wait_for_everyone()
 
 
 def load_trainable(model: nn.Module, folder: Path) -> None:

@@ -38,6 +38,7 @@ from train.build import build
 from train.checkpoint import (
     assign_trainable,
     last_checkpoint,
+    load_fsdp_optimizer,
     load_trainable,
     resume_point,
     save_trainable,
@@ -98,8 +99,10 @@ REFUSED_ARGS = {
 }
 
 
-FSDP1_REFUSED = "only FSDP2 (version 2) keeps the parameter names the per-part learning rates and checkpoints use"
-MODULE_PREFIX = "0.model."  # the trained module's names in the SentenceTransformer's state dict
+FSDP1_REFUSED = (
+    "use version 2: FSDP1 is deprecated in torch and accelerate, and the checkpoints (gathered trainable weights) "
+    "and resume here are built and tested on FSDP2's DTensor parameters"
+)
 NOT_INPUTS = {"prompt_length", "sentence_embedding", "token_embeddings", "dataset_name"}  # what the trainer adds
 
 
@@ -166,8 +169,16 @@ class Causal2VecTrainer(SentenceTransformerTrainer):
             return
         folder = Path(output_dir or self.args.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        save_trainable(self.module, folder, state_dict, MODULE_PREFIX)  # under FSDP: the gathered whole weights
+        save_trainable(self.module, folder, state_dict)  # under FSDP: the weights save_model gathered
         torch.save(self.args, folder / "training_args.bin")  # as the Trainer's own _save does
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        if not self.is_fsdp_enabled:
+            return super().save_model(output_dir, _internal_call)
+        # under FSDP (full or sharded state dicts alike) every process gathers the trainable parameters only: the
+        # Trainer's own gathers the whole model (frozen base too) with FULL_STATE_DICT, and saves none with SHARDED
+        self._save(output_dir, trainable_weights(self.module))
+        return None
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         if not self.is_fsdp_enabled:
@@ -178,6 +189,20 @@ class Causal2VecTrainer(SentenceTransformerTrainer):
         save_fsdp_optimizer(plugin, self.accelerator, self.optimizer, self.model, output_dir)
         if self.args.should_save:
             torch.save(self.lr_scheduler.state_dict(), Path(output_dir) / SCHEDULER_NAME)
+        return None
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is None or not self.is_fsdp_enabled:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        load_fsdp_optimizer(self.accelerator, self.optimizer, self.model, Path(checkpoint))
+        if step_of(Path(checkpoint)) <= self.cfg.connector_only_steps:
+            # FSDP's load gives every parameter a state (Adam at step 1, zero moments); during the connector-only
+            # steps the other parts have none yet, as in an uninterrupted run: theirs is dropped
+            for group in self.optimizer.param_groups:
+                if group["name"] != "connector":
+                    for param in group["params"]:
+                        self.optimizer.state.pop(param, None)
+        self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / SCHEDULER_NAME, weights_only=True))
         return None
 
     def training_step(self, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -298,8 +323,10 @@ def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> Senten
     owned = sorted(set(cfg.trainer) & set(OWNED_ARGS))
     if owned:
         raise ValueError(f"trainer.{owned[0]}: set {OWNED_ARGS[owned[0]]} instead (the config's own key)")
-    if cfg.trainer.get("fsdp") and int((cfg.trainer.get("fsdp_config") or {}).get("version", 2)) != 2:
+    if cfg.trainer.get("fsdp") and fsdp_version(cfg.trainer) != 2:
         raise ValueError(f"trainer.fsdp_config.version: {FSDP1_REFUSED}")  # before accelerate builds FSDP1
+    if env_flag("ACCELERATE_USE_DEEPSPEED"):  # an accelerate config's DeepSpeed: refused before it builds
+        raise ValueError(f"DeepSpeed (accelerate config) is not available here: {REFUSED_ARGS['deepspeed']}")
     refused = sorted(set(cfg.trainer) & set(REFUSED_ARGS))
     if refused:
         raise ValueError(f"trainer.{refused[0]} is not available here: {REFUSED_ARGS[refused[0]]}")
@@ -397,16 +424,36 @@ def check_fsdp(trainer: Causal2VecTrainer) -> None:
     unsharded run; DeepSpeed from an accelerate config is refused as the trainer block's is."""
     if trainer.is_deepspeed_enabled:
         raise ValueError(f"DeepSpeed (accelerate config) is not available here: {REFUSED_ARGS['deepspeed']}")
-    if trainer.args.fsdp and not trainer.is_fsdp_enabled:
+    if (trainer.args.fsdp or env_flag("ACCELERATE_USE_FSDP")) and not trainer.is_fsdp_enabled:
         raise ValueError(
-            f"trainer.fsdp: accelerate did not turn FSDP on ({trainer.accelerator.distributed_type}, "
-            f"{trainer.args.device}): it does on GPUs (or other accelerators) under torchrun / accelerate launch"
+            f"FSDP (trainer.fsdp or an accelerate config): accelerate did not turn FSDP on "
+            f"({trainer.accelerator.distributed_type}, {trainer.args.device}): it does on GPUs (or other "
+            "accelerators) under torchrun / accelerate launch"
         )
-    if trainer.is_fsdp_enabled and trainer.accelerator.state.fsdp_plugin.fsdp_version != 2:
+    if not trainer.is_fsdp_enabled:
+        return
+    plugin = trainer.accelerator.state.fsdp_plugin
+    if plugin.fsdp_version != 2:
+        raise ValueError(f"FSDP version {plugin.fsdp_version} (fsdp_config.version or fsdp_version): {FSDP1_REFUSED}")
+    if plugin.activation_checkpointing:
         raise ValueError(
-            "FSDP version 1: only FSDP2 (trainer.fsdp_config.version: 2) keeps the parameter names "
-            "the per-part learning rates and the checkpoints use"
+            "FSDP activation_checkpointing wraps the layers and renames their parameters (the per-part groups and "
+            "checkpoints go by name): set gradient_checkpointing: true instead (the decoder's own, the same saving)"
         )
+
+
+def env_flag(name: str) -> bool:
+    """An accelerate config's switch, as `accelerate launch` passes it to the processes."""
+    return os.environ.get(name, "false").lower() in ("1", "true", "yes")
+
+
+def fsdp_version(block: dict[str, Any]) -> int:
+    """The FSDP version a `trainer:` block asks for: `fsdp_config` inline or a JSON file's path, its `version` or
+    `fsdp_version` key (transformers reads both), 2 when unsaid."""
+    config = block.get("fsdp_config") or {}
+    if isinstance(config, str):
+        config = json.loads(Path(config).read_text())
+    return int(config.get("version", config.get("fsdp_version", 2)))
 
 
 def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
@@ -431,9 +478,8 @@ def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: b
         raise TrainingDiverged(f"{err}; stopped without saving it. Last checkpoint: {last or 'none'}") from None
     folder = output / "model"
     if trainer.is_fsdp_enabled:  # the trained weights are shards: gathered (every process), into a whole copy
-        gathered = trainer.accelerator.get_state_dict(trainer.model)
+        weights = trainable_weights(trainer.module)
         if trainer.is_world_process_zero():
-            weights = trainable_weights(trainer.module, gathered, MODULE_PREFIX)
             model, module, peft_model, bases = trainable_model(cfg, torch.device("cpu"))
             assign_trainable(module, weights, "the gathered FSDP weights")
     if trainer.is_world_process_zero():

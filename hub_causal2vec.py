@@ -175,7 +175,8 @@ def evaluation_section(rows: Sequence[dict[str, Any]]) -> str:
         return f"{EVAL_HEADING}\n\nNo evaluation results are recorded for this checkpoint.\n"
     lines = ["| " + " | ".join(EVAL_COLUMNS) + " |", "|" + " --- |" * len(EVAL_COLUMNS)]
     for r in rows:
-        cells = [r["task"], r["split"], r["metric"], f"{100 * r['score']:.2f}", str(r["n"]), r["how"]]
+        n = "-" if r.get("n") is None else str(r["n"])
+        cells = [r["task"], r["split"], r["metric"], f"{100 * r['score']:.2f}", n, r["how"]]
         lines.append("| " + " | ".join(cells) + " |")
     return f"{EVAL_HEADING}\n\n{EVAL_NOTE}\n\n" + "\n".join(lines) + "\n"
 

@@ -1,8 +1,10 @@
-"""Command line: `python -m evaluation run|efficiency|compare|diagnose ...`.
+"""Command line: `python -m evaluation run|mteb|efficiency|compare|diagnose ...`.
 
 python -m evaluation run --model runs/default-init --tasks stsb trec --dtype bf16 --output runs/eval/default
 python -m evaluation run --model runs/default-init --baseline echo --tasks stsb
 python -m evaluation run --model runs/default/model --battery --dtype bf16 --truncate-dim 256   # first 256 dims
+python -m evaluation mteb --model runs/default/model --tasks stsb scifact trec mr --output runs/mteb   # offline
+python -m evaluation mteb --model runs/default/model --benchmark "MTEB(eng, v2)" --device cuda --dtype bf16
 python -m evaluation efficiency --model runs/default-init --output runs/efficiency
 python -m evaluation compare runs/eval/default runs/eval/default-init-echo-fp32 --output runs/compare.md
 python -m evaluation diagnose --model runs/default/model        # C: attention share, sink activations, cosines
@@ -52,6 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--card", action="store_true", help="write the scores into the checkpoint's model card (README.md)")
 
+    m = sub.add_parser("mteb", help="mteb's protocol and results folder: the local tasks offline, or mteb's tasks")
+    m.add_argument("--model", required=True, help="Causal2Vec checkpoint folder")
+    m.add_argument(
+        "--tasks", nargs="+", help="stsb scifact trec mr: the local files (offline); any other name: mteb's task"
+    )
+    m.add_argument("--benchmark", help='an mteb benchmark, e.g. "MTEB(eng, v2)" (its data from the HF cache / Hub)')
+    m.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"local tasks' data root (default {DEFAULT_DATA})")
+    m.add_argument("--output", type=Path, default=REPO_ROOT / "runs" / "mteb", help="mteb results folder")
+    m.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    m.add_argument("--batch-size", type=int, default=32)
+    m.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the model's)")
+    m.add_argument("--overwrite", action="store_true", help="re-run tasks whose results are already in --output")
+    m.add_argument("--card", action="store_true", help="the main scores into the checkpoint's card (model-index)")
+    m.add_argument("--threads", type=int, help="torch CPU threads")
     e = sub.add_parser("efficiency", help="decoder tokens and wall time: Causal2Vec vs the baselines")
     from evaluation.efficiency import add_arguments
 
@@ -114,6 +130,24 @@ def main(argv: list[str] | None = None) -> int:
 
             note = card_note(args)
             print(f"updated {update_evaluation(Path(args.model), summary_rows(results), note)}")
+    elif args.command == "mteb":
+        import mteb
+
+        from evaluation import mteb_run
+
+        if not args.tasks and not args.benchmark:
+            parser.error("pass --tasks and / or --benchmark")
+        tasks = mteb_run.resolve_tasks(args.tasks, args.benchmark, args.data)
+        result = mteb_run.run(args.model, tasks, args.output, args.dtype, args.batch_size, args.device, args.overwrite)
+        rows = mteb_run.card_rows(result, tasks)
+        for r in rows:
+            print(f"{r['task']}\t{r['split']}\t{r['metric']}\t{100 * r['score']:.2f}")
+        print(f"wrote {args.output}")
+        if args.card:
+            from evaluation.card import update_evaluation
+
+            how = f"mteb {mteb.__version__}, {args.dtype}"
+            print(f"updated {update_evaluation(Path(args.model), rows, how)}")
     elif args.command == "diagnose":
         from evaluation.diagnose import main as diagnose_main
 

@@ -30,8 +30,9 @@ def update_evaluation(folder: Path, rows: list[dict[str, Any]], how: str) -> Pat
     card.data.eval_results = [r for r in card.data.eval_results or [] if r.dataset_type not in names] + new
     card.data.model_name = card.data.model_name or Path(folder).resolve().name
     meta = card.data.get(METADATA_KEY) or {}
-    added = [{**{k: r[k] for k in ROW_KEYS}, "score": float(r["score"]), "n": int(r["n"]), "how": how} for r in rows]
-    table = [r for r in meta.get("evaluation") or [] if r["task"] not in names] + added
+    added = [{**{k: r[k] for k in ROW_KEYS}, "score": float(r["score"]), "n": r.get("n"), "how": how} for r in rows]
+    tasks = {r["task"] for r in rows}
+    table = [r for r in meta.get("evaluation") or [] if r["task"] not in tasks] + added
     if METADATA_KEY in card.data:
         setattr(card.data, METADATA_KEY, {**meta, "evaluation": table})
     text = _replace_evaluation(card.text, table)
@@ -51,15 +52,20 @@ def _replace_evaluation(text: str, rows: list[dict[str, Any]]) -> str:
 
 
 def eval_result(row: dict[str, Any], how: str) -> EvalResult:
-    """One score (x100, as the card's table) as a `model-index` entry; `dataset_type` is the local task name."""
+    """One score (x100, as the card's table) as a `model-index` entry: an mteb row (`evaluation.mteb_run.card_rows`)
+    names its task type and dataset; a local row's `dataset_type` is the local task name."""
     task = row["task"]
     kind = TASKS[task].kind if task in TASKS else "feature-extraction"
+    n = f", n={row['n']}" if row.get("n") is not None else ""
     return EvalResult(
-        task_type=TASK_TYPES.get(kind, kind),
-        dataset_type=task,
+        task_type=row.get("task_type") or TASK_TYPES.get(kind, kind),
+        dataset_type=row.get("dataset") or task,
         dataset_name=LOCAL_TO_MTEB.get(task, task),
         dataset_split=row["split"],
+        dataset_revision=row.get("revision"),
         metric_type=row["metric"],
         metric_value=round(100 * row["score"], 2),
-        metric_name=f"{row['metric']} ({how}, n={row['n']})",
+        metric_name=f"{row['metric']} ({how}{n})",
+        source_name="MTEB" if row.get("task_type") else None,
+        source_url="https://github.com/embeddings-benchmark/mteb" if row.get("task_type") else None,
     )

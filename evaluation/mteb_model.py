@@ -44,9 +44,12 @@ TRAINING_FILE_TO_MTEB = {"scifact": "SciFact"}
 
 
 def mteb_instructions() -> dict[str, str]:
-    """The shipped instruction table keyed by mteb task name (where the local task has an mteb twin)."""
-    local = load_instructions()
-    return {LOCAL_TO_MTEB[k]: v for k, v in local.items() if k in LOCAL_TO_MTEB}
+    """The shipped instruction table keyed by mteb task name: the official twins' and the local mteb tasks'
+    (`evaluation.mteb_tasks.LOCAL_NAMES`)."""
+    from evaluation.mteb_tasks import LOCAL_NAMES
+
+    names = {**LOCAL_TO_MTEB, **LOCAL_NAMES}
+    return {names[k]: v for k, v in load_instructions().items() if k in names}
 
 
 def training_files(folder: str | Path) -> list[str] | None:

@@ -146,3 +146,39 @@ def test_trained_checkpoint_lists_its_training_files(tmp_path, one_thread):
     (folder / "README.md").unlink()
     assert sorted(training_files(folder)) == ["scifact.jsonl", "snli.jsonl"]
     assert folder_training_datasets(folder) == {"SciFact"} | set(mteb.get_model_meta(MINILM).training_datasets)
+
+
+def test_evaluation_mteb_command_on_the_local_tasks(tiny, tmp_path):
+    """`python -m evaluation mteb` on the four local tasks: mteb's results folder (one file per task, the model's
+    meta), scores equal to the project's own run of the same files where the protocols agree (STS, retrieval),
+    and the card's model-index under MTEB's official names, as huggingface_hub reads it."""
+    from huggingface_hub import ModelCard
+    from mteb.cache import ResultCache
+
+    from causal2vec.card import write_model_card
+    from evaluation.__main__ import main
+
+    folder, root, out = tmp_path / "ckpt", make_data(tmp_path / "data"), tmp_path / "mteb"
+    tiny.save_pretrained(folder)
+    write_model_card(folder, tiny.config, ["HuggingFaceTB/SmolLM2-135M-Instruct", MINILM])
+    args = ["mteb", "--model", str(folder), "--tasks", "stsb", "scifact", "trec", "mr", "--data", str(root)]
+    assert main([*args, "--output", str(out), "--card"]) == 0
+
+    files = {p.name for p in (out / "results").rglob("*.json")}
+    assert files >= {"STSBenchmark.json", "SciFact.json", "TREC.json", "MR.json", "model_meta.json"}
+    results = ResultCache(out).load_results(models=["causal2vec/ckpt"])  # as mteb's tooling reads the folder
+    loaded = {t.task_name: t for m in results.model_results for t in m.task_results}
+    assert set(loaded) == {"STSBenchmark", "SciFact", "TREC", "MR"}
+    assert loaded["STSBenchmark"].dataset_revision.startswith("local-")
+
+    ours = evaluate(Embedder(tiny, show_progress_bar=False), ["stsb", "scifact"], root, None)
+    sts = loaded["STSBenchmark"].scores["test"][0]["main_score"]
+    assert sts == pytest.approx(ours["stsb"]["scores"]["test"][0]["cosine_spearman"], abs=1e-6)
+    ndcg = loaded["SciFact"].scores["test"][0]["main_score"]
+    assert ndcg == pytest.approx(ours["scifact"]["scores"]["test"][0]["ndcg_at_10"], abs=1e-4)
+
+    card = ModelCard.load(folder / "README.md")
+    index = {r.dataset_name: r for r in card.data.eval_results}
+    assert index["STSBenchmark"].task_type == "STS" and index["SciFact"].task_type == "Retrieval"
+    assert index["STSBenchmark"].dataset_type == "mteb/stsbenchmark-sts" and index["TREC"].dataset_type == "local/trec"
+    assert index["SciFact"].metric_value == round(100 * ndcg, 2) and index["SciFact"].source_name == "MTEB"

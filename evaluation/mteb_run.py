@@ -1,0 +1,77 @@
+"""`python -m evaluation mteb`: a checkpoint through mteb's own evaluation (`mteb.evaluate`), on the local dev
+tasks offline or on any mteb task or benchmark (their data from the Hugging Face cache or the Hub), writing mteb's
+results folder (`<output>/results/<model name>/<revision>/<Task>.json`, what mteb's leaderboard tooling reads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from evaluation.mteb_tasks import LOCAL_NAMES, local_task
+
+
+def resolve_tasks(names: list[str] | None, benchmark: str | None, root: Path) -> list[Any]:
+    """mteb task objects: a local name (stsb, scifact, trec, mr) is the local copy (`local_task`); any other name
+    is mteb's task of that name; `benchmark` adds the tasks of an mteb benchmark ("MTEB(eng, v2)")."""
+    import mteb
+
+    tasks = [local_task(n, root) for n in names or () if n in LOCAL_NAMES]
+    others = [n for n in names or () if n not in LOCAL_NAMES]
+    if others:
+        tasks += list(mteb.get_tasks(tasks=others))
+    if benchmark:
+        tasks += list(mteb.get_benchmark(benchmark).tasks)
+    if not tasks:
+        raise ValueError("no tasks: pass --tasks and / or --benchmark")
+    return tasks
+
+
+def run(
+    model: str | Path,
+    tasks: list[Any],
+    output: Path,
+    dtype: str = "fp32",
+    batch_size: int = 32,
+    device: str | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """`mteb.evaluate` of the checkpoint folder `model` (its card's instructions as prompts) on `tasks`; results
+    under `output` (finished tasks are kept and skipped unless `overwrite`). Returns mteb's `ModelResult`."""
+    import mteb
+    from mteb.cache import ResultCache
+
+    from evaluation.mteb_model import Causal2VecMTEB
+
+    wrapper = Causal2VecMTEB(model, dtype=dtype, device=device)
+    return mteb.evaluate(
+        wrapper,
+        tasks,
+        cache=ResultCache(output),
+        encode_kwargs={"batch_size": batch_size},
+        overwrite_strategy="always" if overwrite else "only-missing",
+        show_progress_bar=True,
+    )
+
+
+def card_rows(result: Any, tasks: list[Any]) -> list[dict[str, Any]]:
+    """One row per task and split of an mteb `ModelResult` for the model card (`evaluation.card`): the task's mteb
+    name, type and dataset, its main score."""
+    metadata = {t.metadata.name: t.metadata for t in tasks}
+    rows = []
+    for task in result.task_results:
+        meta = metadata[task.task_name]
+        for split, scores in task.scores.items():
+            rows += [
+                {
+                    "task": task.task_name,
+                    "split": split,
+                    "metric": meta.main_score,
+                    "score": float(subset["main_score"]),
+                    "n": None,
+                    "task_type": meta.type,
+                    "dataset": meta.dataset["path"],
+                    "revision": task.dataset_revision,
+                }
+                for subset in scores
+            ]
+    return rows

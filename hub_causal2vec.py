@@ -240,6 +240,27 @@ def _truncation_note(config: Any) -> str:
     return note + f"; the first {half} are the Contextual token's state, the last {half} EOS's."
 
 
+def _limitations(config: Any) -> str:
+    """The card's Limitations section: what loading needs, where scores come from, and (C and EOS halves) how to
+    quantize."""
+    lines = [
+        "## Limitations",
+        "",
+        "- Loading runs this repo's code (`trust_remote_code=True`); the Hub widget and text-embeddings-inference do "
+        "not run it.",
+        "- Scores: only those the Evaluation section lists, each with how it was made; the Causal2Vec project's "
+        "`python -m evaluation mteb --card` adds MTEB's (`model-index`).",
+    ]
+    if config.pooling == "contextual_eos":
+        half = config.embedding_dim // 2
+        lines.append(
+            f"- int8 / binary vectors: quantize the first {half} dimensions (the Contextual token's), not all "
+            f"{config.embedding_dim}: the EOS half's dimensions spread far less, and on one seed of three of the "
+            "project's default recipe the whole vector lost nearly all its retrieval quality under int8 and binary."
+        )
+    return "\n".join(lines)
+
+
 def _about(config: Any, base_models: Sequence[str]) -> str:
     dim = config.embedding_dim
     return f"""# Causal2Vec embedding model
@@ -290,6 +311,8 @@ shows no result; text-embeddings-inference does not run custom code either. The 
 compare sentences: use the endpoint's HTTP API for those.
 For the OpenAI embeddings API (the `openai` client, LangChain, LlamaIndex, vector databases), serve the folder with
 the Causal2Vec project's `python -m serve --model PATH --port 8000`.
+
+{_limitations(config)}
 
 ## Upload
 

@@ -99,7 +99,7 @@ def make_sender(url: str, kind: str, fmt: str) -> Callable[[list[str]], None]:
             conn.request("POST", "/v1/embeddings", body, {"Content-Type": "application/json"})
             response = conn.getresponse()
             payload = response.read()
-        except OSError:
+        except (OSError, http.client.HTTPException):
             conn.close()  # the next request reconnects
             raise
         if response.status != 200:

@@ -57,6 +57,7 @@ def eval_result(row: dict[str, Any], how: str) -> EvalResult:
     task = row["task"]
     kind = TASKS[task].kind if task in TASKS else "feature-extraction"
     n = f", n={row['n']}" if row.get("n") is not None else ""
+    official = bool(row.get("task_type")) and not str(row.get("dataset")).startswith("local/")
     return EvalResult(
         task_type=row.get("task_type") or TASK_TYPES.get(kind, kind),
         dataset_type=row.get("dataset") or task,
@@ -66,6 +67,7 @@ def eval_result(row: dict[str, Any], how: str) -> EvalResult:
         metric_type=row["metric"],
         metric_value=round(100 * row["score"], 2),
         metric_name=f"{row['metric']} ({how}{n})",
-        source_name="MTEB" if row.get("task_type") else None,
-        source_url="https://github.com/embeddings-benchmark/mteb" if row.get("task_type") else None,
+        dataset_config=row.get("subset"),
+        source_name="MTEB" if official else None,  # MTEB's own tasks (local copies included), not ours (local/...)
+        source_url="https://github.com/embeddings-benchmark/mteb" if official else None,
     )

@@ -4,6 +4,7 @@ results folder (`<output>/results/<model name>/<revision>/<Task>.json`, what mte
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,34 @@ def run(
     from evaluation.mteb_model import Causal2VecMTEB
 
     wrapper = Causal2VecMTEB(model, dtype=dtype, device=device)
+    cache = ResultCache(output)
+    check_cached(tasks, cache, wrapper.mteb_model_meta, overwrite)
     return mteb.evaluate(
         wrapper,
         tasks,
-        cache=ResultCache(output),
+        cache=cache,
         encode_kwargs={"batch_size": batch_size},
         overwrite_strategy="always" if overwrite else "only-missing",
         show_progress_bar=True,
     )
+
+
+def check_cached(tasks: list[Any], cache: Any, meta: Any, overwrite: bool) -> None:
+    """Refuse what mteb would mix up silently (it reuses a saved result by model and task name alone): one task name
+    twice in a run (a local copy and mteb's own), or a result saved on other data (another dataset revision)."""
+    names = [t.metadata.name for t in tasks]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} asked twice (the local copy and mteb's?): run each into its own --output")
+    for task in tasks if not overwrite else ():
+        path = cache.get_task_result_path(task.metadata.name, meta)
+        saved = json.loads(path.read_text()).get("dataset_revision") if path.is_file() else task.metadata.revision
+        if saved != task.metadata.revision:
+            raise ValueError(
+                f"{path} holds {task.metadata.name} on dataset revision {saved}, not {task.metadata.revision} "
+                "(other data: the local copy or the Hub's, or edited files): use another --output, or --overwrite "
+                "to replace it"
+            )
 
 
 def card_rows(result: Any, tasks: list[Any]) -> list[dict[str, Any]]:
@@ -71,6 +92,7 @@ def card_rows(result: Any, tasks: list[Any]) -> list[dict[str, Any]]:
                     "task_type": meta.type,
                     "dataset": meta.dataset["path"],
                     "revision": task.dataset_revision,
+                    "subset": subset.get("hf_subset"),
                 }
                 for subset in scores
             ]

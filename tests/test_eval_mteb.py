@@ -182,3 +182,12 @@ def test_evaluation_mteb_command_on_the_local_tasks(tiny, tmp_path):
     assert index["STSBenchmark"].task_type == "STS" and index["SciFact"].task_type == "Retrieval"
     assert index["STSBenchmark"].dataset_type == "mteb/stsbenchmark-sts" and index["TREC"].dataset_type == "local/trec"
     assert index["SciFact"].metric_value == round(100 * ndcg, 2) and index["SciFact"].source_name == "MTEB"
+    assert index["TREC"].source_name is None  # ours, not MTEB's
+
+    # mteb would reuse a saved result by name: the local copy and mteb's task in one run, or other data, are refused
+    with pytest.raises(ValueError, match="STSBenchmark asked twice"):
+        main(["mteb", "--model", str(folder), "--tasks", "stsb", "STSBenchmark", "--output", str(out)])
+    saved = next((out / "results").rglob("STSBenchmark.json"))
+    saved.write_text(saved.read_text().replace(loaded["STSBenchmark"].dataset_revision, "the-hub-revision"))
+    with pytest.raises(ValueError, match="holds STSBenchmark on dataset revision the-hub-revision"):
+        main(["mteb", "--model", str(folder), "--tasks", "stsb", "--data", str(root), "--output", str(out)])

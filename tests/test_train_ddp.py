@@ -93,16 +93,19 @@ def test_two_processes_match_one(tmp_path, cached):
 
 
 @pytest.mark.parametrize(
-    ("state_dict_type", "optimizer"), [("FULL_STATE_DICT", "optimizer.bin"), ("SHARDED_STATE_DICT", "optimizer_0")]
+    ("state_dict_type", "optimizer", "connector_only"),
+    [("FULL_STATE_DICT", "optimizer.bin", 2), ("SHARDED_STATE_DICT", "optimizer_0", 1)],
 )
-def test_fsdp_two_processes_match_one_and_resume(tmp_path, state_dict_type, optimizer):
+def test_fsdp_two_processes_match_one_and_resume(tmp_path, state_dict_type, optimizer, connector_only):
     """FSDP2 over two processes (every part sharded by layer, GradCache in chunks of 5) follows one unsharded
     process step for step; its checkpoints hold the gathered trainable weights, not the whole model (full or
     sharded state dicts alike); resumed from step 2 after losing step 3, it ends with the same weights bit for
-    bit, also where step 2 ends the connector-only steps (the other parts' optimizer state starts at step 3)."""
+    bit: where step 2 ends the connector-only steps (the other parts' optimizer state starts at step 3), and
+    where every part's state was saved and must be restored whole."""
     data = wikiqa(tmp_path)
-    options = (*fsdp(state_dict_type), "cached_chunk_size=5", "save_every=2", "connector_only_steps=2")
-    one = run(tmp_path / "one", data, 1, "connector_only_steps=2")
+    steps = f"connector_only_steps={connector_only}"
+    options = (*fsdp(state_dict_type), "cached_chunk_size=5", "save_every=2", steps)
+    one = run(tmp_path / "one", data, 1, steps)
     two = run(tmp_path / "two", data, 2, *options, program=(FSDP_LAUNCH,))
     assert_same_run(tmp_path, one, two, 1e-5)
     checkpoint = tmp_path / "two" / "checkpoints" / "checkpoint-2"

@@ -34,6 +34,15 @@ def read_classification(path: str | Path) -> ClassificationData:
     return ClassificationData(texts, labels)
 
 
+def read_train_test(train: Path, test: Path) -> tuple[ClassificationData, ClassificationData]:
+    """A classification task's train and test files; a test label the train file never has is an error."""
+    train_data, test_data = read_classification(train), read_classification(test)
+    unknown = sorted(set(test_data.labels) - set(train_data.labels))
+    if unknown:
+        raise DataError(f"{test}: labels {unknown} never occur in {train}")
+    return train_data, test_data
+
+
 @dataclass
 class RetrievalData:
     corpus: dict[str, str]  # doc id -> "title text"

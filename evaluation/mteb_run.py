@@ -63,10 +63,12 @@ def check_cached(tasks: list[Any], cache: Any, meta: Any, overwrite: bool) -> No
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ValueError(f"{', '.join(twice)} asked twice (the local copy and mteb's?): run each into its own --output")
-    for task in tasks if not overwrite else ():
+    if overwrite:  # every saved result is replaced
+        return
+    for task in tasks:
         path = cache.get_task_result_path(task.metadata.name, meta)
-        saved = json.loads(path.read_text()).get("dataset_revision") if path.is_file() else task.metadata.revision
-        if saved != task.metadata.revision:
+        saved = json.loads(path.read_text()).get("dataset_revision") if path.is_file() else None
+        if saved not in (None, task.metadata.revision):
             raise ValueError(
                 f"{path} holds {task.metadata.name} on dataset revision {saved}, not {task.metadata.revision} "
                 "(other data: the local copy or the Hub's, or edited files): use another --output, or --overwrite "

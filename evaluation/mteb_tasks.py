@@ -37,11 +37,15 @@ def official(name: str, task: str, root: Path) -> type:
     base = type(mteb.get_task(name))
     dataset = {"path": base.metadata.dataset["path"], "revision": local_revision(task, root)}
     metadata = base.metadata.model_copy(update={"dataset": dataset})
-    return type(f"Local{name}", (base,), {"metadata": metadata, "root": root})
+    return type(f"Local{name}", (base,), {"metadata": metadata})
 
 
-def classification_metadata(name: str, description: str, root: Path, task: str) -> TaskMetadata:
-    return TaskMetadata(
+def classification_task(
+    name: str, description: str, task: str, root: Path, splits: dict[str, tuple[list[str], list[str]]]
+) -> Any:
+    """An mteb classification task of ours named `name` over `splits` (split -> texts, labels), its data loaded;
+    label ids in the order of the train split's sorted labels."""
+    metadata = TaskMetadata(
         name=name,
         description=description,
         reference=None,
@@ -61,6 +65,15 @@ def classification_metadata(name: str, description: str, root: Path, task: str) 
         sample_creation=None,
         bibtex_citation=None,
     )
+    labels = sorted(set(splits["train"][1]))
+    instance = type(name, (AbsTaskClassification,), {"metadata": metadata})()
+    instance.dataset = DatasetDict(
+        {
+            split: Dataset.from_dict({"text": texts, "label": [labels.index(x) for x in ys]})
+            for split, (texts, ys) in splits.items()
+        }
+    )
+    return instance
 
 
 def local_task(task: str, root: Path = data.DEFAULT_DATA) -> Any:
@@ -83,36 +96,22 @@ def local_task(task: str, root: Path = data.DEFAULT_DATA) -> Any:
         instance = official("SciFact", task, root)()
         instance.dataset = {"default": {"test": split}}
     elif task == "trec":
-        train, test = (data.read_classification(root / TASKS["trec"].files[s]) for s in ("train", "test"))
-        unknown = sorted(set(test.labels) - set(train.labels))
-        if unknown:
-            raise data.DataError(f"{root / TASKS['trec'].files['test']}: labels {unknown} never occur in train")
-        labels = sorted(set(train.labels))
-        splits = {
-            s: Dataset.from_dict({"text": d.texts, "label": [labels.index(x) for x in d.labels]})
-            for s, d in (("train", train), ("test", test))
-        }
+        files = TASKS["trec"].files
+        train, test = data.read_train_test(root / files["train"], root / files["test"])
         about = "TREC question classification (6 coarse classes), local files"
-        instance = type(
-            "TREC", (AbsTaskClassification,), {"metadata": classification_metadata("TREC", about, root, task)}
-        )()
-        instance.dataset = DatasetDict(splits)
+        splits = {"train": (train.texts, train.labels), "test": (test.texts, test.labels)}
+        instance = classification_task("TREC", about, task, root, splits)
     elif task == "mr":
         from sklearn.model_selection import StratifiedKFold
 
         mr = data.read_classification(root / TASKS["mr"].files["data"])
-        labels = sorted(set(mr.labels))
-        y = [labels.index(x) for x in mr.labels]
-        train_idx, test_idx = next(StratifiedKFold(MR_FOLDS, shuffle=True, random_state=MR_SEED).split(y, y))
-        splits = {
-            s: Dataset.from_dict({"text": [mr.texts[i] for i in idx], "label": [y[i] for i in idx]})
-            for s, idx in (("train", train_idx), ("test", test_idx))
-        }
+        folds = StratifiedKFold(MR_FOLDS, shuffle=True, random_state=MR_SEED).split(mr.labels, mr.labels)
         about = "Movie review sentence polarity (MR), local file; test: fold 0 of seeded stratified 10 folds"
-        instance = type(
-            "MR", (AbsTaskClassification,), {"metadata": classification_metadata("MR", about, root, task)}
-        )()
-        instance.dataset = DatasetDict(splits)
+        splits = {
+            split: ([mr.texts[i] for i in idx], [mr.labels[i] for i in idx])
+            for split, idx in zip(("train", "test"), next(folds), strict=True)
+        }
+        instance = classification_task("MR", about, task, root, splits)
     else:
         raise ValueError(f"no local mteb task {task!r}; local tasks: {', '.join(LOCAL_NAMES)}")
     instance.data_loaded = True

@@ -149,11 +149,7 @@ def run_classification(
         texts, labels = [full.texts[i] for i in keep], [full.labels[i] for i in keep]
         emb = embedder.embed(texts, instruction, desc=f"{files['data'].name}")
         return {**cross_validate(emb, labels, folds, seed), "num_samples": len(texts)}
-    train = data.read_classification(files["train"])
-    test = data.read_classification(files["test"])
-    unknown = sorted(set(test.labels) - set(train.labels))
-    if unknown:
-        raise data.DataError(f"{files['test']}: labels {unknown} never occur in {files['train']}")
+    train, test = data.read_train_test(files["train"], files["test"])
     tr = sample_indices(len(train.texts), limit, seed)
     te = sample_indices(len(test.texts), limit, seed)
     train_x = embedder.embed([train.texts[i] for i in tr], instruction, desc=f"{files['train'].name}")

@@ -191,3 +191,19 @@ def test_evaluation_mteb_command_on_the_local_tasks(tiny, tmp_path):
     saved.write_text(saved.read_text().replace(loaded["STSBenchmark"].dataset_revision, "the-hub-revision"))
     with pytest.raises(ValueError, match="holds STSBenchmark on dataset revision the-hub-revision"):
         main(["mteb", "--model", str(folder), "--tasks", "stsb", "--data", str(root), "--output", str(out)])
+
+
+def test_a_test_label_missing_from_train_is_named_by_both_harnesses(tiny, tmp_path):
+    """TREC's files read once for both harnesses (`data.read_train_test`): a test label the train file lacks is an
+    error naming the files, in the project's run and in the local mteb task alike."""
+    from eval_fixtures import write_tsv
+
+    from evaluation.data import DataError
+    from evaluation.mteb_tasks import local_task
+
+    root = make_data(tmp_path / "data")
+    write_tsv(root / "trec" / "test.tsv", ["text", "label"], [("What is a dog?", "UNSEEN"), ("How far is it?", "NUM")])
+    with pytest.raises(DataError, match=r"test\.tsv: labels \['UNSEEN'\] never occur in .*train\.tsv"):
+        local_task("trec", root)
+    with pytest.raises(DataError, match=r"test\.tsv: labels \['UNSEEN'\] never occur in .*train\.tsv"):
+        evaluate(Embedder(tiny, show_progress_bar=False), ["trec"], root, None)

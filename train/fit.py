@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import yaml
-from accelerate.utils import save_fsdp_optimizer
+from accelerate.utils import parse_flag_from_env, save_fsdp_optimizer
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.base.modules import InputModule
 from torch import nn
@@ -325,7 +325,7 @@ def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> Senten
         raise ValueError(f"trainer.{owned[0]}: set {OWNED_ARGS[owned[0]]} instead (the config's own key)")
     if cfg.trainer.get("fsdp") and fsdp_version(cfg.trainer) != 2:
         raise ValueError(f"trainer.fsdp_config.version: {FSDP1_REFUSED}")  # before accelerate builds FSDP1
-    if env_flag("ACCELERATE_USE_DEEPSPEED"):  # an accelerate config's DeepSpeed: refused before it builds
+    if parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"):  # an accelerate config's DeepSpeed: refused before it builds
         raise ValueError(f"DeepSpeed (accelerate config) is not available here: {REFUSED_ARGS['deepspeed']}")
     refused = sorted(set(cfg.trainer) & set(REFUSED_ARGS))
     if refused:
@@ -421,10 +421,8 @@ def build_trainer(
 
 def check_fsdp(trainer: Causal2VecTrainer) -> None:
     """FSDP asked for (`trainer.fsdp`, or an accelerate config) is FSDP2 and on, or an error: never a silent
-    unsharded run; DeepSpeed from an accelerate config is refused as the trainer block's is."""
-    if trainer.is_deepspeed_enabled:
-        raise ValueError(f"DeepSpeed (accelerate config) is not available here: {REFUSED_ARGS['deepspeed']}")
-    if (trainer.args.fsdp or env_flag("ACCELERATE_USE_FSDP")) and not trainer.is_fsdp_enabled:
+    unsharded run (DeepSpeed, from either, is refused earlier, in `training_arguments`)."""
+    if (trainer.args.fsdp or parse_flag_from_env("ACCELERATE_USE_FSDP")) and not trainer.is_fsdp_enabled:
         raise ValueError(
             f"FSDP (trainer.fsdp or an accelerate config): accelerate did not turn FSDP on "
             f"({trainer.accelerator.distributed_type}, {trainer.args.device}): it does on GPUs (or other "
@@ -440,11 +438,6 @@ def check_fsdp(trainer: Causal2VecTrainer) -> None:
             "FSDP activation_checkpointing wraps the layers and renames their parameters (the per-part groups and "
             "checkpoints go by name): set gradient_checkpointing: true instead (the decoder's own, the same saving)"
         )
-
-
-def env_flag(name: str) -> bool:
-    """An accelerate config's switch, as `accelerate launch` passes it to the processes."""
-    return os.environ.get(name, "false").lower() in ("1", "true", "yes")
 
 
 def fsdp_version(block: dict[str, Any]) -> int:

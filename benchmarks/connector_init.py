@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from evaluation.data import DEFAULT_DATA, read_classification, read_sts
-from evaluation.metrics import classification_accuracy, sts_scores
-from evaluation.tasks import DEV_BATTERY, sample_indices
+from evaluation.metrics import sts_scores
+from evaluation.tasks import DEV_BATTERY, classifier, sample_indices
 
 
 def pooled(model, texts: list[str], batch_size: int = 64) -> torch.Tensor:
@@ -52,7 +52,7 @@ def score(
     with torch.no_grad():
         x = {k: transform(v).float().numpy() for k, v in data.items()}
     sts = sts_scores(x["a"], x["b"], labels[0])["cosine_spearman"]
-    trec = classification_accuracy(x["train"], labels[1], x["test"], labels[2])["accuracy"]
+    trec = classifier().fit(x["train"], labels[1]).score(x["test"], labels[2])  # the battery's probe
     return {"sts": 100 * sts, "trec": 100 * trec}
 
 

@@ -24,7 +24,8 @@ from evaluation.cache import DEFAULT_CACHE
 from evaluation.data import DEFAULT_DATA, read_sts
 from evaluation.embedder import Embedder
 from evaluation.metrics import sts_scores
-from evaluation.tasks import DEV_BATTERY, TASKS, run_task
+from evaluation.run import evaluate
+from evaluation.tasks import DEV_BATTERY
 
 STSB_DEV = DEFAULT_DATA / "stsb" / "dev.tsv"
 
@@ -77,9 +78,7 @@ def battery_views(base: Embedder, tasks: list[str], data: Path) -> dict[str, dic
 
 def battery_score(embedder: Embedder, task: str, data: Path, instructions: dict[str, str]) -> float:
     """The battery's main score (x100) of `task` for `embedder`, at the battery's sizes."""
-    limit, corpus = DEV_BATTERY[task]
-    result = run_task(TASKS[task], embedder, data, instructions, limit, corpus, 0)
-    return 100 * next(iter(result["scores"].values()))[0]["main_score"]
+    return 100 * evaluate(embedder, [task], data, None, instructions, task_limits=DEV_BATTERY)[task]["main_score"]
 
 
 def halves(model, pairs: tuple[list[str], list[str], list[float]], batch_size: int = 32) -> dict[str, float]:

@@ -28,6 +28,7 @@ import json
 import shlex
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,9 @@ from causal2vec import REPO_ROOT
 from evaluation.cache import DEFAULT_CACHE
 from evaluation.data import DEFAULT_DATA
 from evaluation.embedder import Embedder
-from evaluation.metrics import normalize, top_k
+from evaluation.metrics import normalize
 from evaluation.run import evaluate, summary_rows
-from evaluation.tasks import DEV_BATTERY, TASKS, RetrievalSet, embed_retrieval, task_instruction
+from evaluation.tasks import DEV_BATTERY, LOCAL_TASKS, local_task
 
 PRECISIONS = ("float32", "int8", "ubinary")
 RETRIEVAL = "scifact"  # the task of the precision table
@@ -57,6 +58,51 @@ def check_dims(dims: list[int], full: int, flag: str = "--dims") -> list[int]:
     if bad:
         raise ValueError(f"{flag} {' '.join(map(str, bad))}: each size must be from 1 to {full} (the embedding size)")
     return list(dict.fromkeys(dims))
+
+
+@dataclass
+class RetrievalSet:
+    """A retrieval task's sample, embedded: query ids, document ids, their judgements and embeddings (row i of
+    `query_emb` is query `qids[i]`, row j of `doc_emb` document `doc_ids[j]`)."""
+
+    qids: list[str]
+    doc_ids: list[str]
+    qrels: dict[str, dict[str, int]]
+    query_emb: np.ndarray
+    doc_emb: np.ndarray
+
+    def scores(self, idx: np.ndarray, val: np.ndarray) -> dict[str, Any]:
+        """mteb's retrieval metrics of a ranking: `idx[i]` the document rows ranked for query i, `val[i]` their
+        scores, best first."""
+        from mteb._evaluators.retrieval_metrics import calculate_retrieval_scores
+
+        ids = self.doc_ids
+        run = {q: {ids[j]: float(s) for j, s in zip(idx[i], val[i], strict=True)} for i, q in enumerate(self.qids)}
+        result = calculate_retrieval_scores(run, self.qrels, k_values=(10,))
+        return {
+            "ndcg_at_10": result.ndcg["NDCG@10"],
+            "recall_at_10": result.recall["Recall@10"],
+            "num_queries": len(self.qids),
+            "num_documents": len(self.doc_ids),
+        }
+
+
+def retrieval_sample(embedder: Embedder, data: Path, instruction: str) -> RetrievalSet:
+    """The battery's sample of `RETRIEVAL` (its mteb task's queries, corpus and judgements), embedded: queries
+    with the instruction, documents without, as the battery embeds them."""
+    task, split = LOCAL_TASKS[RETRIEVAL]
+    part = local_task(task, data, [split], *DEV_BATTERY[RETRIEVAL]).dataset["default"][split]
+    queries, corpus = part["queries"], part["corpus"]
+    doc_emb = embedder.embed(list(corpus["text"]), None, desc=f"{task} corpus")
+    query_emb = embedder.embed(list(queries["text"]), instruction, desc=f"{task} queries")
+    return RetrievalSet(list(queries["id"]), list(corpus["id"]), part["relevant_docs"], query_emb, doc_emb)
+
+
+def top_k(query_emb: np.ndarray, doc_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cosine scores of the k most similar documents per query, best first (ties: the earlier one)."""
+    sims = normalize(query_emb) @ normalize(doc_emb).T
+    idx = best(sims, k)
+    return idx, np.take_along_axis(sims, idx, axis=1)
 
 
 def bytes_per_vector(precision: str, dim: int) -> int:
@@ -300,10 +346,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     instructions = load_instructions()
     tasks = list(dict.fromkeys(args.tasks))
     short, forwards = shorter(base, dims, tasks, args.data, instructions)
-    limit, corpus_limit = DEV_BATTERY[RETRIEVAL]
-    spec = TASKS[RETRIEVAL]
-    instruction = task_instruction(spec, instructions)
-    sample = embed_retrieval(base, args.data / spec.files["folder"], instruction, limit, corpus_limit, 0, spec.split)
+    sample = retrieval_sample(base, args.data, instructions[RETRIEVAL])
     result = {
         "command": shlex.join(["python", "-m", "benchmarks.vectors", *argv]),
         "model": str(args.model),

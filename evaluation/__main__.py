@@ -24,7 +24,7 @@ from evaluation.data import DEFAULT_DATA
 
 def main(argv: list[str] | None = None) -> int:
     from causal2vec.baselines import BASELINES
-    from evaluation.tasks import DEFAULT_TASKS, DEV_BATTERY, TASKS
+    from evaluation.tasks import DEFAULT_TASKS, DEV_BATTERY, LOCAL_TASKS
 
     parser = argparse.ArgumentParser(
         prog="python -m evaluation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="Causal2Vec checkpoint folder or SentenceTransformer folder")
     p.add_argument("--baseline", choices=BASELINES, help="evaluate this baseline on the checkpoint's decoder/encoder")
     p.add_argument("--pooling", help="embed a Causal2Vec checkpoint with this pooling instead of its own (ablation)")
-    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=sorted(TASKS))
+    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=sorted(LOCAL_TASKS))
     p.add_argument(
         "--battery", action="store_true", help="the dev battery: its tasks with their own samples (tasks.DEV_BATTERY)"
     )

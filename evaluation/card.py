@@ -10,10 +10,8 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard
 
 from causal2vec.instructions import LOCAL_TO_MTEB
-from evaluation.tasks import TASKS
 from hub_causal2vec import CARD_FILE, EVAL_HEADING, METADATA_KEY, evaluation_section, front_matter
 
-TASK_TYPES = {"sts": "STS", "retrieval": "Retrieval", "classification": "Classification"}  # mteb's task types
 ROW_KEYS = ("task", "split", "metric")
 
 
@@ -26,8 +24,9 @@ def update_evaluation(folder: Path, rows: list[dict[str, Any]], how: str) -> Pat
         raise FileNotFoundError(f"{path} does not exist: no model card to update")
     card = ModelCard.load(path)
     new = [eval_result(r, how) for r in rows]
-    names = {r.dataset_type for r in new}
-    card.data.eval_results = [r for r in card.data.eval_results or [] if r.dataset_type not in names] + new
+    names = {(r.dataset_name, r.dataset_split) for r in new}  # a task's split: scored again, replaced
+    kept = [r for r in card.data.eval_results or [] if (r.dataset_name, r.dataset_split) not in names]
+    card.data.eval_results = kept + new
     card.data.model_name = card.data.model_name or Path(folder).resolve().name
     meta = card.data.get(METADATA_KEY) or {}
     added = [{**{k: r[k] for k in ROW_KEYS}, "score": float(r["score"]), "n": r.get("n"), "how": how} for r in rows]
@@ -52,14 +51,13 @@ def _replace_evaluation(text: str, rows: list[dict[str, Any]]) -> str:
 
 
 def eval_result(row: dict[str, Any], how: str) -> EvalResult:
-    """One score (x100, as the card's table) as a `model-index` entry: an mteb row (`evaluation.mteb_run.card_rows`)
-    names its task type and dataset; a local row's `dataset_type` is the local task name."""
+    """One score (x100, as the card's table) as a `model-index` entry, its task type and dataset those of the mteb
+    task it was scored on (`evaluation.mteb_run.card_rows`)."""
     task = row["task"]
-    kind = TASKS[task].kind if task in TASKS else "feature-extraction"
     n = f", n={row['n']}" if row.get("n") is not None else ""
     official = bool(row.get("task_type")) and not str(row.get("dataset")).startswith("local/")
     return EvalResult(
-        task_type=row.get("task_type") or TASK_TYPES.get(kind, kind),
+        task_type=row.get("task_type") or "feature-extraction",
         dataset_type=row.get("dataset") or task,
         dataset_name=LOCAL_TO_MTEB.get(task, task),
         dataset_split=row["split"],

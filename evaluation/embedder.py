@@ -96,12 +96,17 @@ class Embedder:
 
     @classmethod
     def from_path(
-        cls, path: str | Path, baseline: str | None = None, pooling: str | None = None, **kwargs: Any
+        cls,
+        path: str | Path,
+        baseline: str | None = None,
+        pooling: str | None = None,
+        device: str | None = None,
+        **kwargs: Any,
     ) -> Embedder:
-        """Load a checkpoint folder, optionally wrapped as a baseline or with another `pooling` (a Causal2Vec
-        checkpoint embedded as `eos`, `contextual`, ...: an ablation of a trained model); its identity comes from its
-        files (and the pooling)."""
-        model = load_model(path)
+        """Load a checkpoint folder (onto `device`), optionally wrapped as a baseline or with another `pooling` (a
+        Causal2Vec checkpoint embedded as `eos`, `contextual`, ...: an ablation of a trained model); its identity
+        comes from its files (and the pooling)."""
+        model = load_model(path, device)
         model_id = folder_fingerprint(path)
         if pooling is not None:
             from configuration_causal2vec import POOLINGS

@@ -16,23 +16,21 @@ lists for the card's base models (an untrained `train init` checkpoint: the enco
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta
 from mteb.types import PromptType
 
 from causal2vec import REPO_ROOT
 from causal2vec.card import read_card_metadata, read_training_config, training_metadata
-from causal2vec.dtypes import DTYPES
 from causal2vec.instructions import LOCAL_TO_MTEB, load_instructions
 from causal2vec.parts import DEFAULT_ENCODER
-from evaluation.cache import folder_fingerprint
-from evaluation.embedder import load_model
+from evaluation.embedder import Embedder
 
 if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
@@ -45,8 +43,8 @@ TRAINING_FILE_TO_MTEB = {"scifact": "SciFact"}
 
 def mteb_instructions() -> dict[str, str]:
     """The shipped instruction table keyed by mteb task name: the official twins' and the local mteb tasks'
-    (`evaluation.mteb_tasks.LOCAL_NAMES`)."""
-    from evaluation.mteb_tasks import LOCAL_NAMES
+    (`evaluation.tasks.LOCAL_NAMES`)."""
+    from evaluation.tasks import LOCAL_NAMES
 
     names = {**LOCAL_TO_MTEB, **LOCAL_NAMES}
     return {names[k]: v for k, v in load_instructions().items() if k in names}
@@ -109,11 +107,11 @@ def folder_training_datasets(folder: str | Path) -> set[str]:
 
 
 def build_meta(
-    model: Any, name: str, revision: str | None = None, loader: Any = None, datasets: set[str] | None = None
+    embedder: Embedder, name: str, revision: str | None = None, loader: Any = None, datasets: set[str] | None = None
 ) -> ModelMeta:
-    """`ModelMeta` for a Causal2Vec model (or baseline) object; `datasets` default: the default encoder's."""
-    config = model.config
-    n_params = sum(p.numel() for p in model.parameters())
+    """`ModelMeta` for what `embedder` embeds with; `datasets` default: the default encoder's."""
+    config = getattr(embedder.model, "config", None)
+    n_params = sum(p.numel() for p in embedder.model.parameters())
     return ModelMeta(
         loader=loader,
         name=name,
@@ -123,7 +121,7 @@ def build_meta(
         n_parameters=n_params,
         memory_usage_mb=round(n_params * 4 / 2**20, 1),
         max_tokens=getattr(config, "decoder_max_length", None),
-        embed_dim=config.embedding_dim,
+        embed_dim=embedder.truncate_dim or embedder.embedding_dim,
         license="apache-2.0",
         open_weights=True,
         public_training_code=None,
@@ -131,14 +129,17 @@ def build_meta(
         framework=["PyTorch", "Transformers", "Sentence Transformers"],
         reference="https://arxiv.org/abs/2507.23386",
         similarity_fn_name="cosine",
-        use_instructions=True,
+        use_instructions=embedder.applies_instructions,
         training_datasets=training_datasets() if datasets is None else datasets,
         adapted_from=None,
     )
 
 
 class Causal2VecMTEB(AbsEncoder):
-    """mteb encoder around a Causal2Vec model (a folder path or a loaded model / baseline module)."""
+    """mteb encoder over an `Embedder` (a Causal2Vec checkpoint, a baseline of it or a SentenceTransformer folder,
+    with its dtype, `truncate_dim` and embedding cache), built from a folder path, a loaded model or an Embedder.
+    Queries and symmetric tasks get the task's instruction (`instructions`, keyed by mteb task name, else mteb's
+    default prompt for the task), retrieval documents none."""
 
     def __init__(
         self,
@@ -153,15 +154,15 @@ class Causal2VecMTEB(AbsEncoder):
         datasets = None
         if isinstance(model, (str, Path)):
             path = Path(model)
-            revision = revision or folder_fingerprint(path)[:12]
             name = name or f"causal2vec/{path.resolve().name}"
             datasets = folder_training_datasets(path)
-            model = load_model(path, device)
-        self.model = model
-        self.dtype = DTYPES[dtype]
-        self.device = device
-        self.instruction_template = model.config.prompt_template.replace("{}", "{instruction}")
+            model = Embedder.from_path(path, dtype=dtype, device=device, show_progress_bar=False, **kwargs)
+        elif not isinstance(model, Embedder):
+            model = Embedder(model, dtype=dtype, show_progress_bar=False, **kwargs)
+        self.embedder = model
+        self.model = model.model
         self.prompts_dict = mteb_instructions() if instructions is None else instructions
+        revision = revision or hashlib.sha256(model.model_id.encode()).hexdigest()[:12]
         self.mteb_model_meta = build_meta(model, name or "causal2vec/in-memory", revision, datasets=datasets)
 
     def encode(
@@ -175,19 +176,17 @@ class Causal2VecMTEB(AbsEncoder):
         **kwargs: Any,
     ) -> np.ndarray:
         """Embed every text of `inputs`; documents get no instruction, queries and symmetric tasks do."""
-        instruction = ""
+        instruction = None
         if prompt_type != PromptType.document:
-            instruction = self.get_task_instruction(task_metadata, prompt_type)
+            instruction = self.get_instruction(task_metadata, prompt_type) or None
         texts = [text for batch in inputs for text in batch["text"]]
-        with torch.inference_mode():
-            return self.model.encode(
-                texts,
-                prompt=instruction or None,
-                batch_size=kwargs.get("batch_size", 32),
-                show_progress_bar=kwargs.get("show_progress_bar", False),
-                dtype=self.dtype,
-                device=self.device,
-            )
+        return self.embedder.embed(texts, instruction, desc=f"{task_metadata.name} {hf_split}")
+
+    def get_task_instruction(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str:
+        """What precedes a text of this task and side (the embedder's prompt: the model's template, or a
+        SentenceTransformer's own prompt)."""
+        instruction = None if prompt_type == PromptType.document else self.get_instruction(task_metadata, prompt_type)
+        return self.embedder.prompt(instruction or None)
 
 
 def meta_for_folder(path: str | Path) -> ModelMeta:

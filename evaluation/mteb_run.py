@@ -8,16 +8,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evaluation.mteb_tasks import LOCAL_NAMES, local_task
+from evaluation.tasks import LOCAL_TASKS, resolve
 
 
 def resolve_tasks(names: list[str] | None, benchmark: str | None, root: Path) -> list[Any]:
-    """mteb task objects: a local name (stsb, scifact, trec, mr) is the local copy (`local_task`); any other name
-    is mteb's task of that name; `benchmark` adds the tasks of an mteb benchmark ("MTEB(eng, v2)")."""
+    """mteb task objects: a local name (stsb, scifact, trec, mr) is the local copy under mteb's protocol
+    (`evaluation.tasks.resolve`); any other name is mteb's task of that name; `benchmark` adds the tasks of an mteb
+    benchmark ("MTEB(eng, v2)")."""
     import mteb
 
-    tasks = [local_task(n, root) for n in names or () if n in LOCAL_NAMES]
-    others = [n for n in names or () if n not in LOCAL_NAMES]
+    tasks = resolve([n for n in names or () if n in LOCAL_TASKS], root, mteb_protocol=True)
+    others = [n for n in names or () if n not in LOCAL_TASKS]
     if others:
         tasks += list(mteb.get_tasks(tasks=others))
     if benchmark:

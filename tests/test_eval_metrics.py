@@ -20,33 +20,29 @@ def test_sts_spearman_hand_computed():
 
 
 def test_retrieval_metrics_hand_computed():
-    qrels = {"q1": {"d1": 1, "d2": 1}, "q2": {"d4": 1}, "q3": {"d5": 1}}
-    run = {
-        "q1": {"d3": 0.9, "d1": 0.8, "d4": 0.7, "d2": 0.6},  # relevant at ranks 2 and 4
-        "q2": {"d4": 0.9, "d1": 0.1},  # relevant at rank 1
-    }  # q3 retrieved nothing: it counts as 0
-    s = metrics.retrieval_scores(qrels, run)
+    """The benchmarks' own rankings are scored by mteb's retrieval metrics (`benchmarks.vectors.RetrievalSet`)."""
+    from benchmarks.vectors import RetrievalSet, top_k
+
+    qrels = {"q1": {"d1": 1, "d2": 1}, "q2": {"d4": 1}}
+    docs = ["d1", "d2", "d3", "d4"]
+    sample = RetrievalSet(["q1", "q2"], docs, qrels, np.zeros((2, 2)), np.zeros((4, 2)))
+    idx = np.array([[2, 0, 3, 1], [3, 0, 1, 2]])  # q1: relevant at ranks 2 and 4; q2: at rank 1
+    s = sample.scores(idx, np.tile([0.9, 0.8, 0.7, 0.6], (2, 1)))
     ndcg_q1 = (1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3))
-    assert s["ndcg_at_10"] == pytest.approx((ndcg_q1 + 1 + 0) / 3, abs=1e-4)
-    assert s["map_at_100"] == pytest.approx(((1 / 2 + 2 / 4) / 2 + 1 + 0) / 3, abs=1e-4)
-    assert s["recall_at_100"] == pytest.approx(2 / 3, abs=1e-4)
-    assert s["recall_at_1"] == pytest.approx(1 / 3, abs=1e-4)
-    assert s["ndcg_at_1"] == pytest.approx(1 / 3, abs=1e-4)
+    assert s["ndcg_at_10"] == pytest.approx((ndcg_q1 + 1) / 2, abs=1e-5)
+    assert s["recall_at_10"] == 1.0 and (s["num_queries"], s["num_documents"]) == (2, 4)
+    docs_emb = np.array([[1, 0], [0, 1], [1, 1], [-1, 0]], dtype=np.float32)
+    idx, val = top_k(np.array([[1, 0.1]], dtype=np.float32), docs_emb, k=3)
+    assert idx.tolist() == [[0, 2, 1]] and val[0, 0] == pytest.approx(1 / math.sqrt(1.01))
 
 
-def test_top_k_orders_by_cosine():
-    docs = np.array([[1, 0], [0, 1], [1, 1], [-1, 0]], dtype=np.float32)
-    idx, val = metrics.top_k(np.array([[1, 0.1]], dtype=np.float32), docs, k=3, chunk=1)
-    assert idx.tolist() == [[0, 2, 1]]
-    assert val[0, 0] == pytest.approx(1 / math.sqrt(1.01))
+def test_classifier_hand_computed():
+    from evaluation.tasks import classifier
 
-
-def test_classification_accuracy_hand_computed():
     train_x = np.array([[-2.0], [-1.0], [1.0], [2.0]])
     test_x = np.array([[-3.0], [-0.5], [0.5], [3.0]])
     # the classifier splits at 0; the last test label is deliberately wrong: 3 of 4 correct
-    s = metrics.classification_accuracy(train_x, ["a", "a", "b", "b"], test_x, ["a", "a", "b", "a"])
-    assert s["accuracy"] == pytest.approx(0.75)
+    assert classifier().fit(train_x, ["a", "a", "b", "b"]).score(test_x, ["a", "a", "b", "a"]) == pytest.approx(0.75)
 
 
 def test_readers_on_fixtures(tmp_path):
@@ -98,49 +94,33 @@ def test_bad_classification_and_beir(tmp_path):
         data.read_beir(root / "scifact")
 
 
-def test_cross_validation_hand_computed():
-    """Stratified 10-fold on 20 one-dimensional points: every fold holds one "a" and one "b" test point."""
-    from evaluation.tasks import cross_validate
+def test_mr_cross_validation_matches_sklearn(tiny, tmp_path):
+    """The battery's MR through mteb (its cross-validation, the task's seed, the battery's classifier) equals
+    10-fold cross-validation of the same embeddings by hand with scikit-learn."""
+    from sklearn.model_selection import KFold
 
-    rng = np.random.default_rng(0)
-    x = np.concatenate([-2 + 0.1 * rng.standard_normal(10), 2 + 0.1 * rng.standard_normal(10)])[:, None]
-    labels = ["a"] * 10 + ["b"] * 10
-    assert cross_validate(x, labels, folds=10)["accuracy"] == 1.0  # separable: every fold right
-    # one "b" sits among the "a"s: its fold gets 1 of 2 right, the 9 others 2 of 2 -> (9 * 1 + 0.5) / 10
-    x[19] = -2.0
-    s = cross_validate(x, labels, folds=10)
-    assert s["accuracy"] == pytest.approx(0.95) and s["folds"] == 10
-    # rows and labels travel together: the same data in another order scores the same
-    order = rng.permutation(20)
-    x_perm, labels_perm = x[order], [labels[i] for i in order]
-    assert cross_validate(x_perm, labels_perm, folds=10, seed=3)["accuracy"] == pytest.approx(0.95)
-    # and labels that no longer belong to their rows score near chance, not 0.95
-    shuffled = [labels[i] for i in rng.permutation(20)]
-    assert cross_validate(x, shuffled, folds=10)["accuracy"] < 0.8
-    with pytest.raises(ValueError, match="20 embeddings for 19 labels"):
-        cross_validate(x, labels[:19])
-
-
-def test_run_classification_matches_direct_cross_validation(tiny, tmp_path):
-    """The k-fold path end to end with a real tiny model equals cross-validating its embeddings by hand."""
     from evaluation.embedder import Embedder
-    from evaluation.tasks import cross_validate, run_classification
+    from evaluation.run import evaluate
+    from evaluation.tasks import classifier
 
     root = make_data(tmp_path)
     rows = data.read_classification(root / "mr" / "data.tsv")
-    result = run_classification(Embedder(tiny, show_progress_bar=False), {"data": root / "mr" / "data.tsv"}, "Classify")
-    emb = tiny.encode(rows.texts, prompt=tiny.config.query_prompt("Classify"))
-    expected = cross_validate(emb, rows.labels, folds=10)
-    assert result["accuracy"] == pytest.approx(expected["accuracy"]) and result["f1"] == pytest.approx(expected["f1"])
+    result = evaluate(Embedder(tiny, show_progress_bar=False), ["mr"], root, None, instructions={"mr": "Classify"})
+    emb, y = tiny.encode(rows.texts, prompt=tiny.config.query_prompt("Classify")), np.array(rows.labels)
+    folds = KFold(10, shuffle=True, random_state=0).split(emb)
+    expected = np.mean([classifier().fit(emb[tr], y[tr]).score(emb[te], y[te]) for tr, te in folds])
+    assert result["mr"]["main_score"] == pytest.approx(expected, abs=1e-9)
+    assert len(result["mr"]["scores"]["test"][0]["scores_per_experiment"]) == 10
 
 
 def test_classification_sees_directions_only():
-    """Each embedding's length is ignored (unit length, as cosine), while `accuracy_raw` fits the raw vectors."""
+    """Each embedding's length is ignored (unit length, as cosine): the battery's probe on rescaled rows."""
+    from evaluation.tasks import classifier
+
     rng = np.random.default_rng(0)
     labels = ["a", "b"] * 40
     x = rng.normal(size=(80, 16)) + np.array([[3.0] + [0.0] * 15 if y == "a" else [-3.0] + [0.0] * 15 for y in labels])
     scaled = x * rng.uniform(0.01, 100.0, size=(80, 1))
-    plain = metrics.classification_accuracy(x[:60], labels[:60], x[60:], labels[60:])
-    rescaled = metrics.classification_accuracy(scaled[:60], labels[:60], scaled[60:], labels[60:])
-    assert plain["accuracy"] == rescaled["accuracy"] and plain["f1"] == rescaled["f1"]
-    assert set(plain) == {"accuracy", "f1", "accuracy_raw"} and 0.5 < plain["accuracy_raw"] <= 1.0
+    plain = classifier().fit(x[:60], labels[:60]).predict(x[60:])
+    rescaled = classifier().fit(scaled[:60], labels[:60]).predict(scaled[60:])
+    assert (plain == rescaled).all() and 0.5 < np.mean(plain == np.array(labels[60:])) <= 1.0

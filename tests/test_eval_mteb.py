@@ -199,11 +199,11 @@ def test_a_test_label_missing_from_train_is_named_by_both_harnesses(tiny, tmp_pa
     from eval_fixtures import write_tsv
 
     from evaluation.data import DataError
-    from evaluation.mteb_tasks import local_task
+    from evaluation.tasks import local_task
 
     root = make_data(tmp_path / "data")
     write_tsv(root / "trec" / "test.tsv", ["text", "label"], [("What is a dog?", "UNSEEN"), ("How far is it?", "NUM")])
     with pytest.raises(DataError, match=r"test\.tsv: labels \['UNSEEN'\] never occur in .*train\.tsv"):
-        local_task("trec", root)
+        local_task("TREC", root)
     with pytest.raises(DataError, match=r"test\.tsv: labels \['UNSEEN'\] never occur in .*train\.tsv"):
         evaluate(Embedder(tiny, show_progress_bar=False), ["trec"], root, None)

@@ -35,13 +35,18 @@ def test_scores_match_direct_computation(tiny, tmp_path):
     sts = results["stsb"]["scores"]["test"][0]
     assert sts["main_score"] == pytest.approx(expected, abs=1e-6)
     sci = results["scifact"]["scores"]["test"][0]
-    assert sci["num_queries"] == 3 and sci["num_documents"] == 5
+    assert results["scifact"]["n"] == 3 and results["scifact"]["documents"] == 5
     assert 0 < sci["ndcg_at_10"] <= 1 and sci["recall_at_100"] == 1.0  # 5 documents: all are retrieved
-    assert results["trec"]["scores"]["test"][0]["num_samples"] == 6
-    assert results["mr"]["scores"]["test"][0]["folds"] == 10
+    assert results["trec"]["n"] == 6
+    assert len(results["mr"]["scores"]["test"][0]["scores_per_experiment"]) == 10  # cross-validated
+    saved = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "out" / "results").rglob("*.json")}
+    assert set(saved) == {"STSBenchmark", "SciFact", "TREC", "MR", "model_meta"}  # mteb's results folder
     for task in TASKS:
-        saved = json.loads((tmp_path / "out" / f"{task}.json").read_text())
-        assert saved["task_name"] == task and len(saved["dataset_revision"]) == 64
+        mteb_name = results[task]["task_name"]
+        assert saved[mteb_name]["dataset_revision"].startswith("local-")
+        assert saved[mteb_name]["scores"]["test"][0]["main_score"] == pytest.approx(
+            results[task]["main_score"], abs=1e-6
+        )
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [r["task"] for r in summary["results"]] == TASKS
     assert "| stsb | test | cosine_spearman |" in (tmp_path / "out" / "summary.md").read_text()
@@ -69,14 +74,14 @@ def test_rerun_uses_cache_and_never_calls_the_model(tiny, tmp_path):
     # a different dtype is a different cache entry
     bf16 = Embedder(tiny, cache_dir=tmp_path / "cache", dtype="bf16", show_progress_bar=False)
     evaluate(bf16, ["stsb"], root, None)
-    assert len(calls) > 0 and bf16.encode_calls == 1
+    assert len(calls) > 0 and bf16.encode_calls == 2  # sentence1 and sentence2
 
 
 def test_limit_subsamples(tiny, tmp_path):
     root = make_data(tmp_path / "data")
     r = evaluate(Embedder(tiny, show_progress_bar=False), ["stsb", "scifact"], root, None, limit=4, corpus_limit=3)
-    assert r["stsb"]["scores"]["test"][0]["num_samples"] == 4
-    assert r["scifact"]["scores"]["test"][0]["num_documents"] == 3  # judged documents of 3 queries
+    assert r["stsb"]["n"] == 4
+    assert r["scifact"]["documents"] == 3  # judged documents of 3 queries
 
 
 def test_cli_on_checkpoint_folder_and_baseline(tiny, tmp_path, capsys):
@@ -97,12 +102,12 @@ def test_cli_on_checkpoint_folder_and_baseline(tiny, tmp_path, capsys):
     assert main([*args, "--output", str(tmp_path / "out")]) == 0
     assert main([*args, "--output", str(tmp_path / "out2")]) == 0
     summary = json.loads((tmp_path / "out2" / "summary.json").read_text())
-    assert summary["encode_calls"] == 0 and summary["cache_hits"] == 3  # rerun: all from the cache
-    first = json.loads((tmp_path / "out" / "stsb.json").read_text())["scores"]
-    assert json.loads((tmp_path / "out2" / "stsb.json").read_text())["scores"] == first
+    assert summary["encode_calls"] == 0 and summary["cache_hits"] == 4  # rerun: all from the cache
+    first = json.loads(next((tmp_path / "out").rglob("STSBenchmark.json")).read_text())["scores"]
+    assert json.loads(next((tmp_path / "out2").rglob("STSBenchmark.json")).read_text())["scores"] == first
     assert main([*args, "--baseline", "echo", "--output", str(tmp_path / "echo")]) == 0
     echo = json.loads((tmp_path / "echo" / "summary.json").read_text())
-    assert echo["encode_calls"] == 3 and echo["model"].endswith("[echo]")
+    assert echo["encode_calls"] == 4 and echo["model"].endswith("[echo]")
 
 
 def test_card_gets_the_scores_and_keeps_the_rest(tiny, tmp_path):
@@ -135,9 +140,11 @@ def test_card_gets_the_scores_and_keeps_the_rest(tiny, tmp_path):
     data = ModelCard.load(folder / "README.md").data  # the metadata the Hub and mteb read
     assert data.language == ["en"] and data.library_name == "transformers" and data.model_name == "ckpt"
     results = {r.dataset_type: r for r in data.eval_results}
-    assert sorted(results) == ["stsb", "trec"]
-    assert (results["stsb"].task_type, results["stsb"].dataset_name) == ("STS", "STSBenchmark")
-    assert results["stsb"].metric_value == round(100 * stsb["score"], 2) and results["stsb"].dataset_split == "test"
+    assert sorted(results) == ["local/trec", "mteb/stsbenchmark-sts"]  # a sample is not MTEB's task
+    results = {r.dataset_name: r for r in data.eval_results}
+    assert results["STSBenchmark"].source_name == "MTEB" and results["trec"].source_name is None
+    assert results["STSBenchmark"].task_type == "STS" and results["STSBenchmark"].dataset_split == "test"
+    assert results["STSBenchmark"].metric_value == round(100 * stsb["score"], 2)
     assert (results["trec"].task_type, results["trec"].metric_type) == ("Classification", "accuracy")
     st_config = json.loads((folder / "config_sentence_transformers.json").read_text())
     instruction = json.loads((REPO_ROOT / "causal2vec" / "instructions.json").read_text())["scifact"]
@@ -158,7 +165,7 @@ def test_baselines_on_one_decoder_do_not_share_cache_entries(tiny, tmp_path):
     eos = evaluate(Embedder(build_baseline("eos", tiny), cache_dir=tmp_path / "c"), ["stsb"], root, None)
     mean_embedder = Embedder(build_baseline("mean", tiny), cache_dir=tmp_path / "c")
     mean = evaluate(mean_embedder, ["stsb"], root, None)
-    assert mean_embedder.encode_calls == 1  # same weights, different pooling: not a cache hit
+    assert mean_embedder.encode_calls == 2  # same weights, different pooling: not a cache hit
     assert mean["stsb"]["scores"] != eos["stsb"]["scores"]
 
 

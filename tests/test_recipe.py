@@ -340,7 +340,7 @@ def test_halves_through_the_battery_match_the_battery_and_the_poolings(tmp_path,
     from benchmarks.halves import main as halves_main
     from causal2vec.instructions import load_instructions
     from evaluation.embedder import Embedder
-    from evaluation.tasks import TASKS, run_task
+    from evaluation.run import evaluate
 
     root = tmp_path / "eval"
     (root / "stsb").mkdir(parents=True)
@@ -355,8 +355,7 @@ def test_halves_through_the_battery_match_the_battery_and_the_poolings(tmp_path,
 
     def battery(pooling: str | None) -> float:
         embedder = Embedder.from_path(folder, pooling=pooling, dtype="bf16", show_progress_bar=False)
-        result = run_task(TASKS["stsb-dev"], embedder, root, load_instructions())
-        return 100 * result["scores"]["dev"][0]["main_score"]
+        return 100 * evaluate(embedder, ["stsb-dev"], root, None, load_instructions())["stsb-dev"]["main_score"]
 
     assert views["concat"]["stsb-dev"] == pytest.approx(battery(None), abs=1e-6)
     assert views["C"]["stsb-dev"] == pytest.approx(battery("contextual"), abs=0.5)  # bf16: one forward or another
@@ -401,7 +400,7 @@ def test_joined_benchmark_scores_unit_length_parts_side_by_side(tmp_path, one_th
     from causal2vec.instructions import load_instructions
     from evaluation.embedder import Embedder
     from evaluation.metrics import normalize
-    from evaluation.tasks import TASKS, run_task
+    from evaluation.run import evaluate
 
     root = tmp_path / "eval"
     (root / "stsb").mkdir(parents=True)
@@ -418,7 +417,7 @@ def test_joined_benchmark_scores_unit_length_parts_side_by_side(tmp_path, one_th
 
     halves = joined_main([*common, "--part", f"C={folder}", "--part", f"EOS={folder}", "--part", f"echo={folder}"])
     echo = Embedder.from_path(folder, baseline="echo", dtype="bf16", show_progress_bar=False)
-    alone = run_task(TASKS["stsb-dev"], echo, root, load_instructions())["scores"]["dev"][0]["main_score"]
+    alone = evaluate(echo, ["stsb-dev"], root, None, load_instructions())["stsb-dev"]["main_score"]
     assert halves[f"echo={folder}"]["stsb-dev"] == pytest.approx(100 * alone, abs=1e-6)
 
     model = Embedder.from_path(folder, dtype="bf16", show_progress_bar=False)

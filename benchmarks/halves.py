@@ -78,7 +78,7 @@ def battery_views(base: Embedder, tasks: list[str], data: Path) -> dict[str, dic
 
 def battery_score(embedder: Embedder, task: str, data: Path, instructions: dict[str, str]) -> float:
     """The battery's main score (x100) of `task` for `embedder`, at the battery's sizes."""
-    return 100 * evaluate(embedder, [task], data, None, instructions, task_limits=DEV_BATTERY)[task]["main_score"]
+    return 100 * evaluate(embedder, [task], data, None, instructions, task_limits=DEV_BATTERY)[task]["score"]
 
 
 def halves(model, pairs: tuple[list[str], list[str], list[float]], batch_size: int = 32) -> dict[str, float]:

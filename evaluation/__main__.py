@@ -1,13 +1,11 @@
-"""Command line: `python -m evaluation run|mteb|efficiency|compare|diagnose ...`.
+"""Command line: `python -m evaluation run|mteb|compare ...`.
 
 python -m evaluation run --model runs/default-init --tasks stsb trec --dtype bf16 --output runs/eval/default
 python -m evaluation run --model runs/default-init --baseline echo --tasks stsb
 python -m evaluation run --model runs/default/model --battery --dtype bf16 --truncate-dim 256   # first 256 dims
 python -m evaluation mteb --model runs/default/model --tasks stsb scifact trec mr --output runs/mteb   # offline
 python -m evaluation mteb --model runs/default/model --benchmark "MTEB(eng, v2)" --device cuda --dtype bf16
-python -m evaluation efficiency --model runs/default-init --output runs/efficiency
 python -m evaluation compare runs/eval/default runs/eval/default-init-echo-fp32 --output runs/compare.md
-python -m evaluation diagnose --model runs/default/model        # C: attention share, sink activations, cosines
 """
 
 from __future__ import annotations
@@ -68,15 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--overwrite", action="store_true", help="re-run tasks whose results are already in --output")
     m.add_argument("--card", action="store_true", help="the main scores into the checkpoint's card (model-index)")
     m.add_argument("--threads", type=int, help="torch CPU threads")
-    e = sub.add_parser("efficiency", help="decoder tokens and wall time: Causal2Vec vs the baselines")
-    from evaluation.efficiency import add_arguments
-
-    add_arguments(e)
-    d = sub.add_parser("diagnose", help="how C behaves in the decoder: attention to it, massive activations, ...")
-    d.add_argument("--model", required=True, help="Causal2Vec checkpoint folder")
-    d.add_argument("--n", type=int, default=64, help="STS-B dev sentences to look at")
-    d.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data root (default {DEFAULT_DATA})")
-    d.add_argument("--threads", type=int, help="torch CPU threads")
     c = sub.add_parser("compare", help="one markdown table of several run folders' summary.json")
     c.add_argument("runs", nargs="+", type=Path, help="folders written by `python -m evaluation run`")
     c.add_argument("--output", type=Path, help="also write the table to this markdown file")
@@ -133,13 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "mteb":
         import mteb
 
-        from evaluation import mteb_run
+        from evaluation.mteb_model import Causal2VecMTEB
+        from evaluation.run import result_rows, run_mteb
+        from evaluation.tasks import resolve_tasks
 
         if not args.tasks and not args.benchmark:
             parser.error("pass --tasks and / or --benchmark")
-        tasks = mteb_run.resolve_tasks(args.tasks, args.benchmark, args.data)
-        result = mteb_run.run(args.model, tasks, args.output, args.dtype, args.batch_size, args.device, args.overwrite)
-        rows = mteb_run.card_rows(result, tasks)
+        tasks = resolve_tasks(args.tasks, args.benchmark, args.data)
+        wrapper = Causal2VecMTEB(args.model, dtype=args.dtype, device=args.device)
+        rows = result_rows(run_mteb(wrapper, tasks, args.output, args.batch_size, args.overwrite, progress=True), tasks)
         for r in rows:
             print(f"{r['task']}\t{r['split']}\t{r['metric']}\t{100 * r['score']:.2f}")
         print(f"wrote {args.output}")
@@ -148,20 +139,12 @@ def main(argv: list[str] | None = None) -> int:
 
             how = f"mteb {mteb.__version__}, {args.dtype}"
             print(f"updated {update_evaluation(Path(args.model), rows, how)}")
-    elif args.command == "diagnose":
-        from evaluation.diagnose import main as diagnose_main
-
-        diagnose_main(args.model, args.n, args.data)
-    elif args.command == "compare":
+    else:
         from evaluation.compare import compare
 
         print(compare(args.runs, args.output), end="")
         if args.output:
             print(f"wrote {args.output}")
-    else:
-        from evaluation.efficiency import run_from_args
-
-        run_from_args(args)
     return 0
 
 

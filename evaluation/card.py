@@ -52,7 +52,7 @@ def _replace_evaluation(text: str, rows: list[dict[str, Any]]) -> str:
 
 def eval_result(row: dict[str, Any], how: str) -> EvalResult:
     """One score (x100, as the card's table) as a `model-index` entry, its task type and dataset those of the mteb
-    task it was scored on (`evaluation.mteb_run.card_rows`)."""
+    task it was scored on (`evaluation.run.result_rows`)."""
     task = row["task"]
     n = f", n={row['n']}" if row.get("n") is not None else ""
     official = bool(row.get("task_type")) and not str(row.get("dataset")).startswith("local/")

@@ -1,5 +1,7 @@
-"""`python -m evaluation run`: one model on the local tasks through mteb (`mteb.evaluate`, its evaluators and
-results folder; the tasks and the battery's protocol in `evaluation.tasks`), plus a summary of the main scores."""
+"""Both evaluation commands run mteb (`mteb.evaluate`: its evaluators and results folder) over the wrapper
+(`evaluation.mteb_model`): `python -m evaluation run` on the local tasks under the dev battery's protocol
+(`evaluation.tasks`), with a summary of the main scores; `python -m evaluation mteb` on the local tasks under mteb's
+protocol, or on any mteb task or benchmark."""
 
 from __future__ import annotations
 
@@ -9,11 +11,90 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mteb.types import PromptType
-
 from causal2vec.instructions import load_instructions
 from evaluation.embedder import Embedder
-from evaluation.tasks import LOCAL_NAMES, local_name, resolve
+from evaluation.tasks import FILES, LOCAL_NAMES, LOCAL_TASKS, local_name, resolve
+
+
+def run_mteb(
+    wrapper: Any, tasks: list[Any], output: Path | None, batch_size: int, overwrite: bool = True, progress: bool = False
+) -> Any:
+    """`mteb.evaluate` of `wrapper` on `tasks`, results under `output` (None: not written; without `overwrite`,
+    finished tasks are kept and skipped). Returns mteb's `ModelResult`."""
+    import mteb
+    from mteb.cache import ResultCache
+
+    cache = ResultCache(output) if output is not None else None
+    if cache is not None:
+        check_cached(tasks, cache, wrapper.mteb_model_meta, overwrite)
+    return mteb.evaluate(
+        wrapper,
+        tasks,
+        cache=cache,
+        encode_kwargs={"batch_size": batch_size},
+        overwrite_strategy="always" if overwrite else "only-missing",
+        show_progress_bar=progress,
+    )
+
+
+def check_cached(tasks: list[Any], cache: Any, meta: Any, overwrite: bool) -> None:
+    """Refuse what mteb would mix up silently (it reuses a saved result by model and task name alone): one task name
+    twice in a run (a local copy and mteb's own), or a result saved on other data (another dataset revision)."""
+    names = [t.metadata.name for t in tasks]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} asked twice (the local copy and mteb's?): run each into its own --output")
+    if overwrite:  # every saved result is replaced
+        return
+    for task in tasks:
+        path = cache.get_task_result_path(task.metadata.name, meta)
+        saved = json.loads(path.read_text()).get("dataset_revision") if path.is_file() else None
+        if saved not in (None, task.metadata.revision):
+            raise ValueError(
+                f"{path} holds {task.metadata.name} on dataset revision {saved}, not {task.metadata.revision} "
+                "(other data: the local copy or the Hub's, or edited files): use another --output, or --overwrite "
+                "to replace it"
+            )
+
+
+def result_rows(
+    result: Any, tasks: list[Any], sampled: set[str] = frozenset(), local_names: bool = False
+) -> list[dict[str, Any]]:
+    """One row per task, split and subset of an mteb `ModelResult`: the task (mteb's name, or with `local_names`
+    the local one, `stsb-dev`),
+    split, main metric and score, sample size (local tasks), what the card's model-index names (mteb's task type,
+    dataset, revision, subset; a `sampled` task's dataset is `local/<name>`: not MTEB's task), and mteb's scores."""
+    by_name = {t.metadata.name: t for t in tasks}
+    rows = []
+    for task_result in result.task_results:
+        task = by_name[task_result.task_name]
+        meta = task.metadata
+        for split, subsets in task_result.scores.items():
+            name = local_name(meta.name, split) if local_names else meta.name
+            local = meta.name in FILES
+            rows += [
+                {
+                    "task": name,
+                    "split": split,
+                    "metric": meta.main_score,
+                    "score": float(scores["main_score"]),
+                    "n": sample_size(task, split) if local else None,
+                    "task_type": meta.type,
+                    "dataset": f"local/{name}" if name in sampled else meta.dataset["path"],
+                    "revision": task_result.dataset_revision,
+                    "subset": scores.get("hf_subset"),
+                    "scores": scores,
+                }
+                for scores in subsets
+            ]
+    return rows
+
+
+def sample_size(task: Any, split: str) -> int:
+    """Pairs (STS), queries (retrieval) or test examples (classification; cross-validated: all) of a split."""
+    if task.metadata.type == "Retrieval":
+        return len(task.dataset["default"][split]["queries"])
+    return len(task.dataset[split])
 
 
 def evaluate(
@@ -28,12 +109,12 @@ def evaluate(
     model_name: str = "",
     task_limits: dict[str, tuple[int | None, int | None]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run the local `tasks` (`evaluation.tasks.LOCAL_TASKS` names); `task_limits` gives some tasks their own
-    (limit, corpus_limit), e.g. `tasks.DEV_BATTERY`. With `output`: mteb's results folder there
-    (`results/<model>/<revision>/<Task>.json`), `summary.json` and `summary.md`. Returns, per local task, its
-    mteb scores (`scores[split][0]`), main score, sample size and the prompt its query-side texts got."""
-    import mteb
-    from mteb.cache import ResultCache
+    """`python -m evaluation run`: the local `tasks` (`evaluation.tasks.LOCAL_TASKS` names) under the battery's
+    protocol; `task_limits` gives some tasks their own (limit, corpus_limit), e.g. `tasks.DEV_BATTERY`. With
+    `output`: mteb's results folder there (`results/<model>/<revision>/<Task>.json`), `summary.json` and
+    `summary.md`. Returns each task's `result_rows` row, with `scores` as mteb's (`{split: [subset scores]}`), the
+    retrieval corpus size and the prompt its query-side texts got."""
+    from mteb.types import PromptType
 
     from evaluation.mteb_model import Causal2VecMTEB
 
@@ -43,68 +124,37 @@ def evaluate(
     slug = re.sub(r"[^\w.-]+", "-", Path(model_name.split(" [")[0]).name or "in-memory")
     prompts = {LOCAL_NAMES[k]: v for k, v in instructions.items() if k in LOCAL_NAMES}
     wrapper = Causal2VecMTEB(embedder, name=f"local/{slug}", instructions=prompts)
-    result = mteb.evaluate(
-        wrapper,
-        objects,
-        cache=ResultCache(output) if output is not None else None,
-        overwrite_strategy="always",  # the embedding cache makes a rerun cheap; a result is never stale
-        encode_kwargs={"batch_size": embedder.batch_size},
-        show_progress_bar=False,
-    )
-    by_name = {t.metadata.name: t for t in objects}
+    output = Path(output) if output is not None else None
+    # overwrite: the embedding cache makes a rerun cheap, and a saved result is never stale
+    result = run_mteb(wrapper, objects, output, embedder.batch_size)
+    sampled = {t for t, limit in limits.items() if limit != (None, None)}
+    rows = {r["task"]: r for r in result_rows(result, objects, sampled, local_names=True)}
     results = {}
-    for task_result in result.task_results:
-        task = by_name[task_result.task_name]
-        for split, subsets in task_result.scores.items():
-            instruction = wrapper.get_instruction(task.metadata, PromptType.query)
-            name = local_name(task.metadata.name, split)
-            results[name] = {
-                "task_name": task.metadata.name,
-                "task_type": task.metadata.type,
-                # a sample, or our protocol (classification), is not MTEB's task: the card names it as local
-                "dataset": task.metadata.dataset["path"] if limits[name] == (None, None) else f"local/{name}",
-                "subset": subsets[0].get("hf_subset"),
-                "dataset_revision": task_result.dataset_revision,
-                "evaluation_time": task_result.evaluation_time,
-                "metric": task.metadata.main_score,
-                "main_score": subsets[0]["main_score"],
-                "n": sample_size(task, split),
-                "documents": len(task.dataset["default"][split]["corpus"])
-                if task.metadata.type == "Retrieval"
-                else None,
-                "instruction": instruction if embedder.applies_instructions else None,
-                "prompt": wrapper.get_task_instruction(task.metadata, PromptType.query),
-                "scores": {split: subsets},
-            }
-    results = {t: results[t] for t in tasks}
+    for name in tasks:
+        task = next(t for t in objects if t.metadata.name == LOCAL_TASKS[name][0])
+        row = rows[name]
+        retrieval = task.metadata.type == "Retrieval"
+        results[name] = {
+            **row,
+            "task_name": task.metadata.name,
+            "scores": {row["split"]: [row["scores"]]},
+            "documents": len(task.dataset["default"][row["split"]]["corpus"]) if retrieval else None,
+            "instruction": wrapper.get_instruction(task.metadata, PromptType.query)
+            if embedder.applies_instructions
+            else None,
+            "prompt": wrapper.get_task_instruction(task.metadata, PromptType.query),
+        }
     if output is not None:
-        write_summary(results, Path(output), model_name, embedder, limits)
+        write_summary(results, output, model_name, embedder, limits)
     return results
 
 
-def sample_size(task: Any, split: str) -> int:
-    """Pairs (STS), queries (retrieval) or test examples (classification; cross-validated: all) of a split."""
-    data = task.dataset
-    if task.metadata.type == "Retrieval":
-        return len(data["default"][split]["queries"])
-    return len(data[split])
+SUMMARY_KEYS = ("task", "split", "metric", "score", "n", "task_type", "dataset", "revision", "subset")
 
 
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """task (local name), split, metric, score, n, and the mteb task's type, dataset, revision and subset (what
-    the card's model-index names): one row per task of `evaluate`'s results."""
-    return [
-        {
-            "task": name,
-            "split": next(iter(r["scores"])),
-            "metric": r["metric"],
-            "score": r["main_score"],
-            "n": r["n"],
-            **{k: r[k] for k in ("task_type", "dataset", "subset")},
-            "revision": r["dataset_revision"],
-        }
-        for name, r in results.items()
-    ]
+    """`evaluate`'s results as rows (task, split, metric, score, n, and what the card's model-index names)."""
+    return [{k: r[k] for k in SUMMARY_KEYS} for r in results.values()]
 
 
 def write_summary(

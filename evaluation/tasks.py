@@ -231,3 +231,20 @@ def resolve(
 def local_name(task: str, split: str) -> str:
     """The local name of an mteb task's split (`STSBenchmark`, `validation` -> `stsb-dev`), else the task's name."""
     return next((n for n, key in LOCAL_TASKS.items() if key == (task, split)), task)
+
+
+def resolve_tasks(names: list[str] | None, benchmark: str | None, root: Path) -> list[Any]:
+    """mteb task objects: a local name (stsb, scifact, trec, mr) is the local copy under mteb's protocol
+    (`resolve`); any other name is mteb's task of that name; `benchmark` adds the tasks of an mteb
+    benchmark ("MTEB(eng, v2)")."""
+    import mteb
+
+    tasks = resolve([n for n in names or () if n in LOCAL_TASKS], root, mteb_protocol=True)
+    others = [n for n in names or () if n not in LOCAL_TASKS]
+    if others:
+        tasks += list(mteb.get_tasks(tasks=others))
+    if benchmark:
+        tasks += list(mteb.get_benchmark(benchmark).tasks)
+    if not tasks:
+        raise ValueError("no tasks: pass --tasks and / or --benchmark")
+    return tasks

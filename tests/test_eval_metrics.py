@@ -109,7 +109,7 @@ def test_mr_cross_validation_matches_sklearn(tiny, tmp_path):
     emb, y = tiny.encode(rows.texts, prompt=tiny.config.query_prompt("Classify")), np.array(rows.labels)
     folds = KFold(10, shuffle=True, random_state=0).split(emb)
     expected = np.mean([classifier().fit(emb[tr], y[tr]).score(emb[te], y[te]) for tr, te in folds])
-    assert result["mr"]["main_score"] == pytest.approx(expected, abs=1e-9)
+    assert result["mr"]["score"] == pytest.approx(expected, abs=1e-9)
     assert len(result["mr"]["scores"]["test"][0]["scores_per_experiment"]) == 10
 
 

@@ -44,9 +44,7 @@ def test_scores_match_direct_computation(tiny, tmp_path):
     for task in TASKS:
         mteb_name = results[task]["task_name"]
         assert saved[mteb_name]["dataset_revision"].startswith("local-")
-        assert saved[mteb_name]["scores"]["test"][0]["main_score"] == pytest.approx(
-            results[task]["main_score"], abs=1e-6
-        )
+        assert saved[mteb_name]["scores"]["test"][0]["main_score"] == pytest.approx(results[task]["score"], abs=1e-6)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [r["task"] for r in summary["results"]] == TASKS
     assert "| stsb | test | cosine_spearman |" in (tmp_path / "out" / "summary.md").read_text()

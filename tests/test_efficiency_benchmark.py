@@ -7,7 +7,7 @@ import json
 import pytest
 from eval_fixtures import make_data
 
-from evaluation.__main__ import main
+from benchmarks.efficiency import main
 
 
 def test_efficiency_command(tiny, tmp_path):
@@ -15,7 +15,6 @@ def test_efficiency_command(tiny, tmp_path):
     tiny.save_pretrained(tmp_path / "ckpt")
     out = tmp_path / "eff"
     args = [
-        "efficiency",
         "--model",
         str(tmp_path / "ckpt"),
         "--data",
@@ -74,7 +73,7 @@ def test_efficiency_command(tiny, tmp_path):
 def test_chart_title_is_the_folder_name_or_the_given_title(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from evaluation.efficiency import plot
+    from benchmarks.efficiency import plot
 
     titles = []
     original = Figure.suptitle
@@ -85,6 +84,6 @@ def test_chart_title_is_the_folder_name_or_the_given_title(tmp_path, monkeypatch
     assert titles[-1].startswith("c2v_default  (") and "/tmp" not in titles[-1]
     plot({**results, "title": "SmolLM2 + MiniLM, untrained"}, tmp_path / "b.png")
     assert titles[-1].startswith("SmolLM2 + MiniLM, untrained  (")
-    from evaluation.efficiency import chart_title
+    from benchmarks.efficiency import chart_title
 
     assert chart_title({"model": "runs/x"}) == "x"

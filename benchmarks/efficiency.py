@@ -1,4 +1,4 @@
-"""`python -m evaluation efficiency`: decoder input length and wall time of Causal2Vec versus each baseline.
+"""`python -m benchmarks.efficiency`: decoder input length and wall time of Causal2Vec versus each baseline.
 
 All methods run in one process on the same machine, on the same seeded text subsamples, through the same
 `encode()` (length-sorted batches). Causal2Vec's own encoder cost is measured separately (the "encoder"
@@ -13,6 +13,7 @@ import argparse
 import json
 import platform
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -294,7 +295,12 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.efficiency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", required=True, help="Causal2Vec checkpoint folder")
     p.add_argument("--output", type=Path, default=REPO_ROOT / "runs" / "efficiency", help="folder for efficiency.json")
     p.add_argument("--chart", type=Path, help="PNG path (default <output>/efficiency.png)")
@@ -316,9 +322,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-gpu", action="store_true", help="CPU only even when CUDA is available")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run(args)
+    return 0
 
 
-def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> dict[str, Any]:
     model = load_model(args.model)
     sets = text_sets(args.data, args.n_sts, args.n_docs, args.seed)
     docs = sets["scifact-corpus"][: args.curve_docs] if args.curve_docs else None
@@ -350,3 +361,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     plot(results, chart)
     print(f"wrote {args.output / 'efficiency.json'} and {chart} in {results['total_seconds']:.0f} s")
     return results
+
+
+if __name__ == "__main__":
+    sys.exit(main())

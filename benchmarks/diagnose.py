@@ -1,4 +1,4 @@
-"""`python -m evaluation diagnose`: how the Contextual token C behaves inside the decoder.
+"""`python -m benchmarks.diagnose`: how the Contextual token C behaves inside the decoder.
 
 For a sample of STS-B sentences it reports what distinguishes a healthy Causal2Vec model from an attention-sink
 collapse: the share of attention that later tokens pay to C's slot, the share of texts whose C gets a massive activation
@@ -79,10 +79,24 @@ def sample_texts(n: int, data_root: Path = DEFAULT_DATA) -> list[str]:
     return list(dict.fromkeys(read_sts(Path(data_root) / "stsb" / "dev.tsv").sentences1))[:n]
 
 
-def main(model_path: str, n: int = 64, data_root: Path = DEFAULT_DATA) -> dict[str, float]:
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    import argparse
+
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(model_path, trust_remote_code=True)
-    result = diagnose(model, sample_texts(n, data_root))
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.diagnose", description=__doc__)
+    parser.add_argument("--model", required=True, help="Causal2Vec checkpoint folder")
+    parser.add_argument("--n", type=int, default=64, help="STS-B dev sentences to look at")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data root (default {DEFAULT_DATA})")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = AutoModel.from_pretrained(args.model, trust_remote_code=True)
+    result = diagnose(model, sample_texts(args.n, args.data))
     print(json.dumps(result, indent=2))
     return result
+
+
+if __name__ == "__main__":
+    main()

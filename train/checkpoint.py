@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.distributed.tensor import DTensor, distribute_tensor
 
@@ -81,11 +81,6 @@ def load_fsdp_optimizer(accelerator: Any, optimizer: Any, model: nn.Module, fold
         state = state["optimizer"]
     set_optimizer_state_dict(model, optimizer, state, options=options)
     accelerator.wait_for_everyone()
-
-
-def load_trainable(model: nn.Module, folder: Path) -> None:
-    """Copy `folder/trainable.safetensors` into `model` (`assign_trainable`)."""
-    assign_trainable(model, load_file(folder / TRAINABLE), folder)
 
 
 def step_of(checkpoint: Path) -> int:

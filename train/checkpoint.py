@@ -17,6 +17,9 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from train.build import check_output, prepare_output
+from train.config import RESUME_SAFE_KEYS, resume_conflicts
+
 TRAINABLE = "trainable.safetensors"  # a checkpoint's trainable parameters, by name
 COMPLETE = "trainer_state.json"  # the Trainer writes it last: a checkpoint folder without it was cut short
 
@@ -112,9 +115,6 @@ def resume_point(cfg: Any, output: Path, resume: bool, overwrite: bool, rank: in
     """The checkpoint to resume from (None: start fresh in an emptied `output`). Every process checks, so all of
     them stop on a refusal: no checkpoint to resume, a run saved with another config (a key that changes what the
     next step computes) or by another number of processes, a non-empty `output` without `overwrite`."""
-    from train.build import check_output, prepare_output
-    from train.config import RESUME_SAFE_KEYS, resume_conflicts
-
     if overwrite and resume:
         raise ValueError("pass --resume or --overwrite, not both")
     if not resume:

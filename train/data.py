@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
+from datasets import Dataset, DatasetDict, Features, IterableDataset, Value, interleave_datasets
+
 from train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -148,15 +151,11 @@ def load_data(path: Path, spec: str | None = None) -> tuple[dict[str, list[Row]]
     """
     path = Path(path)
     if path.is_dir() and any((path / m).is_file() for m in DATASET_MARKERS):
-        import datasets
-
         return _one_group(path.name, f"{path.name} (datasets folder)", datasets.load_from_disk(str(path)))
     parquet = [path] if path.suffix == ".parquet" and path.is_file() else []
     if path.is_dir() and not any(path.glob("*.jsonl")):
         parquet = _train_files(path, sorted(path.rglob("*.parquet")))
     if parquet:
-        import datasets
-
         ds = datasets.load_dataset("parquet", data_files=[str(p) for p in parquet], split="train")
         name = path.stem
         return _one_group(name, f"{path.name} ({len(parquet)} parquet file{'s' * (len(parquet) > 1)})", ds)
@@ -164,8 +163,6 @@ def load_data(path: Path, spec: str | None = None) -> tuple[dict[str, list[Row]]
         reason = local_reason(path, spec)
         if reason:
             raise DataError(f"{spec}: no such file or folder ({path} does not exist; not a Hub dataset id: {reason})")
-        import datasets
-
         repo, _, config = spec.partition(":")
         try:
             ds = datasets.load_dataset(repo, config or None)
@@ -205,8 +202,6 @@ def _train_files(root: Path, files: list[Path]) -> list[Path]:
 
 
 def _one_group(name: str, label: str, ds: object) -> tuple[dict[str, list[Row]], dict[str, str]]:
-    import datasets
-
     if isinstance(ds, datasets.DatasetDict):
         splits = list(ds)
         if "train" not in ds and (len(splits) != 1 or splits[0].lower() in EVAL_SPLITS):
@@ -266,8 +261,6 @@ def training_datasets(rows: dict[str, list[Row]], cfg: TrainConfig, config: Any)
     """A `DatasetDict` with columns `anchor`, `positive` (and `negative_1`, ...), one dataset per file, examples
     drawn with the config's seed (`pair`). A file whose rows hold different numbers of negatives becomes one dataset
     per number (`wikiqa`, `wikiqa/1neg`), since a batch's columns are fixed; one smaller than a batch is left out."""
-    from datasets import Dataset, DatasetDict
-
     rng = random.Random(cfg.seed)
     groups: dict[str, dict[str, list[str]]] = {}
     for name, file_rows in rows.items():
@@ -300,8 +293,6 @@ def streamed_dataset(cfg: TrainConfig, config: Any, files: list[Path]) -> Any:
     memory): files interleaved row by row, then shuffled in a buffer of `stream_buffer` rows. A bad row stops the
     run naming its file and line when it is reached. What it does not keep (train/README.md): one source per batch,
     no duplicates in a batch, and rows with fewer than `hard_negatives` negatives."""
-    from datasets import Features, IterableDataset, Value, interleave_datasets
-
     columns = ["anchor", "positive", *(f"negative_{i + 1}" for i in range(cfg.hard_negatives))]
     features = Features({c: Value("string") for c in columns})  # known before the first row is read
     kwargs = {"seed": cfg.seed, "cfg": cfg, "config": config}

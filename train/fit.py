@@ -27,14 +27,20 @@ import torch
 import torch.distributed as dist
 import yaml
 from accelerate.utils import parse_flag_from_env, save_fsdp_optimizer
+from datasets import DatasetDict
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.base.modules import InputModule
+from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer import SCHEDULER_NAME
 
+from causal2vec.baselines import build_baseline
 from causal2vec.dtypes import DTYPES
+from causal2vec.instructions import load_instructions
+from causal2vec.tsv import read_sts
 from train.build import build
 from train.checkpoint import (
     TRAINABLE,
@@ -297,11 +303,6 @@ class MetricsFile(TrainerCallback):
 def sts_evaluator(cfg: TrainConfig, config: Any) -> Any:
     """sentence-transformers' STS evaluator on `cfg.eval_data` (Spearman of the cosines), both sides with the STS
     instruction as the query prompt, as the evaluation embeds STS; None when `eval_every` is 0."""
-    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
-
-    from causal2vec.instructions import load_instructions
-    from causal2vec.tsv import read_sts
-
     if not cfg.eval_every:
         return None
     path = cfg.data_path("eval_data")
@@ -313,8 +314,6 @@ def sts_evaluator(cfg: TrainConfig, config: Any) -> Any:
 def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> SentenceTransformerTrainingArguments:
     """The Trainer's arguments: the config's own keys mapped to their fields, then its `trainer:` block (any other
     field, as the Hugging Face docs say; one owned by a config key is an error naming that key)."""
-    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
-
     owned = sorted(set(cfg.trainer) & set(OWNED_ARGS))
     if owned:
         raise ValueError(f"trainer.{owned[0]}: set {OWNED_ARGS[owned[0]]} instead (the config's own key)")
@@ -366,8 +365,6 @@ def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> Senten
 def trainable_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Module, Any, list[str]]:
     """The Causal2Vec model, the module that trains (it, or `causal2vec.baselines.build_baseline(cfg.baseline)`
     sharing its parts), the peft model (or None) and the base model names, trainable parameters set, on `device`."""
-    from causal2vec.baselines import build_baseline
-
     model, bases = build(cfg)
     torch.manual_seed(cfg.seed)  # LoRA init: the same on every process
     module = build_baseline(cfg.baseline, model) if cfg.baseline else model
@@ -383,8 +380,6 @@ def build_trainer(
 ) -> tuple[Causal2VecTrainer, Any]:
     """The Trainer for `cfg` writing under `output`, and what the export needs: (model, peft model, base model
     names, {data label: rows})."""
-    from datasets import DatasetDict
-
     args = training_arguments(cfg, output, processes)
     model, module, peft_model, bases = trainable_model(cfg, args.device)
     check_prefix_terms(cfg, getattr(model.config, "pooling", None), module.config.embedding_dim)

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import torch
+from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from train.config import TrainConfig
@@ -44,8 +45,6 @@ def set_trainable(model: nn.Module, cfg: TrainConfig) -> Any:
     peft_model = None
     decoder = getattr(model, "decoder", None)  # None for the encoder-alone baseline
     if decoder is not None and cfg.lora.r > 0:  # adapters injected in place: only lora_* parameters require grad
-        from peft import LoraConfig, get_peft_model
-
         lora = cfg.lora
         targets = lora_targets(decoder.config.model_type, lora.target_modules)
         config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets)

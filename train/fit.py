@@ -56,7 +56,7 @@ from train.config import TrainConfig
 from train.data import jsonl_files, load_data, streamed_dataset, training_datasets
 from train.export import export, read_metrics, truncate_metrics
 from train.loss import InfoNCE, check_prefix_terms
-from train.trainable import TrainingDiverged, clip_step, lr_lambda, param_groups, set_trainable
+from train.trainable import TrainingDiverged, clip_gradients, lr_lambda, param_groups, set_trainable
 
 logger = logging.getLogger("train")
 EVAL_NAME = "sts-dev"  # the evaluator's name: its main score is logged as `eval_sts-dev_spearman_cosine`
@@ -236,7 +236,12 @@ class StepGuard(TrainerCallback):
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
         step = state.global_step + 1
-        total, parts = clip_step(optimizer.param_groups, self.cfg, step)
+        if step <= self.cfg.connector_only_steps:
+            for group in optimizer.param_groups:
+                if group["name"] != "connector":
+                    for param in group["params"]:
+                        param.grad = None
+        total, parts = clip_gradients(optimizer.param_groups, self.cfg.max_grad_norm, self.cfg.clip == "per_part")
         if not torch.isfinite(total):
             raise TrainingDiverged(f"grad norm {total.item()} at step {step}: update not applied")
         self.norms = (total.item(), parts)

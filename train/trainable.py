@@ -124,15 +124,3 @@ def clip_gradients(
     elif norms:
         torch.nn.utils.clip_grads_with_norm_([p for ps in parts.values() for p in ps], max_norm, total)
     return total, {name: float(norm) for name, norm in norms.items()}
-
-
-def clip_step(groups: list[dict[str, Any]], cfg: TrainConfig, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-    """What happens between the backward and the update of `step` (1-based): during `connector_only_steps`
-    the other parts' gradients are dropped (out of the norm and of Adam's moments), then `clip_gradients` per
-    `cfg.clip`. Returns the total norm before clipping and each part's."""
-    if step <= cfg.connector_only_steps:
-        for g in groups:
-            if g["name"] != "connector":
-                for p in g["params"]:
-                    p.grad = None
-    return clip_gradients(groups, cfg.max_grad_norm, cfg.clip == "per_part")

@@ -13,7 +13,7 @@ import pytest
 from conftest import SHARED_TRAIN
 
 from train.config import load_config
-from train.data import DataError, load_files, read_jsonl, training_datasets
+from train.data import DataError, load_files, training_datasets
 
 COLUMNS = ("anchor", "positive")
 
@@ -60,11 +60,10 @@ def test_bad_utf8_names_file_and_line(tmp_path):
 
 def test_rows_without_positive_are_skipped_and_logged(tmp_path, caplog):
     write(tmp_path / "a.jsonl", [good(0), {"query": "q", "pos": [], "neg": ["x"]}, "", good(2)])
-    rows, skipped = read_jsonl(tmp_path / "a.jsonl")
-    assert [r.query for r in rows] == ["q0", "q2"] and skipped == 1
     with caplog.at_level(logging.WARNING):
         files = load_files(tmp_path / "a.jsonl")
-    assert list(files) == ["a"] and "skipped 1 row(s) without a positive" in caplog.text
+    assert list(files) == ["a"] and [r.query for r in files["a"]] == ["q0", "q2"]
+    assert "skipped 1 row(s) without a positive" in caplog.text  # the one row without a positive
 
 
 def test_missing_path_and_empty_folder(tmp_path):

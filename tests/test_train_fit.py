@@ -365,7 +365,7 @@ LOAD = textwrap.dedent(
 def test_export_merges_lora_and_loads_in_a_fresh_process(tmp_path):
     from train.build import build
     from train.config import load_config
-    from train.export import export, merge_lora
+    from train.export import export
     from train.trainable import set_trainable
 
     cfg = load_config("tiny")
@@ -377,7 +377,7 @@ def test_export_merges_lora_and_loads_in_a_fresh_process(tmp_path):
                 p.normal_(std=0.2)
     unmerged = model.encode(TEXTS)
     unmerged_query = model.encode(TEXTS, prompt_name="query")
-    merge_lora(model, peft_model)
+    model.decoder = peft_model.merge_and_unload()  # as the export of a run merges it
     assert not any("lora" in n for n, _ in model.named_parameters())
     merged = model.encode(TEXTS)
     np.testing.assert_allclose(merged, unmerged, atol=1e-4)

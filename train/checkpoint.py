@@ -13,9 +13,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.distributed.tensor import DTensor, distribute_tensor
+
+from train.build import check_output, prepare_output
+from train.config import RESUME_SAFE_KEYS, resume_conflicts
 
 TRAINABLE = "trainable.safetensors"  # a checkpoint's trainable parameters, by name
 COMPLETE = "trainer_state.json"  # the Trainer writes it last: a checkpoint folder without it was cut short
@@ -83,11 +86,6 @@ def load_fsdp_optimizer(accelerator: Any, optimizer: Any, model: nn.Module, fold
     accelerator.wait_for_everyone()
 
 
-def load_trainable(model: nn.Module, folder: Path) -> None:
-    """Copy `folder/trainable.safetensors` into `model` (`assign_trainable`)."""
-    assign_trainable(model, load_file(folder / TRAINABLE), folder)
-
-
 def step_of(checkpoint: Path) -> int:
     return int(checkpoint.name.split("-")[1])
 
@@ -117,9 +115,6 @@ def resume_point(cfg: Any, output: Path, resume: bool, overwrite: bool, rank: in
     """The checkpoint to resume from (None: start fresh in an emptied `output`). Every process checks, so all of
     them stop on a refusal: no checkpoint to resume, a run saved with another config (a key that changes what the
     next step computes) or by another number of processes, a non-empty `output` without `overwrite`."""
-    from train.build import check_output, prepare_output
-    from train.config import RESUME_SAFE_KEYS, resume_conflicts
-
     if overwrite and resume:
         raise ValueError("pass --resume or --overwrite, not both")
     if not resume:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -60,11 +61,9 @@ def _check_types(obj: Any, where: str = "") -> None:
 # values against their annotations but do not coerce them
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
+    if hint is Any or (value is None and type(None) in args):
         return value
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
@@ -72,23 +71,18 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             except ConfigError as err:
                 errors.append(err)
         raise errors[0]
-    if isinstance(value, str) and hint in (int, float) and _looks_numeric(value):
-        value = float(value)
-    if hint is bool and isinstance(value, bool):
-        return value
-    if hint is int and not isinstance(value, bool) and isinstance(value, (int, float)) and float(value).is_integer():
-        return int(value)
-    if hint is float and not isinstance(value, bool) and isinstance(value, (int, float)):
-        return float(value)
-    if hint is str and isinstance(value, str):
-        return value
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, hint):
-        return value
-    if origin is dict and isinstance(value, dict):
-        return value
+    if isinstance(value, str) and hint in (int, float):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and (hint is float or (hint is int and float(value).is_integer())):
+        return hint(value)
     if origin is list and isinstance(value, list):
         return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
+    if hint not in (int, float) and isinstance(value, origin or hint):  # bool, str, dict or a section's dataclass
+        return value
+    kinds = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}
+    name = kinds.get(origin or hint, "a mapping" if dataclasses.is_dataclass(hint) else str(hint))
     raise ConfigError(f"{key} must be {name}, got {value!r}")
 
 
@@ -265,13 +259,9 @@ def _build(cls: type, values: dict[str, Any], where: str = "") -> Any:
         raise ConfigError(f"{', '.join(retired)}: retired (metrics.jsonl logs every step); remove it from the config")
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(where + k for k in unknown)}")
-    kwargs = {}
-    for name, value in values.items():
-        sub = {"model": ModelSettings, "lora": LoraSettings}.get(name) if cls is TrainConfig else None
-        if sub is not None and isinstance(value, dict):
-            value = _build(sub, value, f"{name}.")
-        kwargs[name] = value
-    return cls(**kwargs)
+    hints = typing.get_type_hints(cls)
+    sections = {k: v for k, v in values.items() if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict)}
+    return cls(**values | {k: _build(hints[k], v, f"{k}.") for k, v in sections.items()})
 
 
 def set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
@@ -297,14 +287,6 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config (a path, or a name in train/configs/) and apply `key=value` overrides."""
     values: dict[str, Any] = {}
@@ -323,7 +305,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{p}: a config must be a YAML mapping")
     for key, value in parse_overrides(overrides or []):
         set_dotted(values, key, value)
-    for name in ("model", "lora"):
-        if name in values and not isinstance(values[name], dict):
-            raise ConfigError(f"{name} must be a mapping, got {values[name]!r}")
     return _build(TrainConfig, values)

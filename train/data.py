@@ -11,10 +11,13 @@ import json
 import logging
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import datasets
+from datasets import Dataset, DatasetDict, Features, IterableDataset, Value, interleave_datasets
 
 from train.config import TrainConfig
 
@@ -33,28 +36,15 @@ class Row:
     instruction: str | None
 
 
-def _strings(value: object, name: str, where: str, allow_empty_list: bool) -> tuple[str, ...]:
+def _strings(value: object, name: str, where: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise DataError(f"{where}: {name!r} must be a list of strings, got {type(value).__name__}")
-    if not value and not allow_empty_list:
-        return ()
     for i, item in enumerate(value):
         if not isinstance(item, str):
             raise DataError(f"{where}: {name}[{i}] must be a string, got {type(item).__name__}")
         if not item.strip():
             raise DataError(f"{where}: {name}[{i}] is an empty string")
     return tuple(value)
-
-
-def parse_row(line: str, where: str) -> Row:
-    """One JSONL line as a `Row`; raises `DataError` naming `where` (file:line) on anything malformed."""
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    return check_row(obj, where)
 
 
 def check_row(obj: dict, where: str) -> Row:
@@ -72,33 +62,40 @@ def check_row(obj: dict, where: str) -> Row:
         raise DataError(f"{where}: 'query' is an empty string")
     if instruction is not None and (not isinstance(instruction, str) or not instruction.strip()):
         raise DataError(f"{where}: 'instruction' must be a non-empty string")
-    pos = _strings(obj["pos"], "pos", where, allow_empty_list=True)
-    neg = _strings(obj.get("neg", []), "neg", where, allow_empty_list=True)
+    pos, neg = _strings(obj["pos"], "pos", where), _strings(obj.get("neg", []), "neg", where)
     return Row(query, pos, neg, instruction)
 
 
 def iter_jsonl(path: Path) -> Iterator[Row]:
-    """The rows of one file as they are read (blank lines ignored): what `read_jsonl` collects and a streamed
+    """The rows of one file as they are read (blank lines ignored): what `load_files` collects and a streamed
     training set reads, file and line named in any error."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise DataError(f"{path}:{lineno}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
-            if line.strip():
-                yield parse_row(line, f"{path}:{lineno}")
+                raise DataError(f"{where}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            yield check_row(obj, where)
 
 
-def read_jsonl(path: Path) -> tuple[list[Row], int]:
-    """Rows of one file and how many were skipped for having no positive."""
-    rows, skipped = [], 0
-    for row in iter_jsonl(path):
-        if row.pos:
-            rows.append(row)
-        else:
-            skipped += 1
-    return rows, skipped
+def usable(rows: Iterable[Row], label: str) -> list[Row]:
+    """The rows that have a positive: the others are skipped with a warning; none at all is an error."""
+    rows = list(rows)
+    kept = [row for row in rows if row.pos]
+    if len(kept) < len(rows):
+        logger.warning("%s: skipped %d row(s) without a positive", label, len(rows) - len(kept))
+    if not kept:
+        raise DataError(f"{label}: no usable rows")
+    return kept
 
 
 def jsonl_files(path: str | Path) -> list[Path]:
@@ -116,20 +113,9 @@ def jsonl_files(path: str | Path) -> list[Path]:
 
 def load_files(path: str | Path) -> dict[str, list[Row]]:
     """`{file stem: rows}` for a JSONL file or every `*.jsonl` in a folder (sorted by name)."""
-    out = {}
-    for file in jsonl_files(path):
-        rows, skipped = read_jsonl(file)
-        if skipped:
-            logger.warning("%s: skipped %d row(s) without a positive", file, skipped)
-        if not rows:
-            raise DataError(f"{file}: no usable rows")
-        out[file.stem] = rows
-    return out
+    return {file.stem: usable(iter_jsonl(file), str(file)) for file in jsonl_files(path)}
 
 
-# sentence-transformers' column conventions, and this project's JSONL field names
-ST_COLUMNS = ("anchor", "positive", "negative")
-C2V_COLUMNS = ("query", "pos", "neg")
 DATASET_MARKERS = ("state.json", "dataset_dict.json")  # what `save_to_disk` writes
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(:[\w.-]+)?$")  # owner/name or owner/name:config
 # a name ending in one of these is a mistyped local file, not a Hub dataset (`owner/name.v2` stays a Hub id)
@@ -165,15 +151,11 @@ def load_data(path: Path, spec: str | None = None) -> tuple[dict[str, list[Row]]
     """
     path = Path(path)
     if path.is_dir() and any((path / m).is_file() for m in DATASET_MARKERS):
-        import datasets
-
         return _one_group(path.name, f"{path.name} (datasets folder)", datasets.load_from_disk(str(path)))
     parquet = [path] if path.suffix == ".parquet" and path.is_file() else []
     if path.is_dir() and not any(path.glob("*.jsonl")):
         parquet = _train_files(path, sorted(path.rglob("*.parquet")))
     if parquet:
-        import datasets
-
         ds = datasets.load_dataset("parquet", data_files=[str(p) for p in parquet], split="train")
         name = path.stem
         return _one_group(name, f"{path.name} ({len(parquet)} parquet file{'s' * (len(parquet) > 1)})", ds)
@@ -181,8 +163,6 @@ def load_data(path: Path, spec: str | None = None) -> tuple[dict[str, list[Row]]
         reason = local_reason(path, spec)
         if reason:
             raise DataError(f"{spec}: no such file or folder ({path} does not exist; not a Hub dataset id: {reason})")
-        import datasets
-
         repo, _, config = spec.partition(":")
         try:
             ds = datasets.load_dataset(repo, config or None)
@@ -222,25 +202,18 @@ def _train_files(root: Path, files: list[Path]) -> list[Path]:
 
 
 def _one_group(name: str, label: str, ds: object) -> tuple[dict[str, list[Row]], dict[str, str]]:
-    import datasets
-
     if isinstance(ds, datasets.DatasetDict):
         splits = list(ds)
         if "train" not in ds and (len(splits) != 1 or splits[0].lower() in EVAL_SPLITS):
             raise DataError(f"{label}: no 'train' split to train on; splits found: {', '.join(splits)}")
         split = "train" if "train" in ds else splits[0]
         ds, label = ds[split], f"{label}, {split} split"
-    rows, skipped = dataset_rows(ds, label)
-    if skipped:
-        logger.warning("%s: skipped %d row(s) without a positive", label, skipped)
-    if not rows:
-        raise DataError(f"{label}: no usable rows")
-    return {name: rows}, {name: label}
+    return {name: usable(dataset_rows(ds, label), label)}, {name: label}
 
 
-def dataset_rows(ds: object, where: str) -> tuple[list[Row], int]:
-    """Rows of a `datasets.Dataset` with sentence-transformers' or this project's columns, and how many were
-    skipped for having no positive; a `DataError` names the columns found when they fit neither convention."""
+def dataset_rows(ds: object, where: str) -> Iterator[Row]:
+    """Rows of a `datasets.Dataset` with sentence-transformers' or this project's columns; a `DataError` names the
+    columns found when they fit neither convention."""
     columns = list(ds.column_names)
     if "anchor" in columns:
         query, pos = "anchor", "positive"
@@ -250,10 +223,9 @@ def dataset_rows(ds: object, where: str) -> tuple[list[Row], int]:
     unknown = sorted(set(columns) - {query, pos, "instruction", *negs})
     if query not in columns or pos not in columns or unknown:
         raise DataError(
-            f"{where}: expected columns {', '.join(ST_COLUMNS)} (or negative_1, negative_2, ...) or "
-            f"{', '.join(C2V_COLUMNS)}, with an optional instruction; found {', '.join(columns)}"
+            f"{where}: expected columns anchor, positive, negative (or negative_1, negative_2, ...) or query, pos, "
+            f"neg, with an optional instruction; found {', '.join(columns)}"
         )
-    rows, skipped = [], 0
     for i, record in enumerate(ds):
         at = f"{where}: row {i}"
         obj = {"query": record[query], "pos": _texts(record, pos, at), "neg": []}
@@ -261,12 +233,7 @@ def dataset_rows(ds: object, where: str) -> tuple[list[Row], int]:
             obj["neg"] += _texts(record, col, at)
         if record.get("instruction") is not None:
             obj["instruction"] = record["instruction"]
-        row = check_row(obj, at)
-        if row.pos:
-            rows.append(row)
-        else:
-            skipped += 1
-    return rows, skipped
+        yield check_row(obj, at)
 
 
 def _texts(record: dict, column: str, where: str) -> list:
@@ -294,8 +261,6 @@ def training_datasets(rows: dict[str, list[Row]], cfg: TrainConfig, config: Any)
     """A `DatasetDict` with columns `anchor`, `positive` (and `negative_1`, ...), one dataset per file, examples
     drawn with the config's seed (`pair`). A file whose rows hold different numbers of negatives becomes one dataset
     per number (`wikiqa`, `wikiqa/1neg`), since a batch's columns are fixed; one smaller than a batch is left out."""
-    from datasets import Dataset, DatasetDict
-
     rng = random.Random(cfg.seed)
     groups: dict[str, dict[str, list[str]]] = {}
     for name, file_rows in rows.items():
@@ -328,8 +293,6 @@ def streamed_dataset(cfg: TrainConfig, config: Any, files: list[Path]) -> Any:
     memory): files interleaved row by row, then shuffled in a buffer of `stream_buffer` rows. A bad row stops the
     run naming its file and line when it is reached. What it does not keep (train/README.md): one source per batch,
     no duplicates in a batch, and rows with fewer than `hard_negatives` negatives."""
-    from datasets import Features, IterableDataset, Value, interleave_datasets
-
     columns = ["anchor", "positive", *(f"negative_{i + 1}" for i in range(cfg.hard_negatives))]
     features = Features({c: Value("string") for c in columns})  # known before the first row is read
     kwargs = {"seed": cfg.seed, "cfg": cfg, "config": config}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,6 @@ import yaml
 from torch import nn
 
 logger = logging.getLogger(__name__)
-
-
-def merge_lora(model: nn.Module, peft_model: Any) -> nn.Module:
-    """Merge LoRA adapters into the decoder's weights (in place) and put the plain decoder back on `model`."""
-    if peft_model is not None:
-        model.decoder = peft_model.merge_and_unload()
-    return model
 
 
 def read_metrics(path: Path, evaluations: bool = False) -> list[dict[str, Any]]:
@@ -56,9 +50,7 @@ def plot_loss(metrics: list[dict[str, Any]], path: Path, window: int = 20) -> Pa
 
     steps = [m["step"] for m in metrics]
     loss = [m["loss"] for m in metrics]
-    smooth = [
-        sum(loss[max(0, i - window + 1) : i + 1]) / len(loss[max(0, i - window + 1) : i + 1]) for i in range(len(loss))
-    ]
+    smooth = [statistics.fmean(loss[max(0, i - window + 1) : i + 1]) for i in range(len(loss))]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     ax.plot(steps, loss, alpha=0.35, label="loss")
     ax.plot(steps, smooth, label=f"mean of last {window}")

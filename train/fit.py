@@ -27,19 +27,26 @@ import torch
 import torch.distributed as dist
 import yaml
 from accelerate.utils import parse_flag_from_env, save_fsdp_optimizer
+from datasets import DatasetDict
+from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.base.modules import InputModule
+from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer import SCHEDULER_NAME
 
+from causal2vec.baselines import build_baseline
 from causal2vec.dtypes import DTYPES
+from causal2vec.instructions import load_instructions
+from causal2vec.tsv import read_sts
 from train.build import build
 from train.checkpoint import (
+    TRAINABLE,
     assign_trainable,
     last_checkpoint,
     load_fsdp_optimizer,
-    load_trainable,
     resume_point,
     save_trainable,
     step_of,
@@ -47,37 +54,30 @@ from train.checkpoint import (
 )
 from train.config import TrainConfig
 from train.data import jsonl_files, load_data, streamed_dataset, training_datasets
-from train.export import export, merge_lora, read_metrics, truncate_metrics
+from train.export import export, read_metrics, truncate_metrics
 from train.loss import InfoNCE, check_prefix_terms
-from train.trainable import TrainingDiverged, all_finite, clip_step, lr_lambda, param_groups, set_trainable
+from train.trainable import TrainingDiverged, clip_gradients, lr_lambda, param_groups, set_trainable
 
 logger = logging.getLogger("train")
 EVAL_NAME = "sts-dev"  # the evaluator's name: its main score is logged as `eval_sts-dev_spearman_cosine`
 # TrainingArguments fields a train config owns under its own names: set those keys, not `trainer:` ones
 OWNED_ARGS = {
+    **{key: key for key in ("seed", "max_grad_norm", "warmup_steps", "weight_decay", "gradient_checkpointing")},
     "learning_rate": "lr_decoder / lr_connector / lr_encoder",
-    "max_steps": "steps",
+    **dict.fromkeys(("max_steps", "num_train_epochs"), "steps"),
     "per_device_train_batch_size": "batch_size (global, over all processes)",
-    "seed": "seed",
     "data_seed": "seed",
-    "bf16": "dtype",
-    "fp16": "dtype",
-    "max_grad_norm": "max_grad_norm",
-    "warmup_steps": "warmup_steps",
+    **dict.fromkeys(("bf16", "fp16"), "dtype"),
+    "activation_checkpointing": "gradient_checkpointing",  # trainable_model turns it on in the decoder
+    "warmup_ratio": "warmup_steps",
     "lr_scheduler_type": "schedule",
-    "weight_decay": "weight_decay",
-    "gradient_checkpointing": "gradient_checkpointing",  # trainable_model turns it on in the decoder
-    "activation_checkpointing": "gradient_checkpointing",
     "output_dir": "--output",
     "save_steps": "save_every",
     "save_total_limit": "keep_checkpoints",
     "prompts": "the rows' instructions and document_prompt",
-    "eval_strategy": "eval_every",
-    "eval_steps": "eval_every",
+    **dict.fromkeys(("eval_strategy", "eval_steps"), "eval_every"),
     "batch_sampler": "(fixed: no duplicates in a batch)",
     "multi_dataset_batch_sampler": "(fixed: one source per batch)",
-    "num_train_epochs": "steps",
-    "warmup_ratio": "warmup_steps",
     "use_cpu": "(none: the GPU when there is one)",
 }
 # fields the trainer would silently ignore or that break what it guarantees (one metrics line per step, resume,
@@ -217,7 +217,7 @@ class Causal2VecTrainer(SentenceTransformerTrainer):
         self._load_from_checkpoint(self.state.best_model_checkpoint)
 
     def _load_from_checkpoint(self, checkpoint_path: str, model: Any = None) -> None:
-        load_trainable(self.module, Path(checkpoint_path))
+        assign_trainable(self.module, load_file(Path(checkpoint_path) / TRAINABLE), checkpoint_path)
 
 
 class StepGuard(TrainerCallback):
@@ -236,13 +236,19 @@ class StepGuard(TrainerCallback):
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
         step = state.global_step + 1
-        total, parts = clip_step(optimizer.param_groups, self.cfg, step)
+        if step <= self.cfg.connector_only_steps:
+            for group in optimizer.param_groups:
+                if group["name"] != "connector":
+                    for param in group["params"]:
+                        param.grad = None
+        total, parts = clip_gradients(optimizer.param_groups, self.cfg.max_grad_norm, self.cfg.clip == "per_part")
         if not torch.isfinite(total):
             raise TrainingDiverged(f"grad norm {total.item()} at step {step}: update not applied")
         self.norms = (total.item(), parts)
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
-        if not all_finite([p for g in optimizer.param_groups for p in g["params"]]):
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        if not torch.stack([p.isfinite().all() for p in params]).all():  # one device sync
             raise TrainingDiverged(f"non-finite weights after the update of step {state.global_step + 1}")
 
 
@@ -302,11 +308,6 @@ class MetricsFile(TrainerCallback):
 def sts_evaluator(cfg: TrainConfig, config: Any) -> Any:
     """sentence-transformers' STS evaluator on `cfg.eval_data` (Spearman of the cosines), both sides with the STS
     instruction as the query prompt, as the evaluation embeds STS; None when `eval_every` is 0."""
-    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
-
-    from causal2vec.instructions import load_instructions
-    from causal2vec.tsv import read_sts
-
     if not cfg.eval_every:
         return None
     path = cfg.data_path("eval_data")
@@ -318,13 +319,9 @@ def sts_evaluator(cfg: TrainConfig, config: Any) -> Any:
 def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> SentenceTransformerTrainingArguments:
     """The Trainer's arguments: the config's own keys mapped to their fields, then its `trainer:` block (any other
     field, as the Hugging Face docs say; one owned by a config key is an error naming that key)."""
-    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
-
     owned = sorted(set(cfg.trainer) & set(OWNED_ARGS))
     if owned:
         raise ValueError(f"trainer.{owned[0]}: set {OWNED_ARGS[owned[0]]} instead (the config's own key)")
-    if cfg.trainer.get("fsdp") and fsdp_version(cfg.trainer) != 2:
-        raise ValueError(f"trainer.fsdp_config.version: {FSDP1_REFUSED}")  # before accelerate builds FSDP1
     if parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"):  # an accelerate config's DeepSpeed: refused before it builds
         raise ValueError(f"DeepSpeed (accelerate config) is not available here: {REFUSED_ARGS['deepspeed']}")
     refused = sorted(set(cfg.trainer) & set(REFUSED_ARGS))
@@ -364,14 +361,15 @@ def training_arguments(cfg: TrainConfig, output: Path, processes: int) -> Senten
         "multi_dataset_batch_sampler": MultiDatasetBatchSamplers.PROPORTIONAL,
         "use_cpu": not torch.cuda.is_available(),
     }
-    return SentenceTransformerTrainingArguments(**fields)
+    args = SentenceTransformerTrainingArguments(**fields)
+    if args.fsdp and args.fsdp_plugin_args["fsdp_version"] != 2:  # fsdp_config read as transformers reads it
+        raise ValueError(f"trainer.fsdp_config.version: {FSDP1_REFUSED}")  # before accelerate builds FSDP1
+    return args
 
 
 def trainable_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Module, Any, list[str]]:
     """The Causal2Vec model, the module that trains (it, or `causal2vec.baselines.build_baseline(cfg.baseline)`
     sharing its parts), the peft model (or None) and the base model names, trainable parameters set, on `device`."""
-    from causal2vec.baselines import build_baseline
-
     model, bases = build(cfg)
     torch.manual_seed(cfg.seed)  # LoRA init: the same on every process
     module = build_baseline(cfg.baseline, model) if cfg.baseline else model
@@ -387,8 +385,6 @@ def build_trainer(
 ) -> tuple[Causal2VecTrainer, Any]:
     """The Trainer for `cfg` writing under `output`, and what the export needs: (model, peft model, base model
     names, {data label: rows})."""
-    from datasets import DatasetDict
-
     args = training_arguments(cfg, output, processes)
     model, module, peft_model, bases = trainable_model(cfg, args.device)
     check_prefix_terms(cfg, getattr(model.config, "pooling", None), module.config.embedding_dim)
@@ -396,11 +392,11 @@ def build_trainer(
     if cfg.streaming:
         files = jsonl_files(cfg.data_path())
         data = streamed_dataset(cfg, model.config, files)
-        rows = {f.stem: None for f in files}  # not counted: read as training goes
-        labels = {f.stem: f.name for f in files}
+        counts = dict.fromkeys((f.name for f in files), "streamed")  # not counted: read as training goes
     else:
         rows, labels = load_data(cfg.data_path(), cfg.data)
         data = training_datasets(rows, cfg, model.config)
+        counts = {labels[name]: len(r) for name, r in rows.items()}
     guard, loss = StepGuard(cfg), InfoNCE(st, cfg)
     trainer = Causal2VecTrainer(
         model=st,
@@ -415,7 +411,6 @@ def build_trainer(
         info_nce=loss,
     )
     check_fsdp(trainer)
-    counts = {labels[name]: "streamed" if r is None else len(r) for name, r in rows.items()}
     return trainer, (model, peft_model, bases, counts)
 
 
@@ -438,15 +433,6 @@ def check_fsdp(trainer: Causal2VecTrainer) -> None:
             "FSDP activation_checkpointing wraps the layers and renames their parameters (the per-part groups and "
             "checkpoints go by name): set gradient_checkpointing: true instead (the decoder's own, the same saving)"
         )
-
-
-def fsdp_version(block: dict[str, Any]) -> int:
-    """The FSDP version a `trainer:` block asks for: `fsdp_config` inline or a JSON file's path, its `version` or
-    `fsdp_version` key (transformers reads both), 2 when unsaid."""
-    config = block.get("fsdp_config") or {}
-    if isinstance(config, str):
-        config = json.loads(Path(config).read_text())
-    return int(config.get("version", config.get("fsdp_version", 2)))
 
 
 def fit(cfg: TrainConfig, output: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
@@ -497,7 +483,8 @@ def export_run(
     """Merge LoRA and write the Hub-ready folder, its card recording the run (wall time: over all resumes, from
     the start to the export; train time: the sum of step times)."""
     metrics = read_metrics(folder.parent / "metrics.jsonl")
-    merge_lora(model, peft_model)
+    if peft_model is not None:  # LoRA merged into the decoder's weights, the plain decoder back on the model
+        model.decoder = peft_model.merge_and_unload()
     model.to("cpu", DTYPES[cfg.model.dtype])
     training = {
         "steps": cfg.steps,
@@ -514,8 +501,7 @@ def export_run(
 
 def summary(output: Path) -> dict[str, Any]:
     """Steps, wall and train time and final loss of a finished run, from its last metrics record."""
-    metrics = read_metrics(Path(output) / "metrics.jsonl")
-    last = metrics[-1] if metrics else {}
+    last = (read_metrics(Path(output) / "metrics.jsonl") or [{}])[-1]
     return {
         "steps": last.get("step"),
         "wall_time_s": last.get("wall_time_s"),

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import torch
+from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from train.config import TrainConfig
@@ -35,20 +36,6 @@ def lora_targets(model_type: str, configured: list[str] | str | None) -> list[st
     return configured or LORA_TARGETS.get(model_type, "all-linear")
 
 
-def add_lora(decoder: nn.Module, cfg: TrainConfig) -> Any:
-    """Inject LoRA adapters into `decoder` in place (its base weights freeze); returns the peft model, whose
-    `merge_and_unload()` gives back the same decoder with the adapters merged."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=lora_targets(decoder.config.model_type, cfg.lora.target_modules),
-    )
-    return get_peft_model(decoder, config)
-
-
 def set_trainable(model: nn.Module, cfg: TrainConfig) -> Any:
     """Freeze/unfreeze the parts of a Causal2Vec model (or a baseline sharing its parts) per `cfg`.
 
@@ -57,8 +44,11 @@ def set_trainable(model: nn.Module, cfg: TrainConfig) -> Any:
     model.requires_grad_(False)
     peft_model = None
     decoder = getattr(model, "decoder", None)  # None for the encoder-alone baseline
-    if decoder is not None and cfg.lora.r > 0:
-        peft_model = add_lora(decoder, cfg)  # only lora_* parameters require grad
+    if decoder is not None and cfg.lora.r > 0:  # adapters injected in place: only lora_* parameters require grad
+        lora = cfg.lora
+        targets = lora_targets(decoder.config.model_type, lora.target_modules)
+        config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets)
+        peft_model = get_peft_model(decoder, config)
     elif decoder is not None:
         decoder.requires_grad_(True)
     if getattr(model, "connector", None) is not None:
@@ -134,20 +124,3 @@ def clip_gradients(
     elif norms:
         torch.nn.utils.clip_grads_with_norm_([p for ps in parts.values() for p in ps], max_norm, total)
     return total, {name: float(norm) for name, norm in norms.items()}
-
-
-def clip_step(groups: list[dict[str, Any]], cfg: TrainConfig, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-    """What happens between the backward and the update of `step` (1-based): during `connector_only_steps`
-    the other parts' gradients are dropped (out of the norm and of Adam's moments), then `clip_gradients` per
-    `cfg.clip`. Returns the total norm before clipping and each part's."""
-    if step <= cfg.connector_only_steps:
-        for g in groups:
-            if g["name"] != "connector":
-                for p in g["params"]:
-                    p.grad = None
-    return clip_gradients(groups, cfg.max_grad_norm, cfg.clip == "per_part")
-
-
-def all_finite(params: list[nn.Parameter]) -> bool:
-    """Whether every value of `params` is finite (one device sync)."""
-    return bool(torch.stack([p.isfinite().all() for p in params]).all())

@@ -78,6 +78,8 @@ class RetrievalSet:
 
         ids = self.doc_ids
         run = {q: {ids[j]: float(s) for j, s in zip(idx[i], val[i], strict=True)} for i, q in enumerate(self.qids)}
+        if missing := sorted(set(self.qrels) - set(run)):  # mteb averages over the queries ranked, not the judged
+            raise ValueError(f"judged queries without a ranking: {missing[:5]}")
         result = calculate_retrieval_scores(run, self.qrels, k_values=(10,))
         return {
             "ndcg_at_10": result.ndcg["NDCG@10"],

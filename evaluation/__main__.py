@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.tasks and not args.benchmark:
             parser.error("pass --tasks and / or --benchmark")
         tasks = resolve_tasks(args.tasks, args.benchmark, args.data)
-        wrapper = Causal2VecMTEB(args.model, dtype=args.dtype, device=args.device)
+        wrapper = Causal2VecMTEB(args.model, dtype=args.dtype, device=args.device, batch_size=args.batch_size)
         rows = result_rows(run_mteb(wrapper, tasks, args.output, args.batch_size, args.overwrite, progress=True), tasks)
         for r in rows:
             print(f"{r['task']}\t{r['split']}\t{r['metric']}\t{100 * r['score']:.2f}")

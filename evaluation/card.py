@@ -24,14 +24,18 @@ def update_evaluation(folder: Path, rows: list[dict[str, Any]], how: str) -> Pat
         raise FileNotFoundError(f"{path} does not exist: no model card to update")
     card = ModelCard.load(path)
     new = [eval_result(r, how) for r in rows]
-    names = {(r.dataset_name, r.dataset_split) for r in new}  # a task's split: scored again, replaced
-    kept = [r for r in card.data.eval_results or [] if (r.dataset_name, r.dataset_split) not in names]
+    keys = {row_key(r) for r in rows}  # a task's split scored again (whole or a sample, either protocol): replaced
+    kept = [
+        r
+        for r in card.data.eval_results or []
+        if row_key({"task": r.dataset_name, "split": r.dataset_split}) not in keys
+    ]
     card.data.eval_results = kept + new
     card.data.model_name = card.data.model_name or Path(folder).resolve().name
     meta = card.data.get(METADATA_KEY) or {}
     added = [{**{k: r[k] for k in ROW_KEYS}, "score": float(r["score"]), "n": r.get("n"), "how": how} for r in rows]
-    tasks = {r["task"] for r in rows}
-    table = [r for r in meta.get("evaluation") or [] if r["task"] not in tasks] + added
+    added = [{**a, "name": dataset_name(r)} for a, r in zip(added, rows, strict=True)]
+    table = [r for r in meta.get("evaluation") or [] if row_key(r) not in keys] + added
     if METADATA_KEY in card.data:
         setattr(card.data, METADATA_KEY, {**meta, "evaluation": table})
     text = _replace_evaluation(card.text, table)
@@ -50,6 +54,20 @@ def _replace_evaluation(text: str, rows: list[dict[str, Any]]) -> str:
     return text[:start] + section + ("\n" + rest[end.start() :] if end else "")
 
 
+def row_key(row: dict[str, Any]) -> tuple[str, str]:
+    """The task (its MTEB name where it has one: `stsb`, `stsb-dev` and `STSBenchmark` are one) and split a row
+    scores."""
+    from evaluation.tasks import LOCAL_NAMES
+
+    return LOCAL_NAMES.get(row["task"], row["task"]), row["split"]
+
+
+def dataset_name(row: dict[str, Any]) -> str:
+    """The dataset a row scores, as the model-index names it: MTEB's task name (`result_rows`' `name`), a local
+    task's MTEB twin, else the local name."""
+    return row.get("name") or LOCAL_TO_MTEB.get(row["task"], row["task"])
+
+
 def eval_result(row: dict[str, Any], how: str) -> EvalResult:
     """One score (x100, as the card's table) as a `model-index` entry, its task type and dataset those of the mteb
     task it was scored on (`evaluation.run.result_rows`)."""
@@ -59,7 +77,7 @@ def eval_result(row: dict[str, Any], how: str) -> EvalResult:
     return EvalResult(
         task_type=row.get("task_type") or "feature-extraction",
         dataset_type=row.get("dataset") or task,
-        dataset_name=LOCAL_TO_MTEB.get(task, task),
+        dataset_name=dataset_name(row),
         dataset_split=row["split"],
         dataset_revision=row.get("revision"),
         metric_type=row["metric"],

@@ -137,9 +137,9 @@ def build_meta(
 
 class Causal2VecMTEB(AbsEncoder):
     """mteb encoder over an `Embedder` (a Causal2Vec checkpoint, a baseline of it or a SentenceTransformer folder,
-    with its dtype, `truncate_dim` and embedding cache), built from a folder path, a loaded model or an Embedder.
-    Queries and symmetric tasks get the task's instruction (`instructions`, keyed by mteb task name, else mteb's
-    default prompt for the task), retrieval documents none."""
+    with its dtype, batch size, `truncate_dim` and embedding cache), built from a folder path, a loaded model or an
+    Embedder. Queries and symmetric tasks get the task's instruction (`instructions`, keyed by mteb task name, else
+    mteb's default prompt for the task, or none without `default_prompts`), retrieval documents none."""
 
     def __init__(
         self,
@@ -149,12 +149,13 @@ class Causal2VecMTEB(AbsEncoder):
         instructions: dict[str, str] | None = None,
         dtype: str = "fp32",
         device: str | None = None,
+        default_prompts: bool = True,
         **kwargs: Any,
     ):
         datasets = None
         if isinstance(model, (str, Path)):
-            path = Path(model)
-            name = name or f"causal2vec/{path.resolve().name}"
+            path = Path(model).resolve()
+            name = name or f"causal2vec/{path.parent.name if path.name == 'model' else path.name}"  # <run>/model
             datasets = folder_training_datasets(path)
             model = Embedder.from_path(path, dtype=dtype, device=device, show_progress_bar=False, **kwargs)
         elif not isinstance(model, Embedder):
@@ -162,8 +163,19 @@ class Causal2VecMTEB(AbsEncoder):
         self.embedder = model
         self.model = model.model
         self.prompts_dict = mteb_instructions() if instructions is None else instructions
-        revision = revision or hashlib.sha256(model.model_id.encode()).hexdigest()[:12]
+        self.default_prompts = default_prompts
+        # one revision per model and setting that changes the vectors: mteb reuses a result by name and revision
+        settings = f"{model.model_id}|{model.dtype}|{model.truncate_dim}|{model.use_instructions}"
+        revision = revision or hashlib.sha256(settings.encode()).hexdigest()[:12]
         self.mteb_model_meta = build_meta(model, name or "causal2vec/in-memory", revision, datasets=datasets)
+
+    def instruction(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str | None:
+        """The task's instruction for this side (None: a document, or no instruction)."""
+        if prompt_type == PromptType.document:
+            return None
+        if not self.default_prompts and task_metadata.name not in self.prompts_dict:
+            return None
+        return self.get_instruction(task_metadata, prompt_type) or None
 
     def encode(
         self,
@@ -175,18 +187,15 @@ class Causal2VecMTEB(AbsEncoder):
         prompt_type: PromptType | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
-        """Embed every text of `inputs`; documents get no instruction, queries and symmetric tasks do."""
-        instruction = None
-        if prompt_type != PromptType.document:
-            instruction = self.get_instruction(task_metadata, prompt_type) or None
+        """Embed every text of `inputs` with the task's instruction for this side (`instruction`)."""
         texts = [text for batch in inputs for text in batch["text"]]
+        instruction = self.instruction(task_metadata, prompt_type)
         return self.embedder.embed(texts, instruction, desc=f"{task_metadata.name} {hf_split}")
 
     def get_task_instruction(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str:
         """What precedes a text of this task and side (the embedder's prompt: the model's template, or a
         SentenceTransformer's own prompt)."""
-        instruction = None if prompt_type == PromptType.document else self.get_instruction(task_metadata, prompt_type)
-        return self.embedder.prompt(instruction or None)
+        return self.embedder.prompt(self.instruction(task_metadata, prompt_type))
 
 
 def meta_for_folder(path: str | Path) -> ModelMeta:

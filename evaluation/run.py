@@ -13,7 +13,7 @@ from typing import Any
 
 from causal2vec.instructions import load_instructions
 from evaluation.embedder import Embedder
-from evaluation.tasks import FILES, LOCAL_NAMES, LOCAL_TASKS, local_name, resolve
+from evaluation.tasks import LOCAL_NAMES, LOCAL_TASKS, is_local, local_name, resolve
 
 
 def run_mteb(
@@ -71,7 +71,7 @@ def result_rows(
         meta = task.metadata
         for split, subsets in task_result.scores.items():
             name = local_name(meta.name, split) if local_names else meta.name
-            local = meta.name in FILES
+            local = is_local(task)  # mteb unloads the data of its own tasks after running them
             rows += [
                 {
                     "task": name,
@@ -80,6 +80,8 @@ def result_rows(
                     "score": float(scores["main_score"]),
                     "n": sample_size(task, split) if local else None,
                     "task_type": meta.type,
+                    # the model-index's dataset: MTEB's task by its name, or a sample of it by the local one
+                    "name": local_name(meta.name, split) if name in sampled else meta.name,
                     "dataset": f"local/{name}" if name in sampled else meta.dataset["path"],
                     "revision": task_result.dataset_revision,
                     "subset": scores.get("hf_subset"),
@@ -121,9 +123,10 @@ def evaluate(
     instructions = load_instructions() if instructions is None else instructions
     limits = {t: (task_limits or {}).get(t, (limit, corpus_limit)) for t in tasks}
     objects = resolve(tasks, Path(data_root), limits, seed)
-    slug = re.sub(r"[^\w.-]+", "-", Path(model_name.split(" [")[0]).name or "in-memory")
+    slug = re.sub(r"[^\w.-]+", "-", model_name or "in-memory").strip("-")
     prompts = {LOCAL_NAMES[k]: v for k, v in instructions.items() if k in LOCAL_NAMES}
-    wrapper = Causal2VecMTEB(embedder, name=f"local/{slug}", instructions=prompts)
+    # tasks without an instruction get none (not mteb's default prompt), as before the battery ran on mteb
+    wrapper = Causal2VecMTEB(embedder, name=f"local/{slug}", instructions=prompts, default_prompts=False)
     output = Path(output) if output is not None else None
     # overwrite: the embedding cache makes a rerun cheap, and a saved result is never stale
     result = run_mteb(wrapper, objects, output, embedder.batch_size)
@@ -139,7 +142,7 @@ def evaluate(
             "task_name": task.metadata.name,
             "scores": {row["split"]: [row["scores"]]},
             "documents": len(task.dataset["default"][row["split"]]["corpus"]) if retrieval else None,
-            "instruction": wrapper.get_instruction(task.metadata, PromptType.query)
+            "instruction": wrapper.instruction(task.metadata, PromptType.query)
             if embedder.applies_instructions
             else None,
             "prompt": wrapper.get_task_instruction(task.metadata, PromptType.query),
@@ -149,7 +152,7 @@ def evaluate(
     return results
 
 
-SUMMARY_KEYS = ("task", "split", "metric", "score", "n", "task_type", "dataset", "revision", "subset")
+SUMMARY_KEYS = ("task", "split", "metric", "score", "n", "task_type", "name", "dataset", "revision", "subset")
 
 
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

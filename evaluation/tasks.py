@@ -107,9 +107,10 @@ def classifier() -> Any:
 
 
 def classification(name: str, about: str, revision: str, splits: dict[str, data.ClassificationData], **attrs: Any):
-    """An mteb classification task named `name` over `splits`, data loaded; label ids in the order of the train
-    split's sorted labels. `attrs` set mteb's class attributes (evaluator_model, samples_per_label, ...)."""
-    labels = sorted(set(next(iter(splits.values())).labels))
+    """An mteb classification task named `name` over `splits`, data loaded; label ids in the order of the sorted
+    labels of all splits (a sample's test label may miss from its train sample: it counts as wrong). `attrs` set
+    mteb's class attributes (evaluator_model, samples_per_label, ...)."""
+    labels = sorted({label for d in splits.values() for label in d.labels})
     meta = metadata(name, about, revision, ["test"])
     task = type(name, (AbsTaskClassification,), {"metadata": meta, **attrs})()
     columns = {s: {"text": d.texts, "label": [labels.index(x) for x in d.labels]} for s, d in splits.items()}
@@ -147,7 +148,9 @@ def local_task(
     files = {k: Path(root) / rel for k, rel in FILES[task].items()}
     if task == "STSBenchmark":
         files = {k: v for k, v in files.items() if k in (splits or ["test"])}
-    sample = f"{limit}-{corpus_limit}-{seed}" if limit or corpus_limit else ""
+    # a sample, or the battery's classification protocol, is other data than the whole files under mteb's
+    protocol = "battery" if task in ("TREC", "MR") and not mteb_protocol else ""
+    sample = f"{limit}-{corpus_limit}-{seed}-{protocol}" if limit or corpus_limit or protocol else ""
     revision = local_revision(list(files.values()), sample)
     if task == "STSBenchmark":
         out = official(task, revision, list(files))
@@ -226,6 +229,11 @@ def resolve(
     return [
         local_task(task, root, s, *by_task[task], seed=seed, mteb_protocol=mteb_protocol) for task, s in splits.items()
     ]
+
+
+def is_local(task: Any) -> bool:
+    """Whether an mteb task object reads the local files (`local_task`), not the Hub's."""
+    return str(task.metadata.revision).startswith("local-")
 
 
 def local_name(task: str, split: str) -> str:

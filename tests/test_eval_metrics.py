@@ -124,3 +124,18 @@ def test_classification_sees_directions_only():
     plain = classifier().fit(x[:60], labels[:60]).predict(x[60:])
     rescaled = classifier().fit(scaled[:60], labels[:60]).predict(scaled[60:])
     assert (plain == rescaled).all() and 0.5 < np.mean(plain == np.array(labels[60:])) <= 1.0
+
+
+def test_trec_matches_sklearn(tiny, tmp_path):
+    """The battery's TREC through mteb equals the battery's probe fitted by hand on every training question; a
+    task without an instruction gets none (not mteb's default prompt)."""
+    from evaluation.embedder import Embedder
+    from evaluation.run import evaluate
+    from evaluation.tasks import classifier
+
+    root = make_data(tmp_path)
+    train, test = data.read_train_test(root / "trec" / "train.tsv", root / "trec" / "test.tsv")
+    result = evaluate(Embedder(tiny, show_progress_bar=False), ["trec"], root, None, instructions={})["trec"]
+    assert result["instruction"] is None and result["prompt"] == ""
+    fitted = classifier().fit(tiny.encode(train.texts), train.labels)
+    assert result["score"] == pytest.approx(fitted.score(tiny.encode(test.texts), test.labels), abs=1e-9)

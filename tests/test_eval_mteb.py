@@ -207,3 +207,17 @@ def test_a_test_label_missing_from_train_is_named_by_both_harnesses(tiny, tmp_pa
         local_task("TREC", root)
     with pytest.raises(DataError, match=r"test\.tsv: labels \['UNSEEN'\] never occur in .*train\.tsv"):
         evaluate(Embedder(tiny, show_progress_bar=False), ["trec"], root, None)
+
+
+def test_local_and_hub_tasks_and_the_wrapper_settings(tiny, tmp_path):
+    """A local copy is told from MTEB's own task (whose data mteb unloads after a run: no sample size read from it);
+    the command's batch size reaches the embedder; dtype is part of the revision mteb files results under."""
+    from evaluation.tasks import is_local, local_task
+
+    root = make_data(tmp_path / "data")
+    assert is_local(local_task("STSBenchmark", root)) and not is_local(mteb.get_task("STSBenchmark"))
+    tiny.save_pretrained(tmp_path / "run" / "model")
+    wrapper = Causal2VecMTEB(tmp_path / "run" / "model", batch_size=7)
+    assert wrapper.embedder.batch_size == 7 and wrapper.mteb_model_meta.name == "causal2vec/run"
+    bf16 = Causal2VecMTEB(tmp_path / "run" / "model", dtype="bf16")
+    assert bf16.mteb_model_meta.revision != wrapper.mteb_model_meta.revision

@@ -132,8 +132,12 @@ def test_card_gets_the_scores_and_keeps_the_rest(tiny, tmp_path):
     assert card.count("| stsb |") == 1
     assert card.rstrip().endswith("![training loss](l.png)\n\nA note someone added.")
     assert ModelCard.load(folder / "README.md").data.causal2vec["evaluation"] == [
-        {**{k: trec[k] for k in ("task", "split", "metric", "score", "n")}, "how": how},
-        {**{k: stsb[k] for k in ("task", "split", "metric", "score", "n")}, "how": "fp32, instructions"},
+        {**{k: trec[k] for k in ("task", "split", "metric", "score", "n")}, "how": how, "name": "trec"},  # a sample
+        {
+            **{k: stsb[k] for k in ("task", "split", "metric", "score", "n")},
+            "how": "fp32, instructions",
+            "name": "STSBenchmark",
+        },
     ], "the rows are data too"
     data = ModelCard.load(folder / "README.md").data  # the metadata the Hub and mteb read
     assert data.language == ["en"] and data.library_name == "transformers" and data.model_name == "ckpt"

@@ -1,20 +1,46 @@
-"""Headed TSV files without quoting (the format of `../shared/data/eval`), and STS pairs read from them: what
-evaluation reads its STS and classification sets with, and what training evaluates on during a run
-(`train/fit.py`), so it lives below both.
+"""Headed TSV files without quoting (the format of `../shared/data/eval`), STS pairs read from them, and JSONL
+objects: what evaluation reads its sets with, what training reads its rows and evaluates on during a run
+(`train/`), and what the corpus job reads (`embed/`), so it lives below them.
 
-Every reader raises `DataError` naming the file and line of the first bad row.
+Every reader raises `DataError` (or the caller's error class) naming the file and line of the first bad row.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 
 class DataError(ValueError):
     """Malformed or missing evaluation data (the message names the file and line)."""
+
+
+def read_jsonl(path: str | Path, error: type[Exception] = DataError) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file, as it is read; `error` names the file and
+    line of one that is not UTF-8, not JSON or not a JSON object."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: file not found")
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise error(f"{where}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+            if not line.strip():
+                continue  # blank lines (a trailing newline) are not rows
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise error(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(obj, dict):
+                raise error(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
 
 
 def read_tsv(path: str | Path, columns: tuple[str, ...]) -> list[tuple[int, list[str]]]:

@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from causal2vec.tsv import read_jsonl
+
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?(:[\w.-]+)?")
 SHOWN = 5  # how many bad rows or duplicate ids an error names
@@ -127,35 +129,26 @@ def _read_jsonl(files: list[Path], text_column: str, id_column: str, source: str
     id_kind: type | None = None
     for path in files:
         names.append((str(path), len(texts)))
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue  # blank lines (a trailing newline) are not rows
-                where = f"{path}:{number}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise CorpusError(f"{where}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise CorpusError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
-                if text_column not in row:
-                    raise CorpusError(f"{where}: no {text_column!r} field (--text-column); fields: {sorted(row)}")
-                if id_column not in row:
-                    raise CorpusError(f"{where}: no {id_column!r} field (--id-column); fields: {sorted(row)}")
-                text, row_id = row[text_column], row[id_column]
-                if not isinstance(text, str):
-                    raise CorpusError(f"{where}: {text_column!r} must be a string, got {type(text).__name__}")
-                if isinstance(row_id, bool) or not isinstance(row_id, (str, int)):
-                    raise CorpusError(f"{where}: {id_column!r} must be a string or an integer, got {row_id!r}")
-                id_kind = id_kind or type(row_id)
-                if type(row_id) is not id_kind:
-                    raise CorpusError(
-                        f"{where}: {id_column!r} is a {type(row_id).__name__}, earlier ids are "
-                        f"{id_kind.__name__}s (all ids must be of one type)"
-                    )
-                ids.append(row_id)
-                texts.append(text)
-                lines.append(number)
+        for number, row in read_jsonl(path, CorpusError):
+            where = f"{path}:{number}"
+            if text_column not in row:
+                raise CorpusError(f"{where}: no {text_column!r} field (--text-column); fields: {sorted(row)}")
+            if id_column not in row:
+                raise CorpusError(f"{where}: no {id_column!r} field (--id-column); fields: {sorted(row)}")
+            text, row_id = row[text_column], row[id_column]
+            if not isinstance(text, str):
+                raise CorpusError(f"{where}: {text_column!r} must be a string, got {type(text).__name__}")
+            if isinstance(row_id, bool) or not isinstance(row_id, (str, int)):
+                raise CorpusError(f"{where}: {id_column!r} must be a string or an integer, got {row_id!r}")
+            id_kind = id_kind or type(row_id)
+            if type(row_id) is not id_kind:
+                raise CorpusError(
+                    f"{where}: {id_column!r} is a {type(row_id).__name__}, earlier ids are "
+                    f"{id_kind.__name__}s (all ids must be of one type)"
+                )
+            ids.append(row_id)
+            texts.append(text)
+            lines.append(number)
     id_type = pa.int64() if id_kind is int else pa.string()
     return Corpus(
         pa.chunked_array([pa.array(ids, id_type)]),

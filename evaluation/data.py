@@ -5,12 +5,11 @@ Every reader raises `DataError` naming the file and line of the first bad row.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from causal2vec import SHARED_DATA
-from causal2vec.tsv import DataError, STSData, read_sts, read_tsv  # noqa: F401  (the TSV format lives below)
+from causal2vec.tsv import DataError, STSData, read_jsonl, read_sts, read_tsv  # noqa: F401  (the TSV format lives below)
 
 DEFAULT_DATA = SHARED_DATA / "eval"
 
@@ -51,20 +50,11 @@ class RetrievalData:
 
 
 def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
     out = []
-    with path.open(encoding="utf-8") as f:
-        for line, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{line}: invalid JSON ({err.msg})") from None
-            if not isinstance(obj, dict) or any(not isinstance(obj.get(k), str) for k in fields):
-                raise DataError(f"{path}:{line}: expected an object with string fields {list(fields)}")
-            out.append(obj)
+    for lineno, obj in read_jsonl(path):
+        if any(not isinstance(obj.get(k), str) for k in fields):
+            raise DataError(f"{path}:{lineno}: expected an object with string fields {list(fields)}")
+        out.append(obj)
     return out
 
 

@@ -261,7 +261,7 @@ def test_parquet_and_save_to_disk_inputs_give_the_same_vectors_and_keep_integer_
         (['{"id": "a", "text": null}'], r":1: 'text' must be a string, got NoneType"),
         (['{"text": "x"}'], r":1: no 'id' field \(--id-column\)"),
         (['{"id": 1, "text": "x"}', '{"id": "2", "text": "y"}'], r":2: 'id' is a str, earlier ids are ints"),
-        (['{"id": "a", "text": "x"}', '["a"]'], r":2: a row must be a JSON object"),
+        (['{"id": "a", "text": "x"}', '["a"]'], r":2: expected a JSON object"),
         (['{"id": "a", "text": "x"}', '{"id": "b", "text": "y"}', '{"id": "a", "text": "z"}'], r"'a' \(.*:1, .*:3\)"),
     ],
 )

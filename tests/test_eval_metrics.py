@@ -87,7 +87,7 @@ def test_bad_classification_and_beir(tmp_path):
         data.read_sts(tmp_path / "missing.tsv")
     root = make_data(tmp_path / "d")
     (root / "scifact" / "queries.jsonl").write_text('{"_id": "q1", "text": "ok"}\n{"_id": "q2", "text": \n')
-    with pytest.raises(data.DataError, match="queries.jsonl:2: invalid JSON"):
+    with pytest.raises(data.DataError, match="queries.jsonl:2: not valid JSON"):
         data.read_beir(root / "scifact")
     (root / "scifact" / "queries.jsonl").write_text('{"_id": "q1", "text": "ok"}\n')
     with pytest.raises(data.DataError, match=r"test.tsv:3: query id 'q2' is not in queries.jsonl"):

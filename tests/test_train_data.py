@@ -30,7 +30,7 @@ def good(i: int, **kw) -> dict:
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ('{"query": "q", "pos": ["p"]', "invalid JSON"),
+        ('{"query": "q", "pos": ["p"]', "not valid JSON"),
         ('["q", "p"]', "expected a JSON object"),
         ({"pos": ["p"]}, "missing field 'query'"),
         ({"query": "q"}, "missing field 'pos'"),

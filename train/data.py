@@ -7,7 +7,6 @@ reads `datasets` data (a `save_to_disk` folder, parquet files, a Hub id) with se
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -19,6 +18,7 @@ from typing import Any
 import datasets
 from datasets import Dataset, DatasetDict, Features, IterableDataset, Value, interleave_datasets
 
+from causal2vec.tsv import read_jsonl
 from train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -69,22 +69,8 @@ def check_row(obj: dict, where: str) -> Row:
 def iter_jsonl(path: Path) -> Iterator[Row]:
     """The rows of one file as they are read (blank lines ignored): what `load_files` collects and a streamed
     training set reads, file and line named in any error."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(f"{where}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            yield check_row(obj, where)
+    for lineno, obj in read_jsonl(path, DataError):
+        yield check_row(obj, f"{path}:{lineno}")
 
 
 def usable(rows: Iterable[Row], label: str) -> list[Row]:

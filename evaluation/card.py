@@ -9,7 +9,6 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard
 
-from causal2vec.instructions import LOCAL_TO_MTEB
 from hub_causal2vec import CARD_FILE, EVAL_HEADING, METADATA_KEY, evaluation_section, front_matter
 
 ROW_KEYS = ("task", "split", "metric")
@@ -33,8 +32,10 @@ def update_evaluation(folder: Path, rows: list[dict[str, Any]], how: str) -> Pat
     card.data.eval_results = kept + new
     card.data.model_name = card.data.model_name or Path(folder).resolve().name
     meta = card.data.get(METADATA_KEY) or {}
-    added = [{**{k: r[k] for k in ROW_KEYS}, "score": float(r["score"]), "n": r.get("n"), "how": how} for r in rows]
-    added = [{**a, "name": dataset_name(r)} for a, r in zip(added, rows, strict=True)]
+    added = [
+        {**{k: r[k] for k in ROW_KEYS}, "score": float(r["score"]), "n": r.get("n"), "how": how, "name": r["name"]}
+        for r in rows
+    ]
     table = [r for r in meta.get("evaluation") or [] if row_key(r) not in keys] + added
     if METADATA_KEY in card.data:
         setattr(card.data, METADATA_KEY, {**meta, "evaluation": table})
@@ -62,12 +63,6 @@ def row_key(row: dict[str, Any]) -> tuple[str, str]:
     return LOCAL_NAMES.get(row["task"], row["task"]), row["split"]
 
 
-def dataset_name(row: dict[str, Any]) -> str:
-    """The dataset a row scores, as the model-index names it: MTEB's task name (`result_rows`' `name`), a local
-    task's MTEB twin, else the local name."""
-    return row.get("name") or LOCAL_TO_MTEB.get(row["task"], row["task"])
-
-
 def eval_result(row: dict[str, Any], how: str) -> EvalResult:
     """One score (x100, as the card's table) as a `model-index` entry, its task type and dataset those of the mteb
     task it was scored on (`evaluation.run.result_rows`)."""
@@ -77,7 +72,7 @@ def eval_result(row: dict[str, Any], how: str) -> EvalResult:
     return EvalResult(
         task_type=row.get("task_type") or "feature-extraction",
         dataset_type=row.get("dataset") or task,
-        dataset_name=dataset_name(row),
+        dataset_name=row["name"],  # MTEB's task name, or a sample's local name (`result_rows`)
         dataset_split=row["split"],
         dataset_revision=row.get("revision"),
         metric_type=row["metric"],

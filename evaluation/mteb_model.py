@@ -28,7 +28,7 @@ from mteb.types import PromptType
 
 from causal2vec import REPO_ROOT
 from causal2vec.card import read_card_metadata, read_training_config, training_metadata
-from causal2vec.instructions import LOCAL_TO_MTEB, load_instructions
+from causal2vec.instructions import load_instructions
 from causal2vec.parts import DEFAULT_ENCODER
 from evaluation.embedder import Embedder
 
@@ -41,13 +41,13 @@ if TYPE_CHECKING:
 TRAINING_FILE_TO_MTEB = {"scifact": "SciFact"}
 
 
-def mteb_instructions() -> dict[str, str]:
-    """The shipped instruction table keyed by mteb task name: the official twins' and the local mteb tasks'
-    (`evaluation.tasks.LOCAL_NAMES`)."""
+def mteb_instructions(instructions: dict[str, str] | None = None) -> dict[str, str]:
+    """An instruction table keyed by local task name (default: the shipped one), keyed by mteb task name instead
+    (`evaluation.tasks.LOCAL_NAMES`: the official twins' and the local mteb tasks')."""
     from evaluation.tasks import LOCAL_NAMES
 
-    names = {**LOCAL_TO_MTEB, **LOCAL_NAMES}
-    return {names[k]: v for k, v in load_instructions().items() if k in names}
+    instructions = load_instructions() if instructions is None else instructions
+    return {LOCAL_NAMES[k]: v for k, v in instructions.items() if k in LOCAL_NAMES}
 
 
 def training_files(folder: str | Path) -> list[str] | None:

@@ -11,9 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from causal2vec.instructions import load_instructions
 from evaluation.embedder import Embedder
-from evaluation.tasks import LOCAL_NAMES, LOCAL_TASKS, is_local, local_name, resolve
+from evaluation.tasks import LOCAL_TASKS, is_local, local_name, resolve
 
 
 def run_mteb(
@@ -61,17 +60,17 @@ def result_rows(
     result: Any, tasks: list[Any], sampled: set[str] = frozenset(), local_names: bool = False
 ) -> list[dict[str, Any]]:
     """One row per task, split and subset of an mteb `ModelResult`: the task (mteb's name, or with `local_names`
-    the local one, `stsb-dev`),
-    split, main metric and score, sample size (local tasks), what the card's model-index names (mteb's task type,
-    dataset, revision, subset; a `sampled` task's dataset is `local/<name>`: not MTEB's task), and mteb's scores."""
+    the local one, `stsb-dev`), split, main metric and score, sample size (local tasks), what the card's
+    model-index names (mteb's task type, dataset, revision, subset; a `sampled` task's dataset is `local/<name>`:
+    not MTEB's task), and mteb's scores."""
     by_name = {t.metadata.name: t for t in tasks}
     rows = []
     for task_result in result.task_results:
         task = by_name[task_result.task_name]
         meta = task.metadata
+        local = is_local(task)  # no sample size for mteb's own tasks: mteb unloads their data after running them
         for split, subsets in task_result.scores.items():
             name = local_name(meta.name, split) if local_names else meta.name
-            local = is_local(task)  # mteb unloads the data of its own tasks after running them
             rows += [
                 {
                     "task": name,
@@ -118,14 +117,13 @@ def evaluate(
     retrieval corpus size and the prompt its query-side texts got."""
     from mteb.types import PromptType
 
-    from evaluation.mteb_model import Causal2VecMTEB
+    from evaluation.mteb_model import Causal2VecMTEB, mteb_instructions
 
-    instructions = load_instructions() if instructions is None else instructions
     limits = {t: (task_limits or {}).get(t, (limit, corpus_limit)) for t in tasks}
     objects = resolve(tasks, Path(data_root), limits, seed)
     slug = re.sub(r"[^\w.-]+", "-", model_name or "in-memory").strip("-")
-    prompts = {LOCAL_NAMES[k]: v for k, v in instructions.items() if k in LOCAL_NAMES}
     # tasks without an instruction get none (not mteb's default prompt), as before the battery ran on mteb
+    prompts = mteb_instructions(instructions)
     wrapper = Causal2VecMTEB(embedder, name=f"local/{slug}", instructions=prompts, default_prompts=False)
     output = Path(output) if output is not None else None
     # overwrite: the embedding cache makes a rerun cheap, and a saved result is never stale

@@ -26,6 +26,7 @@ from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 
 from evaluation import data
+from evaluation.cache import file_sha256
 
 # local name -> (mteb task name, split); the files each reads, relative to the data root
 LOCAL_TASKS = {
@@ -74,7 +75,7 @@ def local_revision(paths: list[Path], sample: str = "") -> str:
         for p in files:
             if not p.is_file():
                 raise data.DataError(f"{p}: file not found")
-            h.update(hashlib.sha256(p.read_bytes()).digest())
+            h.update(bytes.fromhex(file_sha256(p)))  # each file's digest, read in blocks
     return "local-" + h.hexdigest()[:16]
 
 
@@ -245,8 +246,6 @@ def resolve_tasks(names: list[str] | None, benchmark: str | None, root: Path) ->
     """mteb task objects: a local name (stsb, scifact, trec, mr) is the local copy under mteb's protocol
     (`resolve`); any other name is mteb's task of that name; `benchmark` adds the tasks of an mteb
     benchmark ("MTEB(eng, v2)")."""
-    import mteb
-
     tasks = resolve([n for n in names or () if n in LOCAL_TASKS], root, mteb_protocol=True)
     others = [n for n in names or () if n not in LOCAL_TASKS]
     if others:

@@ -27,45 +27,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m evaluation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    common = argparse.ArgumentParser(add_help=False)  # what both evaluation commands take
+    common.add_argument("--model", required=True, help="Causal2Vec checkpoint folder or SentenceTransformer folder")
+    common.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"local tasks' data (default {DEFAULT_DATA})")
+    common.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    common.add_argument("--batch-size", type=int, default=32)
+    common.add_argument("--card", action="store_true", help="the main scores into the checkpoint's card (model-index)")
+    common.add_argument("--threads", type=int, help="torch CPU threads")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="evaluate a model on the local tasks")
-    p.add_argument("--model", required=True, help="Causal2Vec checkpoint folder or SentenceTransformer folder")
+    p = sub.add_parser("run", parents=[common], help="evaluate a model on the local tasks (the battery's protocol)")
     p.add_argument("--baseline", choices=BASELINES, help="evaluate this baseline on the checkpoint's decoder/encoder")
     p.add_argument("--pooling", help="embed a Causal2Vec checkpoint with this pooling instead of its own (ablation)")
     p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=sorted(LOCAL_TASKS))
-    p.add_argument(
-        "--battery", action="store_true", help="the dev battery: its tasks with their own samples (tasks.DEV_BATTERY)"
-    )
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data root (default {DEFAULT_DATA})")
+    p.add_argument("--battery", action="store_true", help="the dev battery: its tasks and samples (DEV_BATTERY)")
     p.add_argument("--output", type=Path, help="results folder (default runs/eval/<model>[-<baseline>]-<dtype>)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache folder")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, help="seeded subsample: STS pairs, queries, classification examples")
     p.add_argument("--corpus-limit", type=int, help="retrieval corpus subsample (judged documents always kept)")
     p.add_argument("--no-instructions", action="store_true", help="embed every text without an instruction")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--truncate-dim", type=int, help="score the first K dimensions (as `encode(truncate_dim=K)`; cache shared)"
-    )
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--card", action="store_true", help="write the scores into the checkpoint's model card (README.md)")
-
-    m = sub.add_parser("mteb", help="mteb's protocol and results folder: the local tasks offline, or mteb's tasks")
-    m.add_argument("--model", required=True, help="Causal2Vec checkpoint folder")
-    m.add_argument(
-        "--tasks", nargs="+", help="stsb scifact trec mr: the local files (offline); any other name: mteb's task"
-    )
+    p.add_argument("--truncate-dim", type=int, help="score the first K dimensions (as `encode(truncate_dim=K)`)")
+    m = sub.add_parser("mteb", parents=[common], help="mteb's protocol: the local tasks offline, or mteb's tasks")
+    m.add_argument("--tasks", nargs="+", help="stsb scifact trec mr: the local files (offline); others: mteb's task")
     m.add_argument("--benchmark", help='an mteb benchmark, e.g. "MTEB(eng, v2)" (its data from the HF cache / Hub)')
-    m.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"local tasks' data root (default {DEFAULT_DATA})")
     m.add_argument("--output", type=Path, default=REPO_ROOT / "runs" / "mteb", help="mteb results folder")
-    m.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    m.add_argument("--batch-size", type=int, default=32)
     m.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the model's)")
     m.add_argument("--overwrite", action="store_true", help="re-run tasks whose results are already in --output")
-    m.add_argument("--card", action="store_true", help="the main scores into the checkpoint's card (model-index)")
-    m.add_argument("--threads", type=int, help="torch CPU threads")
     c = sub.add_parser("compare", help="one markdown table of several run folders' summary.json")
     c.add_argument("runs", nargs="+", type=Path, help="folders written by `python -m evaluation run`")
     c.add_argument("--output", type=Path, help="also write the table to this markdown file")
@@ -81,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.card and args.truncate_dim is not None:
             parser.error("--card records the model's full-size scores; do not combine it with --truncate-dim")
-        name = Path(args.model).resolve().name + (f"-{args.baseline}" if args.baseline else "") + f"-{args.dtype}"
+        if args.battery and (args.limit or args.corpus_limit):
+            parser.error("--battery sets each task's sample; do not combine it with --limit / --corpus-limit")
+        tags = {"": args.baseline, "pooling=": args.pooling, "dim=": args.truncate_dim}
+        tags = {k: v for k, v in tags.items() if v is not None}
+        name = "-".join(x for x in (Path(args.model).resolve().name, args.baseline, args.dtype) if x)
         name += f"-{args.pooling}-pooling" if args.pooling else ""
         name += f"-dim{args.truncate_dim}" if args.truncate_dim is not None else ""
         output = args.output or REPO_ROOT / "runs" / "eval" / name
@@ -95,8 +87,6 @@ def main(argv: list[str] | None = None) -> int:
             use_instructions=not args.no_instructions,
             truncate_dim=args.truncate_dim,
         )
-        if args.battery and (args.limit or args.corpus_limit):
-            parser.error("--battery sets each task's sample; do not combine it with --limit / --corpus-limit")
         results = evaluate(
             embedder,
             list(DEV_BATTERY) if args.battery else args.tasks,
@@ -105,63 +95,45 @@ def main(argv: list[str] | None = None) -> int:
             limit=args.limit,
             corpus_limit=args.corpus_limit,
             seed=args.seed,
-            model_name=str(args.model)
-            + (f" [{args.baseline}]" if args.baseline else "")
-            + (f" [pooling={args.pooling}]" if args.pooling else "")
-            + (f" [dim={args.truncate_dim}]" if args.truncate_dim else ""),
+            model_name=str(args.model) + "".join(f" [{k}{v}]" for k, v in tags.items()),
             task_limits=DEV_BATTERY if args.battery else None,
         )
-        print((Path(output) / "summary.md").read_text())
-        print(json.dumps(summary_rows(results)))
-        print(f"wrote {output}")
-        if args.card:
-            from evaluation.card import update_evaluation
-
-            note = card_note(args)
-            print(f"updated {update_evaluation(Path(args.model), summary_rows(results), note)}")
+        rows = summary_rows(results)
+        print((Path(output) / "summary.md").read_text() + json.dumps(rows) + f"\nwrote {output}")
+        how = [args.dtype, "no instructions" if args.no_instructions else "instructions"]
+        how += [f"`{args.baseline}` baseline"] if args.baseline else []
+        how += [f"`{args.pooling}` pooling"] if args.pooling else []
+        how += ["dev battery (evaluation.tasks.DEV_BATTERY)"] if args.battery else []
+        how += [f"seeded subsample of {args.limit}"] if args.limit else []
+        how += [f"corpus of {args.corpus_limit} (judged kept)"] if args.corpus_limit else []
     elif args.command == "mteb":
         import mteb
 
         from evaluation.mteb_model import Causal2VecMTEB
         from evaluation.run import result_rows, run_mteb
-        from evaluation.tasks import resolve_tasks
+        from evaluation.tasks import resolve
 
         if not args.tasks and not args.benchmark:
             parser.error("pass --tasks and / or --benchmark")
-        tasks = resolve_tasks(args.tasks, args.benchmark, args.data)
+        tasks = resolve(args.tasks or [], args.data, mteb_protocol=True, benchmark=args.benchmark)
         wrapper = Causal2VecMTEB(args.model, dtype=args.dtype, device=args.device, batch_size=args.batch_size)
         rows = result_rows(run_mteb(wrapper, tasks, args.output, args.batch_size, args.overwrite, progress=True), tasks)
         for r in rows:
             print(f"{r['task']}\t{r['split']}\t{r['metric']}\t{100 * r['score']:.2f}")
         print(f"wrote {args.output}")
-        if args.card:
-            from evaluation.card import update_evaluation
-
-            how = f"mteb {mteb.__version__}, {args.dtype}"
-            print(f"updated {update_evaluation(Path(args.model), rows, how)}")
+        how = [f"mteb {mteb.__version__}", args.dtype]
     else:
         from evaluation.compare import compare
 
         print(compare(args.runs, args.output), end="")
         if args.output:
             print(f"wrote {args.output}")
+        return 0
+    if args.card:
+        from evaluation.card import update_evaluation
+
+        print(f"updated {update_evaluation(Path(args.model), rows, ', '.join(how))}")
     return 0
-
-
-def card_note(args: argparse.Namespace) -> str:
-    """How the scores were made, in a few words for the model card's table."""
-    how = [args.dtype, "no instructions" if args.no_instructions else "instructions"]
-    if args.baseline:
-        how.append(f"`{args.baseline}` baseline")
-    if getattr(args, "pooling", None):
-        how.append(f"`{args.pooling}` pooling")
-    if getattr(args, "battery", False):
-        how.append("dev battery (evaluation.tasks.DEV_BATTERY)")
-    if args.limit:
-        how.append(f"seeded subsample of {args.limit}")
-    if args.corpus_limit:
-        how.append(f"corpus of {args.corpus_limit} (judged kept)")
-    return ", ".join(how)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,6 @@ SMALL_FILE = 64 << 20
 IGNORED = (CARD_FILE,)  # the model card: rewritten by `run --card`
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file's bytes."""
     h = hashlib.sha256()
@@ -52,7 +48,7 @@ def folder_fingerprint(folder: str | Path) -> str:
             parts.append([str(rel), stat.st_size, stat.st_mtime_ns])
         elif path.suffix in CONTENT_SUFFIXES or "vocab" in path.name or "merges" in path.name:
             parts.append([str(rel), file_sha256(path)])
-    return _sha(json.dumps(parts).encode())
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
 def module_fingerprint(module: Any) -> str:
@@ -67,36 +63,27 @@ def module_fingerprint(module: Any) -> str:
 def embedding_key(model_id: str, texts: list[str], **settings: Any) -> str:
     """Cache key of one embedding matrix: model identity, the exact texts, every setting that changes them and
     the evaluation code's `CACHE_VERSION`."""
-    payload = json.dumps(
-        {"version": CACHE_VERSION, "model": model_id, "texts": _sha(json.dumps(texts).encode()), **settings},
-        sort_keys=True,
-    )
-    return _sha(payload.encode())[:32]
+    texts_sha = hashlib.sha256(json.dumps(texts).encode()).hexdigest()
+    payload = {"version": CACHE_VERSION, "model": model_id, "texts": texts_sha, **settings}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
 class EmbeddingCache:
-    """`.npy` files in one folder, one per key; `hits` and `misses` count lookups."""
+    """`.npy` files in one folder (None: nothing kept), one per key; `hits` and `misses` count lookups."""
 
     def __init__(self, folder: str | Path | None):
         self.folder = Path(folder) if folder is not None else None
-        self.hits = 0
-        self.misses = 0
+        self.hits = self.misses = 0
 
     def get(self, key: str) -> np.ndarray | None:
-        if self.folder is None:
-            self.misses += 1
-            return None
-        path = self.folder / f"{key}.npy"
-        if path.is_file():
-            self.hits += 1
-            return np.load(path)
-        self.misses += 1
-        return None
+        path = self.folder / f"{key}.npy" if self.folder is not None else None
+        found = path is not None and path.is_file()
+        self.hits, self.misses = self.hits + found, self.misses + (not found)
+        return np.load(path) if found else None
 
     def put(self, key: str, value: np.ndarray) -> None:
-        if self.folder is None:
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{key}.{os.getpid()}.tmp.npy"
-        np.save(tmp, value)
-        os.replace(tmp, self.folder / f"{key}.npy")
+        if self.folder is not None:  # written whole, then renamed: a reader never sees half a file
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = self.folder / f".{key}.{os.getpid()}.tmp.npy"
+            np.save(tmp, value)
+            os.replace(tmp, self.folder / f"{key}.npy")

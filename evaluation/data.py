@@ -5,6 +5,7 @@ Every reader raises `DataError` naming the file and line of the first bad row.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +51,11 @@ class RetrievalData:
 
 
 def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
-    out = []
-    for lineno, obj in read_jsonl(path):
+    rows = list(read_jsonl(path))
+    for lineno, obj in rows:
         if any(not isinstance(obj.get(k), str) for k in fields):
             raise DataError(f"{path}:{lineno}: expected an object with string fields {list(fields)}")
-        out.append(obj)
-    return out
+    return [obj for _, obj in rows]
 
 
 def read_beir(folder: str | Path, split: str = "test") -> RetrievalData:
@@ -66,16 +66,13 @@ def read_beir(folder: str | Path, split: str = "test") -> RetrievalData:
         title = doc.get("title") or ""
         corpus[doc["_id"]] = f"{title} {doc['text']}".strip() if isinstance(title, str) else doc["text"]
     queries = {q["_id"]: q["text"] for q in _read_jsonl(folder / "queries.jsonl", ("_id", "text"))}
-    qrels_path = folder / "qrels" / f"{split}.tsv"
+    path = folder / "qrels" / f"{split}.tsv"
     qrels: dict[str, dict[str, int]] = {}
-    for line, (qid, did, score) in read_tsv(qrels_path, ("query-id", "corpus-id", "score")):
-        try:
-            rel = int(score)
-        except ValueError:
-            raise DataError(f"{qrels_path}:{line}: score {score!r} is not an integer") from None
-        if qid not in queries:
-            raise DataError(f"{qrels_path}:{line}: query id {qid!r} is not in queries.jsonl")
-        if did not in corpus:
-            raise DataError(f"{qrels_path}:{line}: corpus id {did!r} is not in corpus.jsonl")
-        qrels.setdefault(qid, {})[did] = rel
+    for line, (qid, did, score) in read_tsv(path, ("query-id", "corpus-id", "score")):
+        problem = None if re.fullmatch(r"\s*[+-]?\d+\s*", score) else f"score {score!r} is not an integer"
+        problem = problem or (qid not in queries and f"query id {qid!r} is not in queries.jsonl")
+        problem = problem or (did not in corpus and f"corpus id {did!r} is not in corpus.jsonl")
+        if problem:
+            raise DataError(f"{path}:{line}: {problem}")
+        qrels.setdefault(qid, {})[did] = int(score)
     return RetrievalData(corpus, {q: queries[q] for q in qrels}, qrels)

@@ -24,15 +24,9 @@ def is_causal2vec_folder(path: str | Path) -> bool:
     return config.is_file() and json.loads(config.read_text()).get("model_type") == "causal2vec"
 
 
-def trained_baseline(path: str | Path) -> str | None:
-    """The baseline a `train/` export was fine-tuned as (its training config), else None."""
-    return (read_training_config(path) or {}).get("baseline") or None
-
-
 def load_model(path: str | Path, device: str | None = None) -> Any:
     """A Causal2Vec checkpoint folder (remote code) or any SentenceTransformer-loadable folder."""
-    path = Path(path)
-    if not path.exists():
+    if not Path(path).exists():
         raise FileNotFoundError(f"model folder {path} does not exist")
     if is_causal2vec_folder(path):
         from transformers import AutoModel
@@ -53,16 +47,11 @@ def describe(model: Any) -> str:
 class Embedder:
     """Embeds texts with a model (Causal2Vec, a baseline or a SentenceTransformer), caching by content.
 
-    For Causal2Vec models and baselines, `instruction` is turned into a query prompt by the model's
-    `config.query_prompt`. A plain SentenceTransformer never sees our instructions (it was not trained with
-    them): texts given an instruction (queries, symmetric tasks) get its own configured "query" prompt and
-    texts without one (documents) its "document"/"passage" prompt, if it has them, else its default prompt
-    (`default_prompt_name`) or none.
-    `use_instructions=False` drops all prompts.
-
-    `truncate_dim=k` returns the first k dimensions of each embedding, what `encode(truncate_dim=k)` returns; the
-    cache keeps the full embeddings, so every k shares one forward. Every score here is a cosine (the metrics scale
-    rows to unit length), so a prefix scores as its renormalised self, the server's `dimensions`.
+    Causal2Vec models and baselines turn `instruction` into a query prompt (`config.query_prompt`). A plain
+    SentenceTransformer was not trained with our instructions: a text given one (queries, symmetric tasks) gets its
+    own "query" prompt, a text without one (documents) its "document"/"passage" prompt, else its default prompt or
+    none. `use_instructions=False` drops all prompts. `truncate_dim=k` returns the first k dimensions, as
+    `encode(truncate_dim=k)`; the cache keeps whole embeddings, so every k shares one forward.
     """
 
     def __init__(
@@ -78,15 +67,11 @@ class Embedder:
     ):
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
-        self.model = model
+        self.model, self.dtype, self.batch_size, self.truncate_dim = model, dtype, batch_size, truncate_dim
         self.model_id = model_id or f"{module_fingerprint(model)}:{describe(model)}"
         self.cache = EmbeddingCache(cache_dir)
-        self.dtype = dtype
-        self.batch_size = batch_size
-        self.use_instructions = use_instructions
-        self.show_progress_bar = show_progress_bar
+        self.use_instructions, self.show_progress_bar = use_instructions, show_progress_bar
         self.encode_calls = 0  # model forward passes requested (cache misses)
-        self.truncate_dim = truncate_dim
         if truncate_dim is not None:
             full = self.embedding_dim
             if isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1:
@@ -106,8 +91,7 @@ class Embedder:
         """Load a checkpoint folder (onto `device`), optionally wrapped as a baseline or with another `pooling` (a
         Causal2Vec checkpoint embedded as `eos`, `contextual`, ...: an ablation of a trained model); its identity
         comes from its files (and the pooling)."""
-        model = load_model(path, device)
-        model_id = folder_fingerprint(path)
+        model, model_id = load_model(path, device), folder_fingerprint(path)
         if pooling is not None:
             from configuration_causal2vec import POOLINGS
 
@@ -117,11 +101,11 @@ class Embedder:
                 raise ValueError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
             model.config.pooling = pooling
             model_id += f":pooling={pooling}"
-        trained_as = trained_baseline(path)
+        trained_as = (read_training_config(path) or {}).get("baseline")
         if trained_as and trained_as != baseline:
             warnings.warn(
-                f"{path} was trained as the {trained_as!r} baseline but is evaluated as "
-                f"{baseline or 'Causal2Vec'!r}; pass --baseline {trained_as} to embed it the way it was trained",
+                f"{path} was trained as the {trained_as!r} baseline but is evaluated as {baseline or 'Causal2Vec'!r}; "
+                f"pass --baseline {trained_as} to embed it the way it was trained",
                 stacklevel=2,
             )
         if baseline:
@@ -130,8 +114,7 @@ class Embedder:
             if not is_causal2vec_folder(path):
                 raise ValueError(f"--baseline needs a Causal2Vec checkpoint; {path} is not one (no causal2vec config)")
             model = build_baseline(baseline, model)
-        model_id = f"{model_id}:{describe(model)}"
-        return cls(model, model_id=model_id, **kwargs)
+        return cls(model, model_id=f"{model_id}:{describe(model)}", **kwargs)
 
     @property
     def is_sentence_transformer(self) -> bool:
@@ -155,54 +138,34 @@ class Embedder:
         if not self.use_instructions:
             return ""
         if self.is_sentence_transformer:
-            prompts = getattr(self.model, "prompts", None) or {}
+            prompts, default = self.model.prompts or {}, self.model.default_prompt_name
             names = ST_PROMPT_NAMES["query" if instruction else "document"]
-            default = getattr(self.model, "default_prompt_name", None)
             return next((prompts[n] for n in names if prompts.get(n)), prompts.get(default, "") if default else "")
         config = getattr(self.model, "config", None)
-        if instruction and config is not None and hasattr(config, "query_prompt"):
-            return config.query_prompt(instruction)
-        return ""
-
-    def max_length(self) -> int | None:
-        config = getattr(self.model, "config", None)
-        value = getattr(config, "decoder_max_length", None) or getattr(self.model, "max_seq_length", None)
-        return int(value) if value else None
+        return config.query_prompt(instruction) if instruction and hasattr(config, "query_prompt") else ""
 
     def embed(self, texts: list[str], instruction: str | None = None, desc: str = "") -> np.ndarray:
         """Embeddings (float32, one row per text; the first `truncate_dim` dimensions if set), from the cache when
         this exact request was made before."""
-        emb = self._embed_full(texts, instruction, desc)
-        if self.truncate_dim is None:
-            return emb
-        if self.truncate_dim > emb.shape[1]:
-            raise ValueError(f"truncate_dim {self.truncate_dim} is larger than the embeddings ({emb.shape[1]})")
-        return np.ascontiguousarray(emb[:, : self.truncate_dim])
-
-    def _embed_full(self, texts: list[str], instruction: str | None, desc: str) -> np.ndarray:
         prompt = self.prompt(instruction)
-        key = embedding_key(self.model_id, texts, prompt=prompt, dtype=self.dtype, max_length=self.max_length())
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        self.encode_calls += 1
-        if desc and self.show_progress_bar:
-            print(f"embedding {len(texts)} texts: {desc}", file=sys.stderr)
-        if self.is_sentence_transformer:
-            dtype = DTYPES[self.dtype]
-            device = self.model.device.type
-            with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
-                emb = self.model.encode(  # prompt="" (not None): no default prompt on top of ours
-                    texts, prompt=prompt, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
-                )
-        else:
-            emb = self.model.encode(
-                texts,
-                prompt=prompt or None,
-                batch_size=self.batch_size,
-                show_progress_bar=self.show_progress_bar and len(texts) > self.batch_size,
-                dtype=DTYPES[self.dtype],
-            )
-        emb = np.asarray(emb, dtype=np.float32)
-        self.cache.put(key, emb)
-        return emb
+        config = getattr(self.model, "config", None)
+        max_length = getattr(config, "decoder_max_length", None) or getattr(self.model, "max_seq_length", None)
+        key = embedding_key(self.model_id, texts, prompt=prompt, dtype=self.dtype, max_length=max_length or None)
+        emb = self.cache.get(key)
+        if emb is None:
+            self.encode_calls += 1
+            if desc and self.show_progress_bar:
+                print(f"embedding {len(texts)} texts: {desc}", file=sys.stderr)
+            dtype, st = DTYPES[self.dtype], self.is_sentence_transformer
+            options = {"batch_size": self.batch_size, "show_progress_bar": self.show_progress_bar}
+            if st:  # prompt="" (not None): no default prompt on top of ours
+                with torch.autocast(self.model.device.type, dtype=dtype, enabled=dtype != torch.float32):
+                    emb = self.model.encode(texts, prompt=prompt, **options)
+            else:
+                options["show_progress_bar"] &= len(texts) > self.batch_size
+                emb = self.model.encode(texts, prompt=prompt or None, dtype=dtype, **options)
+            emb = np.asarray(emb, dtype=np.float32)
+            self.cache.put(key, emb)
+        if self.truncate_dim is not None and self.truncate_dim > emb.shape[1]:
+            raise ValueError(f"truncate_dim {self.truncate_dim} is larger than the embeddings ({emb.shape[1]})")
+        return emb if self.truncate_dim is None else np.ascontiguousarray(emb[:, : self.truncate_dim])

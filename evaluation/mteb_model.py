@@ -1,23 +1,16 @@
-"""mteb (v2) wrapper: a Causal2Vec checkpoint (or a baseline) as an mteb encoder with its `ModelMeta`.
+"""mteb (v2) wrapper: a Causal2Vec checkpoint (or a baseline, or a SentenceTransformer folder) as an mteb encoder
+with its `ModelMeta`: `mteb.evaluate(Causal2VecMTEB("runs/default/model"), mteb.get_tasks(tasks=["SciFact"]))`.
 
-    import mteb
-    from evaluation.mteb_model import Causal2VecMTEB
-    model = Causal2VecMTEB("runs/default-init")
-    mteb.evaluate(model, mteb.get_tasks(tasks=["STSBenchmark", "SciFact"]))  # needs internet for the data
-
-Instructions: a table keyed by mteb task name (`MTEB_INSTRUCTIONS`, from `instructions.json`), else mteb's
-default prompt for the task; they are formatted with the model's `prompt_template` and reach queries and
-symmetric tasks (STS, classification), never retrieval documents.
-
-Training datasets (`ModelMeta.training_datasets`) come from the checkpoint folder: the training files of a
-`train/` export mapped to mteb task names where one exists (`TRAINING_FILE_TO_MTEB`), plus what mteb's registry
-lists for the card's base models (an untrained `train init` checkpoint: the encoder's only).
+Instructions: a table keyed by mteb task name (from `instructions.json`), else mteb's default prompt for the task,
+formatted with the model's `prompt_template`, for queries and symmetric tasks (STS, classification), never
+retrieval documents. `ModelMeta.training_datasets` comes from the checkpoint folder (`training_datasets`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,87 +44,56 @@ def mteb_instructions(instructions: dict[str, str] | None = None) -> dict[str, s
 
 
 def training_files(folder: str | Path) -> list[str] | None:
-    """The training data files a `train/` export was fine-tuned on, or None when the folder holds no training
-    config (not fine-tuned here, e.g. `python -m train init`).
-
-    From the card's metadata (`data_files`), else the config's `data` path (a file or a folder of *.jsonl,
-    relative to the repository root as `train/` reads it)."""
+    """The training files a `train/` export was fine-tuned on (the card's `data_files`, else its config's `data`: a
+    file or a folder of *.jsonl, relative to the repository root); None without a training config (`train init`)."""
     config = read_training_config(folder)
     if config is None:
         return None
-    data_files = training_metadata(folder).get("data_files")
-    if data_files:
+    if data_files := training_metadata(folder).get("data_files"):
         return list(data_files)
-    data = config.get("data")
-    if not data:
+    if not config.get("data"):
         return []
-    path = Path(data).expanduser()
+    path = Path(config["data"]).expanduser()
     path = path if path.is_absolute() else REPO_ROOT / path
-    if path.is_dir():
-        return sorted(p.name for p in path.glob("*.jsonl"))
-    return [path.name]
+    return sorted(p.name for p in path.glob("*.jsonl")) if path.is_dir() else [path.name]
 
 
-def base_models(folder: str | Path) -> list[str]:
-    """The Hub ids in the model card's `base_model` metadata; with no card, the default encoder's."""
-    meta = read_card_metadata(folder)
-    if meta is None:
-        return [DEFAULT_ENCODER]
-    bases = meta.get("base_model") or []
-    return [bases] if isinstance(bases, str) else list(bases)
-
-
-def inherited_datasets(names: list[str]) -> set[str]:
-    """What mteb's registry says these pretrained models (e.g. the encoder) were trained on."""
+def training_datasets(folder: str | Path | None = None) -> set[str]:
+    """mteb names of the data behind a checkpoint folder: its training files that have an mteb twin, plus what
+    mteb's registry lists for its base models (the card's `base_model`; no card or no folder: the default
+    encoder's)."""
     import mteb
 
-    out: set[str] = set()
-    for name in names:
-        try:
+    meta = read_card_metadata(folder) if folder is not None else None
+    bases = [DEFAULT_ENCODER] if meta is None else meta.get("base_model") or []
+    files = (training_files(folder) if folder is not None else None) or []
+    out = {TRAINING_FILE_TO_MTEB[Path(f).stem] for f in files if Path(f).stem in TRAINING_FILE_TO_MTEB}
+    for name in [bases] if isinstance(bases, str) else bases:
+        with contextlib.suppress(KeyError, ValueError):  # not in mteb's registry
             out |= set(mteb.get_model_meta(name).training_datasets or ())
-        except (KeyError, ValueError):
-            continue
     return out
 
 
-def training_datasets(files: list[str] | None = None, bases: list[str] | None = None) -> set[str]:
-    """mteb names of the data behind a checkpoint: its own training files (those with an mteb twin) plus what its
-    pretrained parts (default: the default encoder) were trained on."""
-    own = {TRAINING_FILE_TO_MTEB[Path(f).stem] for f in files or () if Path(f).stem in TRAINING_FILE_TO_MTEB}
-    return own | inherited_datasets([DEFAULT_ENCODER] if bases is None else bases)
-
-
-def folder_training_datasets(folder: str | Path) -> set[str]:
-    """`training_datasets` of a checkpoint folder, from its training config, card and base models."""
-    return training_datasets(training_files(folder), base_models(folder))
-
-
-def build_meta(
-    embedder: Embedder, name: str, revision: str | None = None, loader: Any = None, datasets: set[str] | None = None
-) -> ModelMeta:
+def build_meta(embedder: Embedder, name: str, revision: str | None, datasets: set[str] | None = None) -> ModelMeta:
     """`ModelMeta` for what `embedder` embeds with; `datasets` default: the default encoder's."""
-    config = getattr(embedder.model, "config", None)
     n_params = sum(p.numel() for p in embedder.model.parameters())
+    unknown = dict.fromkeys(("loader", "release_date", "public_training_code", "public_training_data", "adapted_from"))
     return ModelMeta(
-        loader=loader,
+        **unknown,
         name=name,
         revision=revision,
-        release_date=None,
         languages=["eng-Latn"],
         n_parameters=n_params,
         memory_usage_mb=round(n_params * 4 / 2**20, 1),
-        max_tokens=getattr(config, "decoder_max_length", None),
+        max_tokens=getattr(getattr(embedder.model, "config", None), "decoder_max_length", None),
         embed_dim=embedder.truncate_dim or embedder.embedding_dim,
         license="apache-2.0",
         open_weights=True,
-        public_training_code=None,
-        public_training_data=None,
         framework=["PyTorch", "Transformers", "Sentence Transformers"],
         reference="https://arxiv.org/abs/2507.23386",
         similarity_fn_name="cosine",
         use_instructions=embedder.applies_instructions,
         training_datasets=training_datasets() if datasets is None else datasets,
-        adapted_from=None,
     )
 
 
@@ -152,11 +114,11 @@ class Causal2VecMTEB(AbsEncoder):
         default_prompts: bool = True,
         **kwargs: Any,
     ):
-        datasets = None
+        datasets = None  # the default encoder's
         if isinstance(model, (str, Path)):
             path = Path(model).resolve()
             name = name or f"causal2vec/{path.parent.name if path.name == 'model' else path.name}"  # <run>/model
-            datasets = folder_training_datasets(path)
+            datasets = training_datasets(path)
             model = Embedder.from_path(path, dtype=dtype, device=device, show_progress_bar=False, **kwargs)
         elif not isinstance(model, Embedder):
             model = Embedder(model, dtype=dtype, show_progress_bar=False, **kwargs)
@@ -200,14 +162,5 @@ class Causal2VecMTEB(AbsEncoder):
 
 def meta_for_folder(path: str | Path) -> ModelMeta:
     """A `ModelMeta` whose `load_model()` builds `Causal2VecMTEB` for the folder (for `mteb.evaluate(meta, ...)`)."""
-    from functools import partial
-
-    wrapper = Causal2VecMTEB(path)
-    meta = wrapper.mteb_model_meta
-    return meta.model_copy(update={"loader": partial(Causal2VecMTEB, str(path))})
-
-
-if __name__ == "__main__":  # print the ModelMeta of a checkpoint folder
-    import sys
-
-    print(json.dumps(Causal2VecMTEB(sys.argv[1]).mteb_model_meta.to_dict(), indent=2, default=str))
+    meta = Causal2VecMTEB(path).mteb_model_meta
+    return meta.model_copy(update={"loader": functools.partial(Causal2VecMTEB, str(path))})

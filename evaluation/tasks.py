@@ -1,15 +1,11 @@
 """The local evaluation files (`../shared/data/eval`) as mteb tasks: mteb's own task classes and evaluators, offline.
 
-- `STSBenchmark` and `SciFact` are MTEB's tasks of those names (metadata, main score, evaluator) reading the local
-  copies (the same 1,379 test pairs; the same 5,183 documents and 300 test queries); the dataset revision they
-  record is `local-` + the files' SHA-256 (the dataset path stays MTEB's), so a result never passes for one made on
-  the Hub's files. `stsb-dev` is STSBenchmark's validation split.
-- `TREC` and `MR` have no MTEB task: they are mteb classification tasks of the project's own.
-
-Two protocols (docs/evaluation.md): `python -m evaluation run` (the dev battery) fits mteb's logistic regression on
-the whole training split, vectors scaled to unit length (as every other task's cosine), MR cross-validated over 10
-folds, and may take seeded samples (`DEV_BATTERY`); `python -m evaluation mteb` keeps mteb's defaults for a task
-that sets nothing (8 examples per label, 10 draws, raw vectors) on the whole files, MR's test split fold 0 of 10.
+`STSBenchmark` (`stsb-dev`: its validation split) and `SciFact` are MTEB's tasks reading the local copies; their
+dataset revision is `local-` + the files' SHA-256, so a result never passes for one made on the Hub's files. `TREC`
+and `MR` have no MTEB task: they are mteb classification tasks of the project's own. Two protocols for them
+(docs/evaluation.md): the dev battery (`python -m evaluation run`) fits mteb's logistic regression once on the whole
+training split, on unit-length vectors, MR cross-validated over 10 folds; `python -m evaluation mteb` keeps mteb's
+defaults (8 examples per label, 10 draws, raw vectors), MR's test split fold 0 of 10.
 """
 
 from __future__ import annotations
@@ -56,6 +52,7 @@ DEV_BATTERY: dict[str, tuple[int | None, int | None]] = {
     "mr": (2000, None),
 }
 SELECTION_TASKS = ("stsb-dev",)
+STS_COLUMNS = ("sentence1", "sentence2", "score")
 FOLDS = 10  # MR: the battery cross-validates over 10 folds; mteb's protocol tests on the first of them
 
 
@@ -79,24 +76,6 @@ def local_revision(paths: list[Path], sample: str = "") -> str:
     return "local-" + h.hexdigest()[:16]
 
 
-def metadata(name: str, description: str, revision: str, splits: list[str]) -> TaskMetadata:
-    """An mteb classification task's metadata for a local file that has no MTEB task."""
-    none = dict.fromkeys(("reference", "date", "domains", "task_subtypes", "license", "annotations_creators"))
-    none |= dict.fromkeys(("dialect", "sample_creation", "bibtex_citation"))
-    return TaskMetadata(
-        name=name,
-        description=description,
-        dataset={"path": f"local/{name.lower()}", "revision": revision},
-        type="Classification",
-        category="t2c",
-        modalities=["text"],
-        eval_splits=splits,
-        eval_langs=["eng-Latn"],
-        main_score="accuracy",
-        **none,
-    )
-
-
 def classifier() -> Any:
     """The battery's probe: mteb's logistic regression on vectors scaled to unit length. On raw last hidden states
     (norms ~30 for a decoder) lbfgs stops unconverged at max_iter 100 and the score follows the scale."""
@@ -107,14 +86,26 @@ def classifier() -> Any:
     return make_pipeline(Normalizer(), LogisticRegression(max_iter=100))
 
 
-def classification(name: str, about: str, revision: str, splits: dict[str, data.ClassificationData], **attrs: Any):
-    """An mteb classification task named `name` over `splits`, data loaded; label ids in the order of the sorted
-    labels of all splits (a sample's test label may miss from its train sample: it counts as wrong). `attrs` set
-    mteb's class attributes (evaluator_model, samples_per_label, ...)."""
-    labels = sorted({label for d in splits.values() for label in d.labels})
-    meta = metadata(name, about, revision, ["test"])
+def classification(name: str, about: str, revision: str, splits: dict[str, list[tuple[str, str]]], **attrs: Any):
+    """An mteb classification task over `splits` of (text, label) rows, data loaded; label ids in the order of the
+    sorted labels of all splits (a sample's test label may miss from its train sample: it counts as wrong). `attrs`
+    set mteb's class attributes (evaluator_model, samples_per_label, ...)."""
+    none = ("reference", "date", "domains", "task_subtypes", "license", "annotations_creators", "dialect")
+    meta = TaskMetadata(
+        **dict.fromkeys((*none, "sample_creation", "bibtex_citation")),
+        name=name,
+        description=about,
+        dataset={"path": f"local/{name.lower()}", "revision": revision},
+        type="Classification",
+        category="t2c",
+        modalities=["text"],
+        eval_splits=["test"],
+        eval_langs=["eng-Latn"],
+        main_score="accuracy",
+    )
     task = type(name, (AbsTaskClassification,), {"metadata": meta, **attrs})()
-    columns = {s: {"text": d.texts, "label": [labels.index(x) for x in d.labels]} for s, d in splits.items()}
+    labels = sorted({label for rows in splits.values() for _, label in rows})
+    columns = {s: {"text": [t for t, _ in r], "label": [labels.index(x) for _, x in r]} for s, r in splits.items()}
     task.dataset = DatasetDict({s: Dataset.from_dict(c) for s, c in columns.items()})
     return task
 
@@ -125,10 +116,6 @@ def official(name: str, revision: str, splits: list[str]) -> Any:
     dataset = {"path": base.metadata.dataset["path"], "revision": revision}
     meta = base.metadata.model_copy(update={"dataset": dataset, "eval_splits": splits})
     return type(f"Local{name}", (base,), {"metadata": meta})()
-
-
-def subsample(rows: data.ClassificationData, keep: list[int]) -> data.ClassificationData:
-    return data.ClassificationData([rows.texts[i] for i in keep], [rows.labels[i] for i in keep])
 
 
 def local_task(
@@ -153,19 +140,20 @@ def local_task(
     protocol = "battery" if task in ("TREC", "MR") and not mteb_protocol else ""
     sample = f"{limit}-{corpus_limit}-{seed}-{protocol}" if limit or corpus_limit or protocol else ""
     revision = local_revision(list(files.values()), sample)
+
+    def pick(items: list) -> list:
+        return [items[i] for i in sample_indices(len(items), limit, seed)]
+
     if task == "STSBenchmark":
         out = official(task, revision, list(files))
         out.dataset = DatasetDict()
         for split, path in files.items():
             sts = data.read_sts(path)
-            keep = sample_indices(len(sts.scores), limit, seed)
-            rows = {"sentence1": sts.sentences1, "sentence2": sts.sentences2, "score": sts.scores}
-            out.dataset[split] = Dataset.from_dict({k: [v[i] for i in keep] for k, v in rows.items()})
+            rows = zip(sts.sentences1, sts.sentences2, sts.scores, strict=True)
+            out.dataset[split] = Dataset.from_list(pick([dict(zip(STS_COLUMNS, r, strict=True)) for r in rows]))
     elif task == "SciFact":
         beir = data.read_beir(files["test"])
-        qids = sorted(beir.queries)
-        qids = [qids[i] for i in sample_indices(len(qids), limit, seed)]
-        doc_ids = list(beir.corpus)
+        qids, doc_ids = pick(sorted(beir.queries)), list(beir.corpus)
         if corpus_limit and corpus_limit < len(doc_ids):
             judged = {d for q in qids for d in beir.qrels[q]}
             others = [d for d in doc_ids if d not in judged]
@@ -185,26 +173,23 @@ def local_task(
         # the battery: one fit on every training example (no undersampling, one experiment), unit-length vectors
         battery = {"evaluator_model": classifier(), "samples_per_label": 10**9, "n_experiments": 1}
         battery = {} if mteb_protocol else battery
-        if task == "TREC":
-            about = "TREC question classification (6 coarse classes), local files"
-            train, test = data.read_train_test(files["train"], files["test"])
-            parts = {"train": train, "test": test}
-            parts = {k: subsample(v, sample_indices(len(v.texts), limit, seed)) for k, v in parts.items()}
-            out = classification(task, about, revision, parts, **battery)
-        else:
-            about = "Movie review sentence polarity (MR), local file"
-            mr = data.read_classification(files["data"])
-            mr = subsample(mr, sample_indices(len(mr.texts), limit, seed))
-            if battery:  # mteb's cross-validation (KFold, seeded by the task's seed) over the one split
-                attrs = {**battery, "is_cross_validation": True, "n_splits": FOLDS, "train_split": "test"}
-                out = classification(task, about + f", {FOLDS}-fold cross-validation", revision, {"test": mr}, **attrs)
-            else:
-                from sklearn.model_selection import StratifiedKFold
+        trec = task == "TREC"
+        read = (
+            data.read_train_test(files["train"], files["test"]) if trec else [data.read_classification(files["data"])]
+        )
+        parts = {k: pick(list(zip(d.texts, d.labels, strict=True))) for k, d in zip(files, read, strict=True)}
+        about = "TREC question classification (6 coarse classes)" if trec else "Movie review sentence polarity (MR)"
+        if task == "MR" and battery:  # mteb's cross-validation (KFold, seeded by the task's seed) over the one split
+            battery |= {"is_cross_validation": True, "n_splits": FOLDS, "train_split": "test"}
+            parts, about = {"test": parts["data"]}, about + f", {FOLDS}-fold cross-validation"
+        elif task == "MR":
+            from sklearn.model_selection import StratifiedKFold
 
-                folds = StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(mr.labels, mr.labels)
-                train, test = (subsample(mr, list(idx)) for idx in next(folds))
-                about += f"; test: fold 0 of seeded stratified {FOLDS} folds"
-                out = classification(task, about, revision, {"train": train, "test": test})
+            labels = [label for _, label in parts["data"]]
+            train, test = next(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(labels, labels))
+            parts = {"train": [parts["data"][i] for i in train], "test": [parts["data"][i] for i in test]}
+            about += f"; test: fold 0 of seeded stratified {FOLDS} folds"
+        out = classification(task, about + ", local files", revision, parts, **battery)
     out.seed = seed
     out.data_loaded = True
     return out
@@ -216,20 +201,24 @@ def resolve(
     limits: dict[str, tuple[int | None, int | None]] | None = None,
     seed: int = 0,
     mteb_protocol: bool = False,
+    benchmark: str | None = None,
 ) -> list[Any]:
-    """mteb tasks for local task names (`stsb`, `stsb-dev`, ...: STS-B's two splits are one task), each with its
-    (limit, corpus_limit) from `limits` (none: the whole files)."""
-    unknown = sorted(set(names) - set(LOCAL_TASKS))
-    if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; expected some of {sorted(LOCAL_TASKS)}")
+    """mteb tasks: local task names (`stsb`, `stsb-dev`, ...: STS-B's two splits are one task) read the local files,
+    each with its (limit, corpus_limit) from `limits` (none: the whole files); under `mteb_protocol` any other name
+    is mteb's task of that name, and `benchmark` adds an mteb benchmark's tasks ("MTEB(eng, v2)")."""
+    others = [n for n in names if n not in LOCAL_TASKS]
+    if others and not mteb_protocol:
+        raise ValueError(f"unknown task(s) {sorted(others)}; expected some of {sorted(LOCAL_TASKS)}")
     splits: dict[str, list[str]] = {}
-    for name in names:
-        task, split = LOCAL_TASKS[name]
+    for task, split in (LOCAL_TASKS[n] for n in names if n in LOCAL_TASKS):
         splits.setdefault(task, []).append(split)
-    by_task = {LOCAL_TASKS[n][0]: (limits or {}).get(n, (None, None)) for n in names}
-    return [
-        local_task(task, root, s, *by_task[task], seed=seed, mteb_protocol=mteb_protocol) for task, s in splits.items()
-    ]
+    by_task = {LOCAL_TASKS[n][0]: (limits or {}).get(n, (None, None)) for n in names if n in LOCAL_TASKS}
+    tasks = [local_task(t, root, s, *by_task[t], seed=seed, mteb_protocol=mteb_protocol) for t, s in splits.items()]
+    tasks += list(mteb.get_tasks(tasks=others)) if others else []
+    tasks += list(mteb.get_benchmark(benchmark).tasks) if benchmark else []
+    if not tasks:
+        raise ValueError("no tasks: pass --tasks and / or --benchmark")
+    return tasks
 
 
 def is_local(task: Any) -> bool:
@@ -240,18 +229,3 @@ def is_local(task: Any) -> bool:
 def local_name(task: str, split: str) -> str:
     """The local name of an mteb task's split (`STSBenchmark`, `validation` -> `stsb-dev`), else the task's name."""
     return next((n for n, key in LOCAL_TASKS.items() if key == (task, split)), task)
-
-
-def resolve_tasks(names: list[str] | None, benchmark: str | None, root: Path) -> list[Any]:
-    """mteb task objects: a local name (stsb, scifact, trec, mr) is the local copy under mteb's protocol
-    (`resolve`); any other name is mteb's task of that name; `benchmark` adds the tasks of an mteb
-    benchmark ("MTEB(eng, v2)")."""
-    tasks = resolve([n for n in names or () if n in LOCAL_TASKS], root, mteb_protocol=True)
-    others = [n for n in names or () if n not in LOCAL_TASKS]
-    if others:
-        tasks += list(mteb.get_tasks(tasks=others))
-    if benchmark:
-        tasks += list(mteb.get_benchmark(benchmark).tasks)
-    if not tasks:
-        raise ValueError("no tasks: pass --tasks and / or --benchmark")
-    return tasks

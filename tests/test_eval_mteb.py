@@ -12,7 +12,7 @@ from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 
 from evaluation.embedder import Embedder
-from evaluation.mteb_model import Causal2VecMTEB, folder_training_datasets, meta_for_folder, training_files
+from evaluation.mteb_model import Causal2VecMTEB, meta_for_folder, training_datasets, training_files
 from evaluation.run import evaluate
 
 COMMON = {
@@ -145,7 +145,7 @@ def test_trained_checkpoint_lists_its_training_files(tmp_path, one_thread):
     # without the card's table, the training config's data path says the same
     (folder / "README.md").unlink()
     assert sorted(training_files(folder)) == ["scifact.jsonl", "snli.jsonl"]
-    assert folder_training_datasets(folder) == {"SciFact"} | set(mteb.get_model_meta(MINILM).training_datasets)
+    assert training_datasets(folder) == {"SciFact"} | set(mteb.get_model_meta(MINILM).training_datasets)
 
 
 def test_evaluation_mteb_command_on_the_local_tasks(tiny, tmp_path):

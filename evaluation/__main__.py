@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             task_limits=DEV_BATTERY if args.battery else None,
         )
         rows = summary_rows(results)
-        print((Path(output) / "summary.md").read_text() + json.dumps(rows) + f"\nwrote {output}")
+        print(f"{(Path(output) / 'summary.md').read_text()}\n{json.dumps(rows)}\nwrote {output}")
         how = [args.dtype, "no instructions" if args.no_instructions else "instructions"]
         how += [f"`{args.baseline}` baseline"] if args.baseline else []
         how += [f"`{args.pooling}` pooling"] if args.pooling else []

@@ -28,12 +28,14 @@ def compare(folders: list[str | Path], output: str | Path | None = None) -> str:
     if not folders:
         raise ValueError("compare needs at least one run folder")
     rows: dict[tuple, dict[str, Any]] = {}  # (model, dtype, instructions) -> names and {task: result}
-    columns: dict[str, str] = {}  # task -> metric, in first-seen order
     for s in map(load_summary, folders):
         row = rows.setdefault((s.get("model"), s.get("dtype"), s.get("instructions")), {"names": [], "tasks": {}})
+        new = {r["task"]: r for r in s["results"]}  # a task scored again moves to the end, as the later result
         row["names"].append(s["name"])
-        row["tasks"].update({r["task"]: r for r in s["results"]})
-        columns.update({r["task"]: r["metric"] for r in s["results"] if r["task"] not in columns})
+        row["tasks"] = {t: r for t, r in row["tasks"].items() if t not in new} | new
+    columns: dict[str, str] = {}  # task -> metric, in first-seen order over the merged rows
+    for row in rows.values():
+        columns.update({t: r["metric"] for t, r in row["tasks"].items() if t not in columns})
     counts = {t: {row["tasks"][t]["n"] for row in rows.values() if t in row["tasks"]} for t in columns}
     head = ["run", "model", "dtype", "instructions", *(f"{t} ({m})" for t, m in columns.items())]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -51,11 +51,12 @@ class RetrievalData:
 
 
 def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
-    rows = list(read_jsonl(path))
-    for lineno, obj in rows:
+    out = []
+    for lineno, obj in read_jsonl(path):  # checked as read: the first bad line is the one named
         if any(not isinstance(obj.get(k), str) for k in fields):
             raise DataError(f"{path}:{lineno}: expected an object with string fields {list(fields)}")
-    return [obj for _, obj in rows]
+        out.append(obj)
+    return out
 
 
 def read_beir(folder: str | Path, split: str = "test") -> RetrievalData:

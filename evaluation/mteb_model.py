@@ -164,3 +164,10 @@ def meta_for_folder(path: str | Path) -> ModelMeta:
     """A `ModelMeta` whose `load_model()` builds `Causal2VecMTEB` for the folder (for `mteb.evaluate(meta, ...)`)."""
     meta = Causal2VecMTEB(path).mteb_model_meta
     return meta.model_copy(update={"loader": functools.partial(Causal2VecMTEB, str(path))})
+
+
+if __name__ == "__main__":  # print the ModelMeta of a checkpoint folder: python -m evaluation.mteb_model FOLDER
+    import json
+    import sys
+
+    print(json.dumps(Causal2VecMTEB(sys.argv[1]).mteb_model_meta.to_dict(), indent=2, default=str))

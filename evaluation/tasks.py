@@ -178,7 +178,8 @@ def local_task(
             data.read_train_test(files["train"], files["test"]) if trec else [data.read_classification(files["data"])]
         )
         parts = {k: pick(list(zip(d.texts, d.labels, strict=True))) for k, d in zip(files, read, strict=True)}
-        about = "TREC question classification (6 coarse classes)" if trec else "Movie review sentence polarity (MR)"
+        about = "TREC question classification (6 coarse classes), local files" if trec else ""
+        about = about or "Movie review sentence polarity (MR), local file"
         if task == "MR" and battery:  # mteb's cross-validation (KFold, seeded by the task's seed) over the one split
             battery |= {"is_cross_validation": True, "n_splits": FOLDS, "train_split": "test"}
             parts, about = {"test": parts["data"]}, about + f", {FOLDS}-fold cross-validation"
@@ -189,7 +190,7 @@ def local_task(
             train, test = next(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(labels, labels))
             parts = {"train": [parts["data"][i] for i in train], "test": [parts["data"][i] for i in test]}
             about += f"; test: fold 0 of seeded stratified {FOLDS} folds"
-        out = classification(task, about + ", local files", revision, parts, **battery)
+        out = classification(task, about, revision, parts, **battery)
     out.seed = seed
     out.data_loaded = True
     return out
@@ -208,7 +209,7 @@ def resolve(
     is mteb's task of that name, and `benchmark` adds an mteb benchmark's tasks ("MTEB(eng, v2)")."""
     others = [n for n in names if n not in LOCAL_TASKS]
     if others and not mteb_protocol:
-        raise ValueError(f"unknown task(s) {sorted(others)}; expected some of {sorted(LOCAL_TASKS)}")
+        raise ValueError(f"unknown task(s) {sorted(set(others))}; expected some of {sorted(LOCAL_TASKS)}")
     splits: dict[str, list[str]] = {}
     for task, split in (LOCAL_TASKS[n] for n in names if n in LOCAL_TASKS):
         splits.setdefault(task, []).append(split)
@@ -216,7 +217,7 @@ def resolve(
     tasks = [local_task(t, root, s, *by_task[t], seed=seed, mteb_protocol=mteb_protocol) for t, s in splits.items()]
     tasks += list(mteb.get_tasks(tasks=others)) if others else []
     tasks += list(mteb.get_benchmark(benchmark).tasks) if benchmark else []
-    if not tasks:
+    if not tasks and mteb_protocol:
         raise ValueError("no tasks: pass --tasks and / or --benchmark")
     return tasks
 

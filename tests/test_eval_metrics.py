@@ -89,6 +89,10 @@ def test_bad_classification_and_beir(tmp_path):
     (root / "scifact" / "queries.jsonl").write_text('{"_id": "q1", "text": "ok"}\n{"_id": "q2", "text": \n')
     with pytest.raises(data.DataError, match="queries.jsonl:2: not valid JSON"):
         data.read_beir(root / "scifact")
+    # the first bad line is named, whatever is wrong further down
+    (root / "scifact" / "queries.jsonl").write_text('{"_id": "q1"}\n{"_id": "q2", "text": \n')
+    with pytest.raises(data.DataError, match=r"queries.jsonl:1: expected an object with string fields"):
+        data.read_beir(root / "scifact")
     (root / "scifact" / "queries.jsonl").write_text('{"_id": "q1", "text": "ok"}\n')
     with pytest.raises(data.DataError, match=r"test.tsv:3: query id 'q2' is not in queries.jsonl"):
         data.read_beir(root / "scifact")

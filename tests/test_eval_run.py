@@ -286,3 +286,28 @@ def test_compare_tables_runs(tiny, tmp_path, capsys):
     mr = json.loads((tmp_path / "c2v-mr" / "summary.json").read_text())["results"][0]
     assert lines[2].startswith("| c2v, c2v-mr |") and lines[2].endswith(f"| {100 * mr['score']:.2f} |")
     assert lines[3].endswith("| - |")
+
+
+def test_compare_merges_a_models_folders_and_a_rescored_task_moves_to_the_end(tmp_path):
+    """Columns in first-seen order over the merged rows: the same model's folders join one row wherever they are
+    listed, and a task it scores again takes the later result (and its place) in that row."""
+    from evaluation.compare import compare
+
+    def run(name, model, *results):
+        rows = [{"task": t, "split": "test", "metric": m, "score": v, "n": 10} for t, m, v in results]
+        (tmp_path / name).mkdir()
+        summary = {"model": model, "dtype": "fp32", "instructions": True, "results": rows}
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+        return tmp_path / name
+
+    folders = [
+        run("a1", "A", ("stsb", "s", 0.5)),
+        run("b", "B", ("trec", "acc", 0.6)),
+        run("a2", "A", ("mr", "acc", 0.7)),
+    ]
+    lines = compare(folders).splitlines()
+    assert lines[0] == "| run | model | dtype | instructions | stsb (s) | mr (acc) | trec (acc) |"
+    assert lines[2] == "| a1, a2 | `A` | fp32 | yes | 50.00 | 70.00 | - |"
+    again = run("a3", "A", ("stsb", "s2", 0.9))
+    lines = compare([folders[0], folders[2], again]).splitlines()
+    assert lines[0].endswith("| mr (acc) | stsb (s2) |") and lines[2].endswith("| 70.00 | 90.00 |")

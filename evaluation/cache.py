@@ -77,9 +77,11 @@ class EmbeddingCache:
 
     def get(self, key: str) -> np.ndarray | None:
         path = self.folder / f"{key}.npy" if self.folder is not None else None
-        found = path is not None and path.is_file()
-        self.hits, self.misses = self.hits + found, self.misses + (not found)
-        return np.load(path) if found else None
+        if path is None or not path.is_file():
+            self.misses += 1
+            return None
+        self.hits += 1
+        return np.load(path)
 
     def put(self, key: str, value: np.ndarray) -> None:
         if self.folder is not None:  # written whole, then renamed: a reader never sees half a file

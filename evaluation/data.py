@@ -5,7 +5,6 @@ Every reader raises `DataError` naming the file and line of the first bad row.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,10 +69,13 @@ def read_beir(folder: str | Path, split: str = "test") -> RetrievalData:
     path = folder / "qrels" / f"{split}.tsv"
     qrels: dict[str, dict[str, int]] = {}
     for line, (qid, did, score) in read_tsv(path, ("query-id", "corpus-id", "score")):
-        problem = None if re.fullmatch(r"\s*[+-]?\d+\s*", score) else f"score {score!r} is not an integer"
-        problem = problem or (qid not in queries and f"query id {qid!r} is not in queries.jsonl")
-        problem = problem or (did not in corpus and f"corpus id {did!r} is not in corpus.jsonl")
-        if problem:
-            raise DataError(f"{path}:{line}: {problem}")
-        qrels.setdefault(qid, {})[did] = int(score)
+        try:
+            rel = int(score)
+        except ValueError:
+            raise DataError(f"{path}:{line}: score {score!r} is not an integer") from None
+        if qid not in queries:
+            raise DataError(f"{path}:{line}: query id {qid!r} is not in queries.jsonl")
+        if did not in corpus:
+            raise DataError(f"{path}:{line}: corpus id {did!r} is not in corpus.jsonl")
+        qrels.setdefault(qid, {})[did] = rel
     return RetrievalData(corpus, {q: queries[q] for q in qrels}, qrels)

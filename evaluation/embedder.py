@@ -156,14 +156,17 @@ class Embedder:
             self.encode_calls += 1
             if desc and self.show_progress_bar:
                 print(f"embedding {len(texts)} texts: {desc}", file=sys.stderr)
-            dtype, st = DTYPES[self.dtype], self.is_sentence_transformer
-            options = {"batch_size": self.batch_size, "show_progress_bar": self.show_progress_bar}
-            if st:  # prompt="" (not None): no default prompt on top of ours
+            dtype = DTYPES[self.dtype]
+            if self.is_sentence_transformer:  # prompt="" (not None): no default prompt on top of ours
                 with torch.autocast(self.model.device.type, dtype=dtype, enabled=dtype != torch.float32):
-                    emb = self.model.encode(texts, prompt=prompt, **options)
+                    emb = self.model.encode(
+                        texts, prompt=prompt, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
+                    )
             else:
-                options["show_progress_bar"] &= len(texts) > self.batch_size
-                emb = self.model.encode(texts, prompt=prompt or None, dtype=dtype, **options)
+                progress = self.show_progress_bar and len(texts) > self.batch_size
+                emb = self.model.encode(
+                    texts, prompt=prompt or None, batch_size=self.batch_size, show_progress_bar=progress, dtype=dtype
+                )
             emb = np.asarray(emb, dtype=np.float32)
             self.cache.put(key, emb)
         if self.truncate_dim is not None and self.truncate_dim > emb.shape[1]:

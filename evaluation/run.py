@@ -144,31 +144,7 @@ def evaluate(
             "prompt": wrapper.get_task_instruction(meta, PromptType.query),
         }
     if output is not None:
-        summary = {
-            "model": model_name,
-            "dtype": embedder.dtype,
-            "truncate_dim": embedder.truncate_dim,
-            "instructions": embedder.use_instructions,
-            "prompts": {name: r["prompt"] for name, r in results.items()},
-            "limits": limits,
-            "machine": platform.machine(),
-            "encode_calls": embedder.encode_calls,
-            "cache_hits": embedder.cache.hits,
-            "results": summary_rows(results),
-        }
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        lines = [
-            f"Model: `{model_name}` ({embedder.dtype})",
-            "",
-            "| task | split | metric | score | n |",
-            "|" + "---|" * 5,
-        ]
-        lines += [
-            f"| {r['task']} | {r['split']} | {r['metric']} | {100 * r['score']:.2f} | {r['n']} |"
-            for r in summary["results"]
-        ]
-        (output / "summary.md").write_text("\n".join(lines) + "\n")
+        write_summary(results, output, model_name, embedder, limits)
     return results
 
 
@@ -178,3 +154,31 @@ SUMMARY_KEYS = ("task", "split", "metric", "score", "n", "task_type", "name", "d
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """`evaluate`'s results as rows (task, split, metric, score, n, and what the card's model-index names)."""
     return [{k: r[k] for k in SUMMARY_KEYS} for r in results.values()]
+
+
+def write_summary(
+    results: dict[str, dict[str, Any]], output: Path, model_name: str, embedder: Embedder, limits: dict[str, Any]
+) -> None:
+    """`summary.json` (the run's settings and `summary_rows`) and `summary.md` (the main scores) under `output`."""
+    rows = summary_rows(results)
+    meta = {
+        "model": model_name,
+        "dtype": embedder.dtype,
+        "truncate_dim": embedder.truncate_dim,
+        "instructions": embedder.use_instructions,
+        "prompts": {name: r["prompt"] for name, r in results.items()},
+        "limits": limits,
+        "machine": platform.machine(),
+        "encode_calls": embedder.encode_calls,
+        "cache_hits": embedder.cache.hits,
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "summary.json").write_text(json.dumps({**meta, "results": rows}, indent=2) + "\n")
+    lines = [
+        f"Model: `{model_name}` ({embedder.dtype})",
+        "",
+        "| task | split | metric | score | n |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {r['task']} | {r['split']} | {r['metric']} | {100 * r['score']:.2f} | {r['n']} |" for r in rows]
+    (output / "summary.md").write_text("\n".join(lines) + "\n")

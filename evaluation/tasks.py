@@ -173,13 +173,13 @@ def local_task(
         # the battery: one fit on every training example (no undersampling, one experiment), unit-length vectors
         battery = {"evaluator_model": classifier(), "samples_per_label": 10**9, "n_experiments": 1}
         battery = {} if mteb_protocol else battery
-        trec = task == "TREC"
-        read = (
-            data.read_train_test(files["train"], files["test"]) if trec else [data.read_classification(files["data"])]
-        )
+        if task == "TREC":
+            read = data.read_train_test(files["train"], files["test"])
+            about = "TREC question classification (6 coarse classes), local files"
+        else:
+            read = (data.read_classification(files["data"]),)
+            about = "Movie review sentence polarity (MR), local file"
         parts = {k: pick(list(zip(d.texts, d.labels, strict=True))) for k, d in zip(files, read, strict=True)}
-        about = "TREC question classification (6 coarse classes), local files" if trec else ""
-        about = about or "Movie review sentence polarity (MR), local file"
         if task == "MR" and battery:  # mteb's cross-validation (KFold, seeded by the task's seed) over the one split
             battery |= {"is_cross_validation": True, "n_splits": FOLDS, "train_split": "test"}
             parts, about = {"test": parts["data"]}, about + f", {FOLDS}-fold cross-validation"
@@ -207,13 +207,14 @@ def resolve(
     """mteb tasks: local task names (`stsb`, `stsb-dev`, ...: STS-B's two splits are one task) read the local files,
     each with its (limit, corpus_limit) from `limits` (none: the whole files); under `mteb_protocol` any other name
     is mteb's task of that name, and `benchmark` adds an mteb benchmark's tasks ("MTEB(eng, v2)")."""
+    local = [n for n in names if n in LOCAL_TASKS]
     others = [n for n in names if n not in LOCAL_TASKS]
     if others and not mteb_protocol:
         raise ValueError(f"unknown task(s) {sorted(set(others))}; expected some of {sorted(LOCAL_TASKS)}")
     splits: dict[str, list[str]] = {}
-    for task, split in (LOCAL_TASKS[n] for n in names if n in LOCAL_TASKS):
+    for task, split in (LOCAL_TASKS[n] for n in local):
         splits.setdefault(task, []).append(split)
-    by_task = {LOCAL_TASKS[n][0]: (limits or {}).get(n, (None, None)) for n in names if n in LOCAL_TASKS}
+    by_task = {LOCAL_TASKS[n][0]: (limits or {}).get(n, (None, None)) for n in local}
     tasks = [local_task(t, root, s, *by_task[t], seed=seed, mteb_protocol=mteb_protocol) for t, s in splits.items()]
     tasks += list(mteb.get_tasks(tasks=others)) if others else []
     tasks += list(mteb.get_benchmark(benchmark).tasks) if benchmark else []

@@ -249,12 +249,12 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     st = wrap(model)
     step(model, info_nce(st), st)
     reference_grads = grads(model)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     for m in model.modules():  # train mode for checkpointing, but no dropout
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
-    assert model.decoder.is_gradient_checkpointing and model.encoder.is_gradient_checkpointing
+    assert model.decoder.is_activation_checkpointing and model.encoder.is_activation_checkpointing
     step(model, info_nce(st), st)
     assert_same_grads(grads(model), reference_grads)
 

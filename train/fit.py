@@ -375,7 +375,7 @@ def trainable_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, 
     module = build_baseline(cfg.baseline, model) if cfg.baseline else model
     peft_model = set_trainable(module, cfg)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     module.to(device).train()
     return model, module, peft_model, bases
 

@@ -3,6 +3,13 @@
     python -m benchmarks.gpu                 # ~1B llama decoder + BERT-base encoder, one H100/H200-class GPU
     python -m benchmarks.gpu --tiny          # the same code on a tiny model, on CPU (what the test runs)
 
+On a GPU machine with no internet and without the offline parts (~190 MB of weights; only their tokenizers are
+used): make a bundle here, `python -m benchmarks.gpu bundle runs/gpu-bundle` (the two tokenizers, and wheels of
+`BUNDLE_WHEELS` at the versions installed here; 23 MiB), take that folder along, and there run
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site runs/gpu-bundle/whl/*.whl
+    PYTHONPATH=/tmp/site python3 -m benchmarks.gpu --tokenizers runs/gpu-bundle/tokenizers
+
 1. Writes a temporary train config (`model.random: true`: a Llama-shaped decoder, hidden 2048, 16 layers, 32 heads,
    8 KV heads, and a BERT-base encoder, both SDPA, with the offline parts' tokenizers; LoRA r=16 on the decoder,
    connector and encoder trained; bf16, gradient checkpointing) and synthetic JSONL rows whose query, positive and
@@ -67,6 +74,14 @@ WORDS = (
 ).split()
 SHORT_TEXTS = ["A man is playing a guitar on stage.", "Photosynthesis stores light energy in glucose."]
 INSTRUCTION = "Given a query, retrieve the passage that continues it"
+# what a GPU machine's image may lack, or hold at other versions than requirements.txt (the device machines': no
+# datasets, transformers 5.17, sentence-transformers 6.0.1): carried as wheels at the versions installed here, for
+# CPython 3.12 on x86-64; torch, accelerate, safetensors, huggingface_hub (>= 1.31), pyarrow (>= 24), numpy and the
+# rest are the machine's own
+BUNDLE_WHEELS = ("transformers", "tokenizers", "sentence-transformers", "peft", "datasets", "dill", "multiprocess")
+BUNDLE_WHEELS += ("fsspec",)
+WHEEL_TARGET = ["--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:"]
+WHEEL_TARGET += [x for tag in ("_2_28", "_2_17", "2014") for x in ("--platform", f"manylinux{tag}_x86_64")]
 
 
 def synthetic_rows(folder: Path, rows: int, words: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -246,6 +261,36 @@ def encode_figures(folder: Path, texts: list[str], batch: int, cuda: bool) -> tu
     return out, model
 
 
+def bundle(argv: list[str]) -> int:
+    """`bundle FOLDER`: the offline parts' tokenizers (`FOLDER/tokenizers/{decoder,encoder}`, for `--tokenizers`)
+    and, unless `--no-wheels`, `FOLDER/whl/*.whl` (`BUNDLE_WHEELS`, downloaded from PyPI)."""
+    from importlib.metadata import version
+
+    from transformers import AutoTokenizer
+
+    from causal2vec.parts import default_decoder_path, default_encoder_path
+    from train.build import prepare_output
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu bundle", description=bundle.__doc__)
+    p.add_argument("folder", type=Path)
+    p.add_argument("--no-wheels", action="store_true", help="the tokenizers only")
+    p.add_argument("--overwrite", action="store_true", help="replace what the folder holds")
+    args = p.parse_args(argv)
+    try:
+        folder = prepare_output(args.folder, args.overwrite)
+    except FileExistsError as err:
+        raise SystemExit(f"error: {err}") from None
+    for part, path in zip(PARTS, (default_decoder_path(), default_encoder_path()), strict=True):
+        AutoTokenizer.from_pretrained(path).save_pretrained(folder / "tokenizers" / part)
+    if not args.no_wheels:
+        pins = [f"{name}=={version(name)}" for name in BUNDLE_WHEELS]
+        pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", *WHEEL_TARGET, "-d", str(folder / "whl")]
+        subprocess.run([*pip, *pins], check=True)
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    print(f"wrote {folder} ({size / 2**20:.1f} MiB)")
+    return 0
+
+
 def child_fit(memory_file: str, fit_args: list[str]) -> int:
     """`train fit` in this process, then its peak memory into `memory_file` (JSON)."""
     from train.__main__ import main as train_main
@@ -273,6 +318,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--encode-batch-size", type=int, default=64, help="encode batch size (default 64)")
     p.add_argument("--timeout", type=float, default=480, help="seconds for the two training runs (default 480)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (config, data, run, logs), print its path")
+    p.add_argument("--tokenizers", type=Path, help="tokenizer folders from `bundle` (default: the offline parts')")
     return p.parse_args(argv)
 
 
@@ -280,8 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_fit"]:  # internal: the training subprocess
         return child_fit(argv[1], argv[2:])
+    if argv[:1] == ["bundle"]:
+        return bundle(argv[1:])
     args = parse_args(argv)
     size = dict(SIZES["tiny" if args.tiny else "full"])
+    for part in PARTS if args.tokenizers else ():  # absolute: `train fit` runs from the repository root
+        folder = args.tokenizers.resolve() / part
+        if not (folder / "tokenizer_config.json").is_file():
+            raise SystemExit(f"{folder}: no saved tokenizer; make one with `python -m benchmarks.gpu bundle FOLDER`")
+        size[part] = {**size[part], "tokenizer": str(folder)}
     for key, value in (("steps", args.steps), ("batch", args.batch_size), ("length", args.max_length)):
         size[key] = value or size[key]
     size["save_every"] = max(1, size["steps"] // 3) if args.steps else size["save_every"]

@@ -154,9 +154,10 @@ def build_random(
 ) -> Causal2VecModel:
     """A randomly initialised Causal2Vec model of any families, with the default parts' real tokenizers.
 
-    `decoder`/`encoder` are config dicts with a `model_type` (defaults: tiny llama and bert); vocabulary sizes
-    are taken from the SmolLM2 and MiniLM tokenizers; weights are cast to `dtype` (bf16 | fp32). Used by
-    `train/configs/tiny.yaml` and the tests.
+    `decoder`/`encoder` are config dicts with a `model_type` (defaults: tiny llama and bert) and optionally a
+    `tokenizer`: a saved tokenizer folder to use instead of the offline part's (SmolLM2 / MiniLM), e.g. on a machine
+    without those packages (`python -m benchmarks.gpu bundle`); vocabulary sizes are taken from the tokenizers;
+    weights are cast to `dtype` (bf16 | fp32). Used by `train/configs/tiny.yaml`, the GPU check and the tests.
     """
     import torch
     from transformers import AutoConfig, AutoTokenizer
@@ -164,10 +165,10 @@ def build_random(
     from configuration_causal2vec import Causal2VecConfig
     from modeling_causal2vec import build_tokenizer
 
-    decoder_tokenizer = AutoTokenizer.from_pretrained(default_decoder_path())
-    encoder_tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
     dec = dict(decoder or TINY_DECODER)
     enc = dict(encoder or TINY_ENCODER)
+    decoder_tokenizer = AutoTokenizer.from_pretrained(dec.pop("tokenizer", None) or default_decoder_path())
+    encoder_tokenizer = AutoTokenizer.from_pretrained(enc.pop("tokenizer", None) or default_encoder_path())
     dec.setdefault("vocab_size", len(decoder_tokenizer))
     enc.setdefault("vocab_size", len(encoder_tokenizer))
     for ids in (dec, enc):

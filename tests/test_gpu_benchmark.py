@@ -1,5 +1,6 @@
 """`python -m benchmarks.gpu --tiny`: the GPU check's whole path (train fit, killed and resumed,
-encode throughput of Causal2Vec and its eos baseline, agreement) on a tiny model on CPU, so the script cannot rot."""
+encode throughput of Causal2Vec and its eos baseline, agreement) on a tiny model on CPU, so the script cannot rot;
+with the tokenizers of a `bundle`, as on a GPU machine without the offline parts."""
 
 from __future__ import annotations
 
@@ -10,15 +11,44 @@ import subprocess
 import sys
 from pathlib import Path
 
+from transformers import AutoTokenizer
+
 from causal2vec import REPO_ROOT
+from causal2vec.assemble import TINY_DECODER, build_random
+from causal2vec.parts import default_decoder_path
+
+
+def gpu(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    cmd = [sys.executable, "-m", "benchmarks.gpu", *args]
+    return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_random_part_takes_the_tokenizer_folder_it_names(tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(default_decoder_path())
+    offline = len(tokenizer)
+    tokenizer.add_tokens(["<only-in-this-folder>"])
+    tokenizer.save_pretrained(tmp_path / "decoder")
+    model = build_random(decoder={**TINY_DECODER, "tokenizer": str(tmp_path / "decoder")})
+    assert model.config.decoder.vocab_size == len(model.tokenizer) == offline + 1
+    assert build_random().config.decoder.vocab_size == offline
 
 
 def test_tiny_gpu_benchmark_runs_kills_resumes_and_reports(tmp_path: Path) -> None:
-    output = tmp_path / "gpu.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "benchmarks.gpu", "--tiny", "--output", str(output)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    made = gpu("bundle", str(tmp_path / "bundle"), "--no-wheels")
+    assert made.returncode == 0, made.stderr[-3000:]
+    for part in ("decoder", "encoder"):
+        assert (tmp_path / "bundle" / "tokenizers" / part / "tokenizer.json").is_file(), part
+    again = gpu("bundle", str(tmp_path / "bundle"), "--no-wheels")  # what the folder holds is kept
+    assert again.returncode != 0 and "is not empty; pass --overwrite" in again.stderr
+    missing = gpu("--tiny", "--tokenizers", str(tmp_path))
+    assert missing.returncode != 0 and "no saved tokenizer" in missing.stderr
+    output, cache = tmp_path / "gpu.json", tmp_path / "parts-cache"
+    # the offline parts' conversion cache stays empty: the bundle's tokenizers are all the model is built from
+    proc = gpu("--tiny", "--tokenizers", str(tmp_path / "bundle" / "tokenizers"), "--output", str(output),
+               env={"CAUSAL2VEC_CACHE": str(cache)})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not cache.exists()
     result = json.loads(output.read_text())
     assert {"device", "peak_bf16_tflops", "versions", "flops", "train", "encode"} <= set(result)
     assert result["device"] == "cpu" and result["peak_bf16_tflops"] is None and "6*N" in result["flops"]

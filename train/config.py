@@ -93,9 +93,10 @@ def _require(ok: bool, message: str) -> None:
 
 @dataclass
 class ModelSettings:
-    """What to build. `random: true` builds a tiny random model (`build_random`, `decoder`/`encoder` are config
-    dicts); otherwise `decoder`/`encoder` are folders (null = the default SmolLM2-135M-Instruct / all-MiniLM-L6-v2),
-    and `decoder` may name an offline part in `causal2vec.parts.DECODERS` (`gemma3-270m`)."""
+    """What to build. `random: true` builds a random model (`build_random`: `decoder`/`encoder` are config dicts,
+    each may name a `tokenizer` folder); otherwise `decoder`/`encoder` are folders (null = the default
+    SmolLM2-135M-Instruct / all-MiniLM-L6-v2), and `decoder` may name an offline part in `causal2vec.parts.DECODERS`
+    (`gemma3-270m`)."""
 
     random: bool = False
     decoder: Any = None

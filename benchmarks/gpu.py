@@ -3,17 +3,15 @@
     python -m benchmarks.gpu                 # ~1B llama decoder + BERT-base encoder, one H100/H200-class GPU
     python -m benchmarks.gpu --tiny          # the same code on a tiny model, on CPU (what the test runs)
 
-On a GPU machine with no internet and without the offline parts (~190 MB of weights; only their tokenizers are
-used): make a bundle here, `python -m benchmarks.gpu bundle runs/gpu-bundle` (the two tokenizers, and wheels of
-`BUNDLE_WHEELS` at the versions installed here; 23 MiB), take that folder along, and there run
-
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site runs/gpu-bundle/whl/*.whl
-    PYTHONPATH=/tmp/site python3 -m benchmarks.gpu --tokenizers runs/gpu-bundle/tokenizers
+On a GPU machine with no internet and without the offline parts: `python -m benchmarks.gpu bundle FOLDER` here
+(the two tokenizers, and wheels of `BUNDLE_WHEELS`), then `--tokenizers FOLDER/tokenizers` there; the commands are in
+docs/benchmarks.md#gpu-check.
 
 1. Writes a temporary train config (`model.random: true`: a Llama-shaped decoder, hidden 2048, 16 layers, 32 heads,
-   8 KV heads, and a BERT-base encoder, both SDPA, with the offline parts' tokenizers; LoRA r=16 on the decoder,
-   connector and encoder trained; bf16, gradient checkpointing) and synthetic JSONL rows whose query, positive and
-   hard negative each fill `--max-length` tokens in both tokenizers (64 + 64 + 64 texts a step at 512 tokens).
+   8 KV heads, and a BERT-base encoder, both SDPA, with the offline parts' tokenizers or `--tokenizers`; LoRA r=16
+   on the decoder, connector and encoder trained; bf16, gradient checkpointing) and synthetic JSONL rows whose query,
+   positive and hard negative each fill `--max-length` tokens in both tokenizers (64 + 64 + 64 texts a step at 512
+   tokens).
 2. Runs `python -m train fit` in a subprocess, SIGKILLs it at the first step logged after its first
    checkpoint (every `steps // 3`), reruns it with `--resume` to the last step. A CUDA out-of-memory error in the
    first run halves the batch and starts over.
@@ -78,8 +76,9 @@ INSTRUCTION = "Given a query, retrieve the passage that continues it"
 # datasets, transformers 5.17, sentence-transformers 6.0.1): carried as wheels at the versions installed here, for
 # CPython 3.12 on x86-64; torch, accelerate, safetensors, huggingface_hub (>= 1.31), pyarrow (>= 24), numpy and the
 # rest are the machine's own
-BUNDLE_WHEELS = ("transformers", "tokenizers", "sentence-transformers", "peft", "datasets", "dill", "multiprocess")
-BUNDLE_WHEELS += ("fsspec",)
+BUNDLE_WHEELS = (
+    *("transformers", "tokenizers", "sentence-transformers", "peft", "datasets", "dill", "multiprocess", "fsspec"),
+)
 WHEEL_TARGET = ["--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:"]
 WHEEL_TARGET += [x for tag in ("_2_28", "_2_17", "2014") for x in ("--platform", f"manylinux{tag}_x86_64")]
 
@@ -269,23 +268,28 @@ def bundle(argv: list[str]) -> int:
     from transformers import AutoTokenizer
 
     from causal2vec.parts import default_decoder_path, default_encoder_path
-    from train.build import prepare_output
+    from train.build import check_output
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu bundle", description=bundle.__doc__)
     p.add_argument("folder", type=Path)
     p.add_argument("--no-wheels", action="store_true", help="the tokenizers only")
-    p.add_argument("--overwrite", action="store_true", help="replace what the folder holds")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the bundle's tokenizers/ and whl/ in a non-empty folder"
+    )
     args = p.parse_args(argv)
     try:
-        folder = prepare_output(args.folder, args.overwrite)
+        folder = check_output(args.folder, args.overwrite)
     except FileExistsError as err:
         raise SystemExit(f"error: {err}") from None
+    for sub in ("tokenizers", "whl"):  # the bundle's own folders: nothing else in `folder` is touched
+        shutil.rmtree(folder / sub, ignore_errors=True)
     for part, path in zip(PARTS, (default_decoder_path(), default_encoder_path()), strict=True):
         AutoTokenizer.from_pretrained(path).save_pretrained(folder / "tokenizers" / part)
     if not args.no_wheels:
         pins = [f"{name}=={version(name)}" for name in BUNDLE_WHEELS]
         pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", *WHEEL_TARGET, "-d", str(folder / "whl")]
-        subprocess.run([*pip, *pins], check=True)
+        if rc := subprocess.run([*pip, *pins]).returncode:
+            raise SystemExit(f"error: pip download failed (exit {rc}): {folder} is incomplete; rerun with --overwrite")
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     print(f"wrote {folder} ({size / 2**20:.1f} MiB)")
     return 0
@@ -333,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     for part in PARTS if args.tokenizers else ():  # absolute: `train fit` runs from the repository root
         folder = args.tokenizers.resolve() / part
         if not (folder / "tokenizer_config.json").is_file():
-            raise SystemExit(f"{folder}: no saved tokenizer; make one with `python -m benchmarks.gpu bundle FOLDER`")
+            raise SystemExit(f"{folder}: no saved tokenizer; pass FOLDER/tokenizers of `benchmarks.gpu bundle FOLDER`")
         size[part] = {**size[part], "tokenizer": str(folder)}
     for key, value in (("steps", args.steps), ("batch", args.batch_size), ("length", args.max_length)):
         size[key] = value or size[key]

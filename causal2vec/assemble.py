@@ -167,6 +167,9 @@ def build_random(
 
     dec = dict(decoder or TINY_DECODER)
     enc = dict(encoder or TINY_ENCODER)
+    for part, named in (("decoder", dec.get("tokenizer")), ("encoder", enc.get("tokenizer"))):
+        if named is not None and not Path(named).is_dir():  # never read as a Hub id
+            raise FileNotFoundError(f"{part} tokenizer folder {named} does not exist")
     decoder_tokenizer = AutoTokenizer.from_pretrained(dec.pop("tokenizer", None) or default_decoder_path())
     encoder_tokenizer = AutoTokenizer.from_pretrained(enc.pop("tokenizer", None) or default_encoder_path())
     dec.setdefault("vocab_size", len(decoder_tokenizer))

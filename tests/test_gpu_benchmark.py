@@ -11,27 +11,35 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from transformers import AutoTokenizer
 
 from causal2vec import REPO_ROOT
-from causal2vec.assemble import TINY_DECODER, build_random
-from causal2vec.parts import default_decoder_path
+from causal2vec.assemble import TINY_DECODER, TINY_ENCODER, build_random
+from causal2vec.parts import default_decoder_path, default_encoder_path
 
 
-def gpu(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def gpu(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     cmd = [sys.executable, "-m", "benchmarks.gpu", *args]
     return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_a_random_part_takes_the_tokenizer_folder_it_names(tmp_path: Path) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(default_decoder_path())
-    offline = len(tokenizer)
-    tokenizer.add_tokens(["<only-in-this-folder>"])
-    tokenizer.save_pretrained(tmp_path / "decoder")
-    model = build_random(decoder={**TINY_DECODER, "tokenizer": str(tmp_path / "decoder")})
-    assert model.config.decoder.vocab_size == len(model.tokenizer) == offline + 1
-    assert build_random().config.decoder.vocab_size == offline
+    offline = {}
+    for part, path in (("decoder", default_decoder_path()), ("encoder", default_encoder_path())):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        offline[part] = len(tokenizer)
+        tokenizer.add_tokens(["<only-in-this-folder>"])
+        tokenizer.save_pretrained(tmp_path / part)
+    folders = {part: {"tokenizer": str(tmp_path / part)} for part in offline}
+    model = build_random(decoder={**TINY_DECODER, **folders["decoder"]}, encoder={**TINY_ENCODER, **folders["encoder"]})
+    assert model.config.decoder.vocab_size == len(model.tokenizer) == offline["decoder"] + 1
+    assert model.config.encoder.vocab_size == offline["encoder"] + 1
+    plain = build_random().config
+    assert {"decoder": plain.decoder.vocab_size, "encoder": plain.encoder.vocab_size} == offline
+    with pytest.raises(FileNotFoundError, match="encoder tokenizer folder .*missing does not exist"):
+        build_random(encoder={**TINY_ENCODER, "tokenizer": str(tmp_path / "missing")})
 
 
 def test_tiny_gpu_benchmark_runs_kills_resumes_and_reports(tmp_path: Path) -> None:
@@ -41,8 +49,11 @@ def test_tiny_gpu_benchmark_runs_kills_resumes_and_reports(tmp_path: Path) -> No
         assert (tmp_path / "bundle" / "tokenizers" / part / "tokenizer.json").is_file(), part
     again = gpu("bundle", str(tmp_path / "bundle"), "--no-wheels")  # what the folder holds is kept
     assert again.returncode != 0 and "is not empty; pass --overwrite" in again.stderr
+    (tmp_path / "bundle" / "notes.txt").write_text("mine")  # --overwrite replaces the bundle's folders alone
+    assert gpu("bundle", str(tmp_path / "bundle"), "--no-wheels", "--overwrite").returncode == 0
+    assert (tmp_path / "bundle" / "notes.txt").read_text() == "mine"
     missing = gpu("--tiny", "--tokenizers", str(tmp_path))
-    assert missing.returncode != 0 and "no saved tokenizer" in missing.stderr
+    assert missing.returncode != 0 and "no saved tokenizer; pass FOLDER/tokenizers" in missing.stderr
     output, cache = tmp_path / "gpu.json", tmp_path / "parts-cache"
     # the offline parts' conversion cache stays empty: the bundle's tokenizers are all the model is built from
     proc = gpu("--tiny", "--tokenizers", str(tmp_path / "bundle" / "tokenizers"), "--output", str(output),

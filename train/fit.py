@@ -68,7 +68,7 @@ OWNED_ARGS = {
     "per_device_train_batch_size": "batch_size (global, over all processes)",
     "data_seed": "seed",
     **dict.fromkeys(("bf16", "fp16"), "dtype"),
-    "activation_checkpointing": "gradient_checkpointing",  # trainable_model turns it on in the decoder
+    "activation_checkpointing": "gradient_checkpointing",  # trainable_model turns it on in decoder and encoder
     "warmup_ratio": "warmup_steps",
     "lr_scheduler_type": "schedule",
     "output_dir": "--output",
@@ -431,7 +431,7 @@ def check_fsdp(trainer: Causal2VecTrainer) -> None:
     if plugin.activation_checkpointing:
         raise ValueError(
             "FSDP activation_checkpointing wraps the layers and renames their parameters (the per-part groups and "
-            "checkpoints go by name): set gradient_checkpointing: true instead (the decoder's own, the same saving)"
+            "checkpoints go by name): set gradient_checkpointing: true instead (the models' own, the same saving)"
         )
 
 

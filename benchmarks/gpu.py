@@ -315,7 +315,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="tiny model: 4 steps, batch 4, 64 tokens, 16 texts encoded")
     p.add_argument("--output", type=Path, default=Path("runs/gpu.json"), help="JSON results (default: runs/gpu.json)")
     p.add_argument("--peak-tflops", type=float, help="dense bf16 peak of the GPU in TFLOP/s (default: from its name)")
-    p.add_argument("--steps", type=int, help="training steps (default 30; tiny 4); a checkpoint every third")
+    p.add_argument("--steps", type=int, help="training steps, >= 6 (default 30; tiny 4); a checkpoint every third")
     p.add_argument("--batch-size", type=int, help="queries per step, each with a positive and a hard negative (64)")
     p.add_argument("--max-length", type=int, help="tokens per text, training and encoding (default 512; tiny 64)")
     p.add_argument("--encode-texts", type=int, help="texts encoded per model (default 1024; tiny 16)")
@@ -323,7 +323,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=480, help="seconds for the two training runs (default 480)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (config, data, run, logs), print its path")
     p.add_argument("--tokenizers", type=Path, help="tokenizer folders from `bundle` (default: the offline parts')")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.steps is not None and args.steps < 6:  # steps after neither a process start nor a save are timed
+        p.error(f"--steps {args.steps}: at least 6, so that a checkpoint every steps // 3 leaves steps to time")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,8 @@ def test_tiny_gpu_benchmark_runs_kills_resumes_and_reports(tmp_path: Path) -> No
     (tmp_path / "bundle" / "notes.txt").write_text("mine")  # --overwrite replaces the bundle's folders alone
     assert gpu("bundle", str(tmp_path / "bundle"), "--no-wheels", "--overwrite").returncode == 0
     assert (tmp_path / "bundle" / "notes.txt").read_text() == "mine"
+    too_few = gpu("--tiny", "--steps", "5")  # a checkpoint every step: no step left to time
+    assert too_few.returncode == 2 and "--steps 5: at least 6" in too_few.stderr
     missing = gpu("--tiny", "--tokenizers", str(tmp_path))
     assert missing.returncode != 0 and "no saved tokenizer; pass FOLDER/tokenizers" in missing.stderr
     output, cache = tmp_path / "gpu.json", tmp_path / "parts-cache"

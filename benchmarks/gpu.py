@@ -76,9 +76,7 @@ INSTRUCTION = "Given a query, retrieve the passage that continues it"
 # datasets, transformers 5.17, sentence-transformers 6.0.1): carried as wheels at the versions installed here, for
 # CPython 3.12 on x86-64; torch, accelerate, safetensors, huggingface_hub (>= 1.31), pyarrow (>= 24), numpy and the
 # rest are the machine's own
-BUNDLE_WHEELS = (
-    *("transformers", "tokenizers", "sentence-transformers", "peft", "datasets", "dill", "multiprocess", "fsspec"),
-)
+BUNDLE_WHEELS = "transformers tokenizers sentence-transformers peft datasets dill multiprocess fsspec".split()
 WHEEL_TARGET = ["--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:"]
 WHEEL_TARGET += [x for tag in ("_2_28", "_2_17", "2014") for x in ("--platform", f"manylinux{tag}_x86_64")]
 
@@ -337,11 +335,14 @@ def main(argv: list[str] | None = None) -> int:
         return bundle(argv[1:])
     args = parse_args(argv)
     size = dict(SIZES["tiny" if args.tiny else "full"])
-    for part in PARTS if args.tokenizers else ():  # absolute: `train fit` runs from the repository root
-        folder = args.tokenizers.resolve() / part
-        if not (folder / "tokenizer_config.json").is_file():
-            raise SystemExit(f"{folder}: no saved tokenizer; pass FOLDER/tokenizers of `benchmarks.gpu bundle FOLDER`")
-        size[part] = {**size[part], "tokenizer": str(folder)}
+    if args.tokenizers:  # checked before any process starts; absolute: `train fit` runs from the repository root
+        for part in PARTS:
+            folder = args.tokenizers.resolve() / part
+            if not (folder / "tokenizer_config.json").is_file():
+                raise SystemExit(
+                    f"{folder}: no saved tokenizer; pass FOLDER/tokenizers of `benchmarks.gpu bundle FOLDER`"
+                )
+            size[part] = {**size[part], "tokenizer": str(folder)}
     for key, value in (("steps", args.steps), ("batch", args.batch_size), ("length", args.max_length)):
         size[key] = value or size[key]
     size["save_every"] = max(1, size["steps"] // 3) if args.steps else size["save_every"]

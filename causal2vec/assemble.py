@@ -167,11 +167,13 @@ def build_random(
 
     dec = dict(decoder or TINY_DECODER)
     enc = dict(encoder or TINY_ENCODER)
-    for part, named in (("decoder", dec.get("tokenizer")), ("encoder", enc.get("tokenizer"))):
+    tokenizers = []
+    for part, values, offline in (("decoder", dec, default_decoder_path), ("encoder", enc, default_encoder_path)):
+        named = values.pop("tokenizer", None)
         if named is not None and not Path(named).is_dir():  # never read as a Hub id
             raise FileNotFoundError(f"{part} tokenizer folder {named} does not exist")
-    decoder_tokenizer = AutoTokenizer.from_pretrained(dec.pop("tokenizer", None) or default_decoder_path())
-    encoder_tokenizer = AutoTokenizer.from_pretrained(enc.pop("tokenizer", None) or default_encoder_path())
+        tokenizers.append(AutoTokenizer.from_pretrained(named or offline()))
+    decoder_tokenizer, encoder_tokenizer = tokenizers
     dec.setdefault("vocab_size", len(decoder_tokenizer))
     enc.setdefault("vocab_size", len(encoder_tokenizer))
     for ids in (dec, enc):
